@@ -1,0 +1,3 @@
+from tesp.algorithms.meta_sgd.meta_sgd import MetaSGD, MetaSGDConfig
+
+__all__ = ["MetaSGD", "MetaSGDConfig"]

@@ -1,0 +1,34 @@
+"""Task environments and their registry (name -> class)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tesp.envs.base import Task, TaskEnv
+from tesp.envs.point import PointNavEnv
+
+ENVS: dict[str, type[TaskEnv]] = {
+    "point": PointNavEnv,
+}
+
+
+def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> TaskEnv:
+    """Build a registered env from its name and keyword options."""
+    return ENVS[name](**dict(env_config or {}))
+
+
+def register_envs() -> None:
+    """Register every env with Ray Tune under its tesp name (needed in each fresh driver process)."""
+    from ray.tune.registry import register_env
+
+    for name in ENVS:
+        register_env(name, lambda ctx, name=name: make_env(name, _user_keys(ctx)))
+
+
+def _user_keys(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    # RLlib's EnvContext is a dict of the user's env_config (plus attributes, not keys).
+    return {k: v for k, v in dict(ctx).items() if k != "num_envs"}
+
+
+__all__ = ["ENVS", "Task", "TaskEnv", "make_env", "register_envs"]

@@ -1,0 +1,77 @@
+"""2D point navigation, the MAML paper's 2D-navigation benchmark (Finn et al. 2017, §5.3).
+
+The agent is a point in the plane, starting at the origin each episode.
+
+- Observation: the position ``(x, y)``, shape (2,), float32.
+- Action: a velocity ``(dx, dy)``; the env clips it elementwise to
+  ``[-action_bound, action_bound]`` (default 0.1) before moving. The raw action is what the
+  policy sampled and what its log-probability is computed on.
+- Reward: minus the L2 distance to the goal after the move.
+- Termination: within ``goal_tolerance`` (default 0.01) of the goal on both axes.
+- Truncation: after ``horizon`` steps (default 100).
+- Task: the goal, hidden from the agent, drawn uniformly from ``[goal_low, goal_high]^2``
+  (default ``[-0.5, 0.5]^2``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tesp.envs.base import Task, TaskEnv
+
+
+class PointNavEnv(TaskEnv):
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        goal_low: float = -0.5,
+        goal_high: float = 0.5,
+        horizon: int = 100,
+        action_bound: float = 0.1,
+        goal_tolerance: float = 0.01,
+    ) -> None:
+        if not goal_low < goal_high:
+            raise ValueError(f"goal_low ({goal_low}) must be below goal_high ({goal_high})")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.goal_low, self.goal_high = float(goal_low), float(goal_high)
+        self.horizon = int(horizon)
+        self.action_bound = float(action_bound)
+        self.goal_tolerance = float(goal_tolerance)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            -self.action_bound, self.action_bound, shape=(2,), dtype=np.float32
+        )
+        self._goal = np.zeros(2)
+        self._pos = np.zeros(2)
+        self._t = 0
+
+    def sample_tasks(self, n: int) -> list[Task]:
+        goals = self.np_random.uniform(self.goal_low, self.goal_high, size=(n, 2))
+        return [{"goal": g} for g in goals]
+
+    def set_task(self, task: Task) -> None:
+        self._goal = np.asarray(task["goal"], dtype=np.float64).copy()
+
+    def get_task(self) -> Task:
+        return {"goal": self._goal.copy()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._pos = np.zeros(2)
+        self._t = 0
+        return self._pos.astype(np.float32), {}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -self.action_bound, self.action_bound)
+        self._pos = self._pos + action
+        self._t += 1
+        delta = self._pos - self._goal
+        reward = -float(np.sqrt(delta @ delta))
+        terminated = bool(np.all(np.abs(delta) < self.goal_tolerance))
+        truncated = self._t >= self.horizon and not terminated
+        return self._pos.astype(np.float32), reward, terminated, truncated, {}

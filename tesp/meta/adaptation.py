@@ -1,0 +1,72 @@
+"""The inner (fast) adaptation loop, shared by every gradient-based method.
+
+One inner step on task data ``D`` (Finn et al. 2017, eq. 1; Li et al. 2017, Meta-SGD eq. 3):
+
+    g = clip_global_norm(grad_theta L_in(theta; D), c)
+    theta' = theta - alpha (.) g
+
+``alpha`` is a float (MAML) or a tensor per adapted parameter (Meta-SGD, AdaptSV, TESP),
+clamped to ``[-bound, bound]`` (spec §1.2). Which parameters are adapted is a list of names,
+so MAML (all policy weights), AdaptSV (a latent vector) and TESP (the encoder) all run this
+same code. Parameters are plain tensors evaluated functionally, so with
+``create_graph=True`` the meta-gradient flows through the inner steps (second order); with
+``create_graph=False`` the inner gradients are constants (first order, the original TESP
+code), and only the direct paths ``theta' = theta - alpha g`` are differentiated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[Params, object], torch.Tensor]
+StepSize = float | torch.Tensor
+
+
+def clip_by_global_norm(
+    grads: Sequence[torch.Tensor], max_norm: float | None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Scale ``grads`` so that their joint L2 norm is at most ``max_norm``; return the norm too."""
+    norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    if max_norm is None or max_norm <= 0:
+        return list(grads), norm
+    scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+    return [g * scale for g in grads], norm
+
+
+def inner_step(
+    loss_fn: LossFn,
+    params: Params,
+    batch: object,
+    adapted: Sequence[str],
+    step_sizes: Mapping[str, StepSize],
+    grad_clip: float | None,
+    create_graph: bool,
+) -> tuple[Params, torch.Tensor]:
+    """One clipped gradient step on the ``adapted`` entries of ``params``; returns (params', loss)."""
+    loss = loss_fn(params, batch)
+    grads = torch.autograd.grad(loss, [params[n] for n in adapted], create_graph=create_graph)
+    grads, _ = clip_by_global_norm(grads, grad_clip)
+    new = dict(params)
+    for name, g in zip(adapted, grads, strict=True):
+        new[name] = params[name] - step_sizes[name] * g
+    return new, loss
+
+
+def adapt(
+    loss_fn: LossFn,
+    params: Params,
+    batches: Sequence[object],
+    adapted: Sequence[str],
+    step_sizes: Mapping[str, StepSize],
+    grad_clip: float | None,
+    create_graph: bool,
+) -> tuple[Params, list[torch.Tensor]]:
+    """``len(batches)`` inner steps, step k on ``batches[k]``; returns the adapted params and losses."""
+    losses = []
+    for batch in batches:
+        params, loss = inner_step(loss_fn, params, batch, adapted, step_sizes, grad_clip, create_graph)
+        losses.append(loss)
+    return params, losses

@@ -1,0 +1,93 @@
+"""One task's sampled episodes as zero-padded arrays, with advantages attached.
+
+EnvRunners turn their RLlib episodes into a :class:`TaskBatch` right after sampling
+(:func:`episodes_to_batch`), fit the linear baseline and compute GAE there, in parallel,
+and ship these compact arrays to the learner instead of episode objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+
+from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
+
+
+@dataclass
+class TaskBatch:
+    """Episodes of one task from one sampling round, padded to the longest episode.
+
+    Arrays are ``[E, T, ...]`` (E episodes, T steps); ``mask`` is 1 on real steps.
+    """
+
+    obs: np.ndarray  # [E, T, obs_dim], the observation each action was taken in
+    actions: np.ndarray  # [E, T, act_dim], the raw sampled actions
+    dist_inputs: np.ndarray  # [E, T, 2*act_dim], the sampling policy's [mean, log_std]
+    rewards: np.ndarray  # [E, T]
+    mask: np.ndarray  # [E, T]
+    returns: np.ndarray  # [E, T] discounted returns-to-go
+    advantages: np.ndarray  # [E, T] GAE against the linear baseline
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of each episode."""
+        return (self.rewards * self.mask).sum(axis=1)
+
+    def to_torch(self) -> dict[str, torch.Tensor]:
+        """Flattened tensors of the real steps (padding dropped), float32."""
+        keep = self.mask.astype(bool)
+        return {
+            f.name: torch.as_tensor(getattr(self, f.name)[keep], dtype=torch.float32)
+            for f in fields(self)
+            if f.name != "mask"
+        }
+
+
+def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch:
+    """Pad finished RLlib ``SingleAgentEpisode`` s and attach returns and GAE advantages."""
+    if not episodes:
+        raise ValueError("a task batch needs at least one finished episode")
+    lengths = [len(ep) for ep in episodes]
+    num, horizon = len(episodes), max(lengths)
+
+    def pad(seqs: list[np.ndarray]) -> np.ndarray:
+        first = np.asarray(seqs[0])
+        out = np.zeros((num, horizon) + first.shape[1:], dtype=np.float32)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        return out
+
+    obs = pad([np.asarray(ep.get_observations())[:-1] for ep in episodes])
+    actions = pad([np.asarray(ep.get_actions()) for ep in episodes])
+    dist_inputs = pad(
+        [np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes]
+    )
+    rewards = pad([np.asarray(ep.get_rewards()) for ep in episodes])
+    mask = np.zeros((num, horizon), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1.0
+    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam)
+
+
+def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float) -> TaskBatch:
+    """Build a :class:`TaskBatch` from padded arrays: fit the baseline, compute GAE."""
+    returns = discounted_returns(rewards, mask, gamma)
+    values = fit_linear_baseline(obs, returns, mask)
+    advantages = gae(rewards, values, mask, gamma, lam)
+    return TaskBatch(
+        obs=obs,
+        actions=actions,
+        dist_inputs=dist_inputs,
+        rewards=rewards,
+        mask=mask,
+        returns=returns.astype(np.float32),
+        advantages=advantages.astype(np.float32),
+    )

@@ -1,0 +1,118 @@
+"""Multi-task sampling on RLlib EnvRunners.
+
+Each sampling round gets a list of jobs, one per task: the task and the policy weights to
+sample it with (the meta-parameters before adaptation, the task's adapted weights after).
+Jobs are dealt to the healthy EnvRunners in turn (job i to runner i mod R). Each runner gets
+one remote call carrying only its own jobs; for each job it switches all its vectorised
+sub-envs to the task (the env's ``set_task``), loads the weights into its RLModule, samples
+complete episodes, and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit
+and GAE happen there, in parallel). Jobs whose runner failed are dealt again to the runners
+that remain healthy, after RLlib has restarted the failed ones where it can.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from ray.rllib.env.env_runner_group import EnvRunnerGroup
+
+from tesp.envs.base import Task
+from tesp.meta.batch import TaskBatch, episodes_to_batch
+
+logger = logging.getLogger(__name__)
+
+WeightDict = Mapping[str, np.ndarray]
+
+
+@dataclass
+class SampleJob:
+    task_id: int
+    task: Task
+    weights: WeightDict  # inference-only RLModule state for this task
+
+
+@dataclass
+class SampleResult:
+    task_id: int
+    batch: TaskBatch
+    worker_index: int  # which EnvRunner sampled it (0 = the local one)
+    num_env_steps: int
+
+
+def run_jobs(env_runner, jobs: Sequence[SampleJob], num_episodes: int, gamma: float, lam: float) -> list[SampleResult]:
+    """Executed on an EnvRunner: sample every job in turn with its own task and weights."""
+    vector_env = env_runner.env.unwrapped
+    results = []
+    for job in jobs:
+        vector_env.call("set_task", job.task)
+        env_runner.module.set_state(dict(job.weights))
+        # Sampling whole episodes resets every sub-env first, so no step of a previous
+        # task or weight set leaks into this batch.
+        episodes = env_runner.sample(num_episodes=num_episodes, explore=True)
+        batch = episodes_to_batch(episodes, gamma, lam)
+        results.append(SampleResult(job.task_id, batch, env_runner.worker_index, batch.num_steps))
+    return results
+
+
+def deal(num_jobs: int, worker_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Deal job indices to workers in turn: ``{worker_id: [job indices]}``."""
+    out: dict[int, list[int]] = {w: [] for w in worker_ids}
+    for j in range(num_jobs):
+        out[worker_ids[j % len(worker_ids)]].append(j)
+    return {w: js for w, js in out.items() if js}
+
+
+class MultiTaskSampler:
+    """Samples a set of (task, weights) jobs over an ``EnvRunnerGroup``."""
+
+    def __init__(
+        self,
+        env_runner_group: EnvRunnerGroup,
+        num_episodes: int,
+        gamma: float,
+        lam: float,
+        max_attempts: int = 3,
+    ) -> None:
+        self.group = env_runner_group
+        self.num_episodes = num_episodes
+        self.gamma = gamma
+        self.lam = lam
+        self.max_attempts = max_attempts
+
+    def sample(self, jobs: Sequence[SampleJob]) -> dict[int, SampleResult]:
+        """Run ``jobs``; returns ``{task_id: result}`` with every job's result."""
+        pending = list(jobs)
+        results: dict[int, SampleResult] = {}
+        for attempt in range(self.max_attempts):
+            for res in self._sample_once(pending):
+                results[res.task_id] = res
+            pending = [j for j in pending if j.task_id not in results]
+            if not pending:
+                return results
+            logger.warning(
+                "%d task(s) lost with a failed EnvRunner (attempt %d); re-sampling them",
+                len(pending),
+                attempt + 1,
+            )
+            self.group.probe_unhealthy_env_runners()
+            time.sleep(0.5 * (attempt + 1))
+        raise RuntimeError(f"could not sample tasks {[j.task_id for j in pending]}: EnvRunners keep failing")
+
+    def _sample_once(self, jobs: Sequence[SampleJob]) -> list[SampleResult]:
+        run = partial(run_jobs, num_episodes=self.num_episodes, gamma=self.gamma, lam=self.lam)
+        remote_ids = self.group.healthy_worker_ids()
+        if not remote_ids:
+            if self.group.num_remote_workers() > 0:
+                return []  # all remote runners are down; caller retries after probing
+            return run(self.group.local_env_runner, jobs)
+        plan = deal(len(jobs), remote_ids)
+        funcs = [partial(run, jobs=[jobs[j] for j in idx]) for idx in plan.values()]
+        per_runner = self.group.foreach_env_runner(
+            funcs, remote_worker_ids=list(plan), local_env_runner=False
+        )
+        return [r for runner_results in per_runner for r in runner_results]
