@@ -42,7 +42,8 @@ class PointNavEnv(TaskEnv):
         self.horizon = int(horizon)
         self.action_bound = float(action_bound)
         self.goal_tolerance = float(goal_tolerance)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        reach = self.horizon * self.action_bound  # the farthest the point can get from the origin
+        self.observation_space = gym.spaces.Box(-reach, reach, shape=(2,), dtype=np.float32)
         self.action_space = gym.spaces.Box(
             -self.action_bound, self.action_bound, shape=(2,), dtype=np.float32
         )
@@ -55,6 +56,7 @@ class PointNavEnv(TaskEnv):
         return [{"goal": g} for g in goals]
 
     def set_task(self, task: Task) -> None:
+        """Takes effect at once; the sampler resets every sub-env after switching tasks."""
         self._goal = np.asarray(task["goal"], dtype=np.float64).copy()
 
     def get_task(self) -> Task:

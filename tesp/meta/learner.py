@@ -109,7 +109,7 @@ class MetaLearner(TorchLearner):
                 create_graph=False,
             )
             out[task_id] = self.runner_weights(adapted)
-            losses.append(float(step_losses[0]))
+            losses.append(step_losses[0].item())
         return out, float(np.mean(losses))
 
     def meta_update(self, task_batches: Sequence[Sequence[TaskBatch]]) -> dict[str, float]:

@@ -23,6 +23,8 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.util import log_once
 from typing_extensions import Self
 
 from tesp.envs import make_env
@@ -105,6 +107,8 @@ class MAMLConfig(AlgorithmConfig):
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
+        # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
+        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         super().validate()
         checks = [
             (self.meta_batch_size >= 1, "meta_batch_size", "an integer >= 1"),
@@ -203,6 +207,11 @@ class MAML(Algorithm):
         steps = sum(r.num_env_steps for stage in stages for r in stage.values())
         log("env_steps", steps)
         self.metrics.log_value((META, "env_steps_lifetime"), steps, reduce="lifetime_sum")
+        # RLlib's own counter, which Tune shows and stop criteria such as
+        # `num_env_steps_sampled_lifetime` read.
+        self.metrics.log_value(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
+        )
         log("env_steps_per_s", steps / max(timings["sample"], 1e-9))
         for phase, seconds in timings.items():
             log(f"time_{phase}_s", seconds)

@@ -1,0 +1,219 @@
+"""``main_train.py``: meta-train one (env, alg) pair under Ray Tune.
+
+Settings are applied in this order, later ones winning: the algorithm's defaults, the
+shipped ``configs/<env>/<alg>.yaml`` (if any), each ``--config FILE``, each ``--set
+key=value``, then the dedicated flags (``--seed``, ``--num-env-runners``, ...).
+Bad input ends the program with one ``error:`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tesp.config_overrides import RUN_DEFAULTS, ConfigError, load_file, parse_set, split_overrides
+from tesp.registry import ALGS, ALIASES, ENVS, canonical
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+EXIT_BAD_INPUT = 2
+
+logger = logging.getLogger("tesp")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    algs = ", ".join(sorted(ALGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
+    parser = OneLineParser(
+        prog="main_train.py",
+        description="Meta-train a meta-RL method on a family of tasks, with Ray Tune.",
+        epilog=f"registered envs: {', '.join(sorted(ENVS))}\nregistered algorithms: {algs}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--env", required=True, help="task family (see the list below)")
+    parser.add_argument("--alg", required=True, help="meta-learning method (see the list below)")
+    parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local Ray)")
+    parser.add_argument("--stop-iters", type=int, default=None, help=f"meta-iterations per trial (default: the config's run.stop_iters, else {RUN_DEFAULTS['stop_iters']})")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for tasks, sampling and initialisation (default 0)")
+    parser.add_argument("--num-env-runners", type=int, default=None, help="remote EnvRunners sampling tasks (0: sample in the trial's own process)")
+    parser.add_argument("--storage-path", default=None, help="where Tune writes results (default ~/ray_results)")
+    parser.add_argument("--name", default=None, help="experiment name (default ALG-ENV-TIMESTAMP)")
+    parser.add_argument("--resume", default=None, metavar="PATH", help="continue the interrupted experiment at PATH from its last checkpoints")
+    parser.add_argument("--checkpoint-freq", type=int, default=None, help=f"checkpoint every N iterations, and at the end (default: run.checkpoint_freq, else {RUN_DEFAULTS['checkpoint_freq']})")
+    parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML file of settings (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50")
+    parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
+    return parser
+
+
+@dataclass
+class Plan:
+    alg_name: str
+    env_name: str
+    algo_cls: type
+    config: Any  # the algorithm config, possibly holding grid_search values
+    run: dict[str, Any]
+    name: str
+    storage_path: str
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
+    alg_name, env_name = canonical(args.alg), args.env
+    if alg_name not in ALGS:
+        raise ConfigError(f"unknown --alg {args.alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
+    if env_name not in ENVS:
+        raise ConfigError(f"unknown --env {args.env!r}; choose from: {', '.join(sorted(ENVS))}")
+    algo_cls = ALGS[alg_name]
+    config = algo_cls.get_default_config()
+    algo_defaults = config.to_dict()
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    featured = sorted(set(algo_defaults) - set(AlgorithmConfig().to_dict()))
+
+    overrides: dict[str, Any] = {}
+    default_file = CONFIG_DIR / env_name / f"{alg_name}.yaml"
+    for path in ([default_file] if default_file.is_file() else []) + args.config:
+        overrides.update(load_file(path))
+    overrides.update(parse_set(args.set))
+    for flag, key in (("seed", "seed"), ("num_env_runners", "num_env_runners"), ("stop_iters", "run.stop_iters"), ("checkpoint_freq", "run.checkpoint_freq")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    groups = split_overrides(overrides, algo_defaults, ENVS[env_name], featured)
+
+    run = {**RUN_DEFAULTS, **groups["run"]}
+    if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
+        raise ConfigError(f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0")
+    config.environment(env_name, env_config=groups["env_config"])
+    config.rl_module(model_config={**config._model_config, **groups["model"]})
+    config.update_from_dict(groups["algo"])
+    for variant in grid_variants(config, groups):
+        try:
+            variant.validate()
+        except ValueError as e:
+            raise ConfigError(str(e).strip().splitlines()[0]) from None
+    name = args.name or f"{alg_name}-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
+    return Plan(alg_name, env_name, algo_cls, config, run, name, storage)
+
+
+def grid_variants(config, groups: dict[str, dict[str, Any]]):
+    """One config per combination of grid_search values (for validation)."""
+    swept = [(g, k, v["grid_search"]) for g, kv in groups.items() for k, v in kv.items() if isinstance(v, dict) and "grid_search" in v]
+    for combo in itertools.product(*[values for _, _, values in swept]) if swept else [()]:
+        variant = config.copy(copy_frozen=False)
+        for (group, key, _), value in zip(swept, combo):
+            if group == "algo":
+                variant.update_from_dict({key: value})
+            elif group == "env_config":
+                variant.environment(env_config={**variant.env_config, key: value})
+            elif group == "model":
+                variant.rl_module(model_config={**variant._model_config, key: value})
+        yield variant
+
+
+def check_address(address: str) -> None:
+    """Fail fast with one line when a HOST:PORT cannot be reached (ray.init would retry for minutes)."""
+    if address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--address {address!r} is unreachable ({e.strerror or e}); start the cluster first or omit --address for a local Ray") from None
+
+
+def connect_ray(address: str | None, dashboard: bool) -> None:
+    import ray
+
+    if address is not None:
+        check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})") from None
+    else:
+        ray.init(include_dashboard=dashboard)
+
+
+def run_experiment(plan: Plan, resume: str | None) -> int:
+    from ray import tune
+
+    from tesp.envs import register_envs
+
+    register_envs()
+    if resume is not None:
+        tuner = tune.Tuner.restore(resume, trainable=plan.algo_cls, resume_unfinished=True, resume_errored=True)
+    else:
+        run_config = tune.RunConfig(
+            name=plan.name,
+            storage_path=plan.storage_path,
+            stop={"training_iteration": plan.run["stop_iters"]},
+            checkpoint_config=tune.CheckpointConfig(
+                checkpoint_frequency=plan.run["checkpoint_freq"], checkpoint_at_end=True
+            ),
+            verbose=1,
+        )
+        tuner = tune.Tuner(plan.algo_cls, param_space=plan.config, run_config=run_config)
+    results = tuner.fit()
+    return report(results, resume or os.path.join(plan.storage_path, plan.name))
+
+
+def report(results, experiment_path: str) -> int:
+    failed = 0
+    print(f"\nExperiment: {experiment_path}")
+    for result in results:
+        meta = (result.metrics or {}).get("meta", {})
+        iters = (result.metrics or {}).get("training_iteration", 0)
+        if result.error is not None:
+            failed += 1
+            print(f"  trial FAILED after {iters} iterations: {str(result.error).splitlines()[0]}")
+        else:
+            pre, post = meta.get("return_pre", float("nan")), meta.get("return_post", float("nan"))
+            print(f"  trial finished {iters} iterations: return pre-adaptation {pre:.2f}, post-adaptation {post:.2f}")
+        print(f"    results (progress.csv, result.json, TensorBoard): {result.path}")
+        if result.checkpoint is not None:
+            print(f"    last checkpoint: {result.checkpoint.path}")
+    print(f"Resume with: python main_train.py ... --resume {experiment_path}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args = make_parser().parse_args(argv)
+    try:
+        plan = build_plan(args)
+        if args.resume is not None:
+            from ray import tune
+
+            if not tune.Tuner.can_restore(os.path.abspath(os.path.expanduser(args.resume))):
+                raise ConfigError(f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)")
+            args.resume = os.path.abspath(os.path.expanduser(args.resume))
+        connect_ray(args.address, args.dashboard)
+    except ConfigError as e:
+        fail(str(e))
+    try:
+        return run_experiment(plan, args.resume)
+    finally:
+        import ray
+
+        ray.shutdown()

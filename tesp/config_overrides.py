@@ -1,0 +1,133 @@
+"""Config files and ``--set key=value`` overrides, checked against the defaults.
+
+Keys are dotted paths:
+
+- ``NAME`` : an algorithm setting (any key of the algorithm config, e.g. ``inner_lr``);
+- ``env_config.NAME`` : a keyword argument of the env's constructor;
+- ``model.NAME`` : an RLModule setting (see ``tesp.models.gaussian_mlp.DEFAULT_MODEL_CONFIG``);
+- ``run.NAME`` : a run setting (``stop_iters``, ``checkpoint_freq``).
+
+A value must have the type of the default it replaces (an int is accepted for a float), or
+be ``{"grid_search": [...]}`` of such values for Tune to sweep.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tesp.models.gaussian_mlp import DEFAULT_MODEL_CONFIG
+
+RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10}
+# Types of settings whose default is None.
+TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0}
+GROUPS = ("env_config", "model", "run")
+
+
+class ConfigError(ValueError):
+    """A bad user-supplied setting; the message is one line naming the value and the valid choices."""
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into flat dotted keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
+    return flatten(data)
+
+
+def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "env_config.horizon=50"]`` -> ``{"a": 1, "env_config.horizon": 50}`` (values are YAML)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def env_defaults(env_cls: type) -> dict[str, Any]:
+    params = inspect.signature(env_cls.__init__).parameters
+    return {n: p.default for n, p in params.items() if n != "self" and p.default is not inspect.Parameter.empty}
+
+
+def check_type(key: str, value: Any, default: Any) -> None:
+    if isinstance(value, Mapping) and set(value) == {"grid_search"}:
+        if not isinstance(value["grid_search"], list) or not value["grid_search"]:
+            raise ConfigError(f"{key}: grid_search needs a non-empty list")
+        for v in value["grid_search"]:
+            check_type(key, v, default)
+        return
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, list | tuple):
+        ok = isinstance(value, list | tuple)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"{key}={value!r} has the wrong type: expected {type(default).__name__} like the default {default!r}"
+        )
+
+
+def split_overrides(
+    overrides: Mapping[str, Any],
+    algo_defaults: Mapping[str, Any],
+    env_cls: type,
+    featured: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Check every key and value; return them grouped as algo / env_config / model / run."""
+    valid = {
+        "algo": dict(algo_defaults),
+        "env_config": env_defaults(env_cls),
+        "model": dict(DEFAULT_MODEL_CONFIG),
+        "run": dict(RUN_DEFAULTS),
+    }
+    groups: dict[str, dict[str, Any]] = {g: {} for g in valid}
+    for key, value in overrides.items():
+        group, _, name = key.partition(".") if key.split(".")[0] in GROUPS else ("algo", "", key)
+        choices = valid[group]
+        if name not in choices:
+            close = difflib.get_close_matches(name, list(choices), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            if group == "algo":
+                shown = ", ".join(featured or []) + ", or any RLlib AlgorithmConfig key"
+            else:
+                shown = ", ".join(f"{group}.{c}" for c in sorted(choices))
+            raise ConfigError(f"unknown setting {key!r}{hint}; valid keys: {shown}")
+        if group == "algo" and name in ("env_config", "model_config", "env"):
+            raise ConfigError(f"set {key!r} through 'env_config.NAME' / 'model.NAME' keys or --env")
+        check_type(key, value, TYPE_OF_NONE_DEFAULTS.get(name) if choices[name] is None else choices[name])
+        groups[group][name] = value
+    return groups

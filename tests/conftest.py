@@ -1,0 +1,36 @@
+"""Test-session setup: Ray runs with token auth from an env var, so no ~/.ray/auth_token is written."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))  # inherited by subprocesses too
+os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+_token_existed = TOKEN_FILE.exists()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for all in-process tests that need it (2 CPUs, like the machine)."""
+    import ray
+
+    from tesp.envs import register_envs
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    register_envs()
+    yield ray
+    ray.shutdown()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _token_existed and TOKEN_FILE.exists():
+        TOKEN_FILE.unlink()
+        raise RuntimeError(f"a test wrote {TOKEN_FILE}; tests must use RAY_AUTH_TOKEN instead")

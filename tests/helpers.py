@@ -1,0 +1,28 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tesp.models.gaussian_mlp import GaussianMLPModule
+
+
+def make_policy(obs_dim=2, act_dim=2, hidden=(8, 8), seed=0, **model_config) -> GaussianMLPModule:
+    torch.manual_seed(seed)
+    return GaussianMLPModule(
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+        action_space=gym.spaces.Box(-1, 1, (act_dim,), np.float32),
+        model_config={"hidden": list(hidden), **model_config},
+    )
+
+
+def random_batch(n=32, obs_dim=2, act_dim=2, seed=0, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(n, obs_dim, generator=g, dtype=dtype),
+        "actions": torch.randn(n, act_dim, generator=g, dtype=dtype),
+        "advantages": torch.randn(n, generator=g, dtype=dtype),
+        "dist_inputs": 0.1 * torch.randn(n, 2 * act_dim, generator=g, dtype=dtype),
+    }

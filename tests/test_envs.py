@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from tesp.envs import ENVS, make_env
+from tesp.envs.point import PointNavEnv
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_env_passes_gymnasium_check_and_has_the_task_api(name):
+    env = make_env(name)
+    env.reset(seed=0)
+    tasks = env.sample_tasks(3)
+    assert len(tasks) == 3
+    env.set_task(tasks[1])
+    assert {k: np.asarray(v).tolist() for k, v in env.get_task().items()} == {
+        k: np.asarray(v).tolist() for k, v in tasks[1].items()
+    }
+    check_env(env, skip_render_check=True)
+
+
+def test_point_rules():
+    env = PointNavEnv()
+    env.reset(seed=0)
+    env.set_task({"goal": np.array([0.3, -0.2])})
+    obs, _ = env.reset()
+    assert obs.tolist() == [0.0, 0.0]
+    obs, reward, term, trunc, _ = env.step(np.array([5.0, -0.05]))  # clipped to 0.1 per axis
+    np.testing.assert_allclose(obs, [0.1, -0.05], atol=1e-7)
+    assert reward == pytest.approx(-np.hypot(0.2, 0.15))
+    assert not term and not trunc
+    env.step(np.array([0.1, -0.1]))
+    obs, reward, term, _, _ = env.step(np.array([0.095, -0.05]))
+    assert term and reward == pytest.approx(-np.hypot(0.005, 0.0))
+
+
+def test_point_horizon_and_goal_distribution():
+    env = PointNavEnv(horizon=5, goal_low=0.2, goal_high=0.4)
+    env.reset(seed=1)
+    goals = np.array([t["goal"] for t in env.sample_tasks(500)])
+    assert goals.min() >= 0.2 and goals.max() <= 0.4
+    env.set_task({"goal": np.array([1.0, 1.0])})
+    env.reset()
+    flags = [env.step(np.zeros(2))[3] for _ in range(5)]
+    assert flags == [False] * 4 + [True]
+
+
+def test_same_seed_same_tasks():
+    a, b = PointNavEnv(), PointNavEnv()
+    a.reset(seed=7)
+    b.reset(seed=7)
+    np.testing.assert_array_equal([t["goal"] for t in a.sample_tasks(4)], [t["goal"] for t in b.sample_tasks(4)])
+
+
+def test_bad_env_options_are_rejected():
+    with pytest.raises(ValueError, match="goal_low"):
+        PointNavEnv(goal_low=1.0, goal_high=0.0)
