@@ -100,6 +100,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
     run = {**RUN_DEFAULTS, **groups["run"]}
     if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
         raise ConfigError(f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0")
+    if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
+        raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
     config.environment(env_name, env_config=groups["env_config"])
     config.rl_module(model_config={**config._model_config, **groups["model"]})
     config.update_from_dict(groups["algo"])
@@ -169,7 +171,12 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
             storage_path=plan.storage_path,
             stop={"training_iteration": plan.run["stop_iters"]},
             checkpoint_config=tune.CheckpointConfig(
-                checkpoint_frequency=plan.run["checkpoint_freq"], checkpoint_at_end=True
+                checkpoint_frequency=plan.run["checkpoint_freq"],
+                checkpoint_at_end=True,
+                # Tune syncs its experiment state (which checkpoint to resume from, and the
+                # result files) to storage every `num_to_keep` trial checkpoints, else only
+                # every >= 10 s. Keeping 1 makes every checkpoint a consistent resume point.
+                num_to_keep=plan.run["keep_checkpoints"],
             ),
             verbose=1,
         )

@@ -5,7 +5,7 @@ Keys are dotted paths:
 - ``NAME`` : an algorithm setting (any key of the algorithm config, e.g. ``inner_lr``);
 - ``env_config.NAME`` : a keyword argument of the env's constructor;
 - ``model.NAME`` : an RLModule setting (see ``tesp.models.gaussian_mlp.DEFAULT_MODEL_CONFIG``);
-- ``run.NAME`` : a run setting (``stop_iters``, ``checkpoint_freq``).
+- ``run.NAME`` : a run setting (``stop_iters``, ``checkpoint_freq``, ``keep_checkpoints``).
 
 A value must have the type of the default it replaces (an int is accepted for a float), or
 be ``{"grid_search": [...]}`` of such values for Tune to sweep.
@@ -23,7 +23,7 @@ import yaml
 
 from tesp.models.gaussian_mlp import DEFAULT_MODEL_CONFIG
 
-RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10}
+RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
 # Types of settings whose default is None.
 TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0}
 GROUPS = ("env_config", "model", "run")

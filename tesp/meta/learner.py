@@ -82,8 +82,11 @@ class MetaLearner(TorchLearner):
 
     # -- called by the Algorithm ---------------------------------------------------------
     def runner_weights(self, params: Params) -> dict[str, np.ndarray]:
-        """The inference-only RLModule state an EnvRunner needs to act with ``params``."""
-        return {f"pi.{k}": v.detach().cpu().numpy() for k, v in params.items()}
+        """The inference-only RLModule state an EnvRunner needs to act with ``params``.
+
+        Copies: a view of live parameters would change under the caller at the next step.
+        """
+        return {f"pi.{k}": v.detach().cpu().numpy().copy() for k, v in params.items()}
 
     def initial_weights(self) -> dict[str, np.ndarray]:
         return self.runner_weights(self.meta_params())

@@ -191,6 +191,8 @@ class MAML(Algorithm):
         task_batches = [[stage[i].batch for stage in stages] for i in range(len(tasks))]
         stats = self.on_learner(lambda learner: learner.meta_update(task_batches))
         timings["outer"] = time.perf_counter() - t0
+        # Norm of the meta-parameters this iteration started from.
+        stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
         self._log_iteration(stages, stats, timings)
 
     def _log_iteration(self, stages, stats: dict[str, float], timings: dict[str, float]) -> None:

@@ -1,0 +1,65 @@
+"""Bad input: one line naming the problem and the valid choices, exit code 2, no traceback."""
+
+import pytest
+
+from tesp.cli import main
+
+from .runner import run_main_train
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--env", "nope", "--alg", "maml"], ["'nope'", "point"]),
+        (["--env", "point", "--alg", "mamal"], ["'mamal'", "maml", "meta_sgd"]),
+        (["--env", "point", "--alg", "maml", "--set", "inner_lrr=0.1"], ["'inner_lrr'", "inner_lr"]),
+        (["--env", "point", "--alg", "maml", "--set", "inner_lr=fast"], ["inner_lr='fast'", "float"]),
+        (["--env", "point", "--alg", "maml", "--set", "env_config.horizn=5"], ["env_config.horizn", "env_config.horizon"]),
+        (["--env", "point", "--alg", "maml", "--set", "model.hidden=64"], ["model.hidden=64", "list"]),
+        (["--env", "point", "--alg", "maml", "--set", "outer_optimizer=adam"], ["outer_optimizer='adam'", "ppo", "trpo"]),
+        (["--env", "point", "--alg", "maml", "--set", "meta_batch_size=0"], ["meta_batch_size=0", ">= 1"]),
+        (["--env", "point", "--alg", "meta_sgd", "--set", "learn_step_sizes=false"], ["learn_step_sizes", "maml"]),
+        (["--env", "point", "--alg", "maml", "--set", "seed={grid_search: [1, 2.5]}"], ["seed=2.5", "int"]),
+        (["--env", "point", "--alg", "maml", "--config", "/no/such.yaml"], ["/no/such.yaml"]),
+        (["--env", "point", "--alg", "maml", "--resume", "/no/such/experiment"], ["/no/such/experiment", "no Tune experiment"]),
+        (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], ["127.0.0.1:9", "unreachable"]),
+        (["--env", "point", "--alg", "maml", "--address", "nohost"], ["'nohost'", "HOST:PORT"]),
+        (["--env", "point"], ["--alg"]),
+        (["--env", "point", "--alg", "maml", "--stop-iters", "0"], ["stop_iters=0"]),
+        (["--env", "point", "--alg", "maml", "--set", "run.keep_checkpoints=0"], ["keep_checkpoints=0"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    for fragment in expected:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--env", "nope", "--alg", "maml"], "unknown --env 'nope'; choose from: point"),
+        (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], "--address '127.0.0.1:9' is unreachable"),
+    ],
+)
+def test_bad_input_from_the_shell(args, expected):
+    proc = run_main_train(*args, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"error: {expected}")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_help_lists_envs_and_algorithms(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "registered envs: point" in out
+    assert "maml" in out and "meta_sgd" in out

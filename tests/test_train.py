@@ -1,0 +1,133 @@
+"""End to end through main_train.py and Tune: smoke runs, determinism, kill and resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tesp.algorithms.maml import MAMLConfig
+
+from .conftest import REPO
+from .runner import SMALL, main_train_cmd, results, run_main_train, trial_dirs
+
+pytestmark = pytest.mark.ray
+
+STAGE_KEYS = ["meta/return_stage_0", "meta/return_stage_1", "meta/return_pre", "meta/return_post"]
+OTHER_KEYS = [
+    "meta/inner_loss", "meta/outer_loss_before", "meta/outer_loss_after", "meta/kl", "meta/env_steps",
+    "meta/env_steps_per_s", "meta/time_sample_s", "meta/time_adapt_s", "meta/time_outer_s", "meta/param_norm",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("alg", "extra", "alg_keys"),
+    [
+        ("maml", [], []),
+        ("meta_sgd", [], ["meta/step_size_mean"]),
+        ("maml", ["--set", "outer_optimizer=trpo", "--set", "second_order=false"], ["meta/trpo_step_fraction"]),
+    ],
+    ids=["maml", "meta_sgd", "maml-trpo-first-order"],
+)
+def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
+    proc = run_main_train(
+        "--env", "point", "--alg", alg, "--stop-iters", "2", "--checkpoint-freq", "1",
+        "--storage-path", str(tmp_path), "--name", "smoke", *SMALL, *extra,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "smoke")
+    with open(trial / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["training_iteration"]) for r in rows] == [1, 2]
+    for key in STAGE_KEYS + OTHER_KEYS + alg_keys:
+        assert key in rows[0], key
+        assert np.isfinite(float(rows[-1][key])), key
+    assert int(float(rows[-1]["num_env_steps_sampled_lifetime"])) > 0
+    assert "meta_batch_size" in (trial / "params.json").read_text()
+    assert list(trial.glob("events.out.tfevents.*")), "no TensorBoard file"
+    # run.keep_checkpoints defaults to 1: only the newest checkpoint stays.
+    assert sorted(p.name for p in trial.glob("checkpoint_*")) == ["checkpoint_000001"]
+    assert f"last checkpoint: {trial / 'checkpoint_000001'}" in proc.stdout
+    assert str(tmp_path / "smoke") in proc.stdout
+
+
+def _metrics_of_two_iterations(seed: int) -> list[dict[str, float]]:
+    config = (
+        MAMLConfig()
+        .environment("point")
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=4)
+        .training(meta_batch_size=3, episodes_per_task=4, num_outer_steps=2)
+        .debugging(seed=seed)
+    )
+    algo = config.build_algo()
+    try:
+        out = []
+        for _ in range(2):
+            meta = algo.train()["meta"]
+            out.append({k: v for k, v in meta.items() if not k.startswith("time_") and k != "env_steps_per_s"})
+        return out
+    finally:
+        algo.stop()
+
+
+def test_same_seed_gives_identical_metrics(ray_session):
+    first, second = _metrics_of_two_iterations(11), _metrics_of_two_iterations(11)
+    assert first == second
+    assert _metrics_of_two_iterations(12) != first
+
+
+def _wait_for(path, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(path()):
+            return list(path())
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.5)
+    raise TimeoutError("no checkpoint appeared")
+
+
+def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_path):
+    exp = tmp_path / "crash"
+    args = [
+        "--env", "point", "--alg", "maml", "--stop-iters", "4", "--checkpoint-freq", "1",
+        "--storage-path", str(tmp_path), "--name", "crash", *SMALL,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        main_train_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        _wait_for(lambda: exp.glob("*/checkpoint_000001/algorithm_state.pkl"), proc)
+        time.sleep(1.0)  # let the checkpoint finish writing
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (trial,) = trial_dirs(exp)
+    checkpoints = sorted(trial.glob("checkpoint_*"))
+    last = checkpoints[-1]
+    with open(last / "algorithm_state.pkl", "rb") as f:
+        restored_iter = pickle.load(f)["training_iteration"]
+    assert 2 <= restored_iter < 4
+    with open(last / "learner_group/learner/rl_module/default_policy/module_state.pkl", "rb") as f:
+        saved = pickle.load(f)
+    saved_norm = float(np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for k, v in saved.items() if k.startswith("pi."))))
+
+    proc = run_main_train("--env", "point", "--alg", "maml", "--resume", str(exp))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = results(trial)
+    iters = [r["training_iteration"] for r in rows]
+    assert iters[-1] == 4
+    # After the restart, iterations continue from the restored checkpoint, not from 1.
+    resumed = [r for r in rows if r["training_iteration"] == restored_iter + 1][-1]
+    assert resumed["meta"]["param_norm"] == pytest.approx(saved_norm, rel=1e-6)
+    assert iters.count(1) == 1
+    # The Adam state continued too: 4 iterations x num_outer_steps (5) steps in all.
+    final = sorted(trial.glob("checkpoint_*"))[-1]
+    with open(final / "learner_group/learner/state.pkl", "rb") as f:
+        opt = pickle.load(f)["optimizer"]["default_policy_default_optimizer"]["state"]["state"]
+    assert float(opt[0]["step"]) == 4 * 5
