@@ -48,16 +48,55 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env", required=True, help="task family (see the list below)")
     parser.add_argument("--alg", required=True, help="meta-learning method (see the list below)")
-    parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local Ray)")
-    parser.add_argument("--stop-iters", type=int, default=None, help=f"meta-iterations per trial (default: the config's run.stop_iters, else {RUN_DEFAULTS['stop_iters']})")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for tasks, sampling and initialisation (default 0)")
-    parser.add_argument("--num-env-runners", type=int, default=None, help="remote EnvRunners sampling tasks (0: sample in the trial's own process)")
-    parser.add_argument("--storage-path", default=None, help="where Tune writes results (default ~/ray_results)")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local Ray)",
+    )
+    parser.add_argument(
+        "--stop-iters",
+        type=int,
+        default=None,
+        help=f"meta-iterations per trial (default: the config's run.stop_iters, else {RUN_DEFAULTS['stop_iters']})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed for tasks, sampling and initialisation (default 0)",
+    )
+    parser.add_argument(
+        "--num-env-runners",
+        type=int,
+        default=None,
+        help="remote EnvRunners sampling tasks (0: sample in the trial's own process)",
+    )
+    parser.add_argument(
+        "--storage-path", default=None, help="where Tune writes results (default ~/ray_results)"
+    )
     parser.add_argument("--name", default=None, help="experiment name (default ALG-ENV-TIMESTAMP)")
-    parser.add_argument("--resume", default=None, metavar="PATH", help="continue the interrupted experiment at PATH from its last checkpoints")
-    parser.add_argument("--checkpoint-freq", type=int, default=None, help=f"checkpoint every N iterations, and at the end (default: run.checkpoint_freq, else {RUN_DEFAULTS['checkpoint_freq']})")
-    parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML file of settings (repeatable)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue the interrupted experiment at PATH from its last checkpoints",
+    )
+    parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        default=None,
+        help=f"checkpoint every N iterations, and at the end (default: run.checkpoint_freq, else {RUN_DEFAULTS['checkpoint_freq']})",
+    )
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="FILE", help="YAML file of settings (repeatable)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50",
+    )
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
     return parser
 
@@ -73,54 +112,75 @@ class Plan:
     storage_path: str
 
 
-def build_plan(args: argparse.Namespace) -> Plan:
-    """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
-    alg_name, env_name = canonical(args.alg), args.env
+def resolve_config(alg: str, env: str, overrides: dict[str, Any] | None = None, config_files: list[str] = ()):
+    """The algorithm config and run settings for (alg, env): defaults, then the shipped
+    ``configs/<env>/<alg>.yaml``, then ``config_files``, then ``overrides`` (dotted keys).
+
+    Raises ConfigError for unknown names, keys or ill-typed values (not for invalid combinations:
+    call ``config.validate()`` for those).
+    """
+    alg_name = canonical(alg)
     if alg_name not in ALGS:
-        raise ConfigError(f"unknown --alg {args.alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
-    if env_name not in ENVS:
-        raise ConfigError(f"unknown --env {args.env!r}; choose from: {', '.join(sorted(ENVS))}")
-    algo_cls = ALGS[alg_name]
-    config = algo_cls.get_default_config()
-    algo_defaults = config.to_dict()
+        raise ConfigError(f"unknown --alg {alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
+    if env not in ENVS:
+        raise ConfigError(f"unknown --env {env!r}; choose from: {', '.join(sorted(ENVS))}")
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
+    config = ALGS[alg_name].get_default_config()
+    algo_defaults = config.to_dict()
     featured = sorted(set(algo_defaults) - set(AlgorithmConfig().to_dict()))
-
-    overrides: dict[str, Any] = {}
-    default_file = CONFIG_DIR / env_name / f"{alg_name}.yaml"
-    for path in ([default_file] if default_file.is_file() else []) + args.config:
-        overrides.update(load_file(path))
-    overrides.update(parse_set(args.set))
-    for flag, key in (("seed", "seed"), ("num_env_runners", "num_env_runners"), ("stop_iters", "run.stop_iters"), ("checkpoint_freq", "run.checkpoint_freq")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    groups = split_overrides(overrides, algo_defaults, ENVS[env_name], featured)
-
-    run = {**RUN_DEFAULTS, **groups["run"]}
-    if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
-        raise ConfigError(f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0")
-    if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
-        raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
-    config.environment(env_name, env_config=groups["env_config"])
+    merged: dict[str, Any] = {}
+    default_file = CONFIG_DIR / env / f"{alg_name}.yaml"
+    for path in ([default_file] if default_file.is_file() else []) + list(config_files):
+        merged.update(load_file(path))
+    merged.update(overrides or {})
+    groups = split_overrides(merged, algo_defaults, ENVS[env], featured)
+    config.environment(env, env_config=groups["env_config"])
     config.rl_module(model_config={**config._model_config, **groups["model"]})
     config.update_from_dict(groups["algo"])
+    return config, {**RUN_DEFAULTS, **groups["run"]}, groups
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
+    overrides = parse_set(args.set)
+    for flag, key in (
+        ("seed", "seed"),
+        ("num_env_runners", "num_env_runners"),
+        ("stop_iters", "run.stop_iters"),
+        ("checkpoint_freq", "run.checkpoint_freq"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    config, run, groups = resolve_config(args.alg, args.env, overrides, args.config)
+    if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
+        raise ConfigError(
+            f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0"
+        )
+    if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
+        raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
     for variant in grid_variants(config, groups):
         try:
             variant.validate()
         except ValueError as e:
             raise ConfigError(str(e).strip().splitlines()[0]) from None
-    name = args.name or f"{alg_name}-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    alg_name = canonical(args.alg)
+    name = args.name or f"{alg_name}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
-    return Plan(alg_name, env_name, algo_cls, config, run, name, storage)
+    return Plan(alg_name, args.env, ALGS[alg_name], config, run, name, storage)
 
 
 def grid_variants(config, groups: dict[str, dict[str, Any]]):
     """One config per combination of grid_search values (for validation)."""
-    swept = [(g, k, v["grid_search"]) for g, kv in groups.items() for k, v in kv.items() if isinstance(v, dict) and "grid_search" in v]
+    swept = [
+        (g, k, v["grid_search"])
+        for g, kv in groups.items()
+        for k, v in kv.items()
+        if isinstance(v, dict) and "grid_search" in v
+    ]
     for combo in itertools.product(*[values for _, _, values in swept]) if swept else [()]:
         variant = config.copy(copy_frozen=False)
-        for (group, key, _), value in zip(swept, combo):
+        for (group, key, _), value in zip(swept, combo, strict=True):
             if group == "algo":
                 variant.update_from_dict({key: value})
             elif group == "env_config":
@@ -141,7 +201,9 @@ def check_address(address: str) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
             pass
     except OSError as e:
-        raise ConfigError(f"--address {address!r} is unreachable ({e.strerror or e}); start the cluster first or omit --address for a local Ray") from None
+        raise ConfigError(
+            f"--address {address!r} is unreachable ({e.strerror or e}); start the cluster first or omit --address for a local Ray"
+        ) from None
 
 
 def connect_ray(address: str | None, dashboard: bool) -> None:
@@ -152,7 +214,9 @@ def connect_ray(address: str | None, dashboard: bool) -> None:
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})") from None
+            raise ConfigError(
+                f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})"
+            ) from None
     else:
         ray.init(include_dashboard=dashboard)
 
@@ -164,7 +228,9 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
 
     register_envs()
     if resume is not None:
-        tuner = tune.Tuner.restore(resume, trainable=plan.algo_cls, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            resume, trainable=plan.algo_cls, resume_unfinished=True, resume_errored=True
+        )
     else:
         run_config = tune.RunConfig(
             name=plan.name,
@@ -196,7 +262,9 @@ def report(results, experiment_path: str) -> int:
             print(f"  trial FAILED after {iters} iterations: {str(result.error).splitlines()[0]}")
         else:
             pre, post = meta.get("return_pre", float("nan")), meta.get("return_post", float("nan"))
-            print(f"  trial finished {iters} iterations: return pre-adaptation {pre:.2f}, post-adaptation {post:.2f}")
+            print(
+                f"  trial finished {iters} iterations: return pre-adaptation {pre:.2f}, post-adaptation {post:.2f}"
+            )
         print(f"    results (progress.csv, result.json, TensorBoard): {result.path}")
         if result.checkpoint is not None:
             print(f"    last checkpoint: {result.checkpoint.path}")
@@ -213,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             from ray import tune
 
             if not tune.Tuner.can_restore(os.path.abspath(os.path.expanduser(args.resume))):
-                raise ConfigError(f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)")
+                raise ConfigError(
+                    f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)"
+                )
             args.resume = os.path.abspath(os.path.expanduser(args.resume))
         connect_ray(args.address, args.dashboard)
     except ConfigError as e:

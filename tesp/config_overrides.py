@@ -73,7 +73,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def env_defaults(env_cls: type) -> dict[str, Any]:
     params = inspect.signature(env_cls.__init__).parameters
-    return {n: p.default for n, p in params.items() if n != "self" and p.default is not inspect.Parameter.empty}
+    return {
+        n: p.default for n, p in params.items() if n != "self" and p.default is not inspect.Parameter.empty
+    }
 
 
 def check_type(key: str, value: Any, default: Any) -> None:

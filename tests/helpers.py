@@ -9,11 +9,14 @@ import torch
 from tesp.models.gaussian_mlp import GaussianMLPModule
 
 
-def make_policy(obs_dim=2, act_dim=2, hidden=(8, 8), seed=0, **model_config) -> GaussianMLPModule:
+def make_policy(
+    obs_dim=2, act_dim=2, hidden=(8, 8), seed=0, inference_only=False, **model_config
+) -> GaussianMLPModule:
     torch.manual_seed(seed)
     return GaussianMLPModule(
         observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
         action_space=gym.spaces.Box(-1, 1, (act_dim,), np.float32),
+        inference_only=inference_only,
         model_config={"hidden": list(hidden), **model_config},
     )
 

@@ -52,7 +52,9 @@ def test_only_the_named_parameters_are_adapted():
     policy = make_policy()
     params = policy.policy_params()
     adapted_names = ["2.weight"]
-    new, _ = inner_step(vpg_loss(policy), params, random_batch(), adapted_names, {"2.weight": 0.1}, None, False)
+    new, _ = inner_step(
+        vpg_loss(policy), params, random_batch(), adapted_names, {"2.weight": 0.1}, None, False
+    )
     for n in params:
         changed = not torch.equal(new[n], params[n])
         assert changed == (n in adapted_names), n
@@ -70,7 +72,9 @@ def test_global_norm_clipping():
 
 def _meta_objective(policy, theta, inner_batches, outer_batch, lr, second_order):
     names = list(theta)
-    adapted, _ = adapt(vpg_loss(policy), theta, inner_batches, names, {n: lr for n in names}, None, second_order)
+    adapted, _ = adapt(
+        vpg_loss(policy), theta, inner_batches, names, {n: lr for n in names}, None, second_order
+    )
     return vpg_loss(policy)(adapted, outer_batch)
 
 
@@ -120,5 +124,5 @@ def test_first_order_still_learns_step_sizes_through_the_direct_path():
     d_alpha = torch.autograd.grad(loss, [rates[n] for n in names], retain_graph=True)
     d_adapted = torch.autograd.grad(loss, [adapted[n] for n in names])
     g = torch.autograd.grad(vpg_loss(policy)(theta, batch), [theta[n] for n in names])
-    for da, dt, gi in zip(d_alpha, d_adapted, g):
+    for da, dt, gi in zip(d_alpha, d_adapted, g, strict=True):
         torch.testing.assert_close(da, -gi * dt, rtol=1e-5, atol=1e-8)

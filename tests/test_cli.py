@@ -14,14 +14,26 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "mamal"], ["'mamal'", "maml", "meta_sgd"]),
         (["--env", "point", "--alg", "maml", "--set", "inner_lrr=0.1"], ["'inner_lrr'", "inner_lr"]),
         (["--env", "point", "--alg", "maml", "--set", "inner_lr=fast"], ["inner_lr='fast'", "float"]),
-        (["--env", "point", "--alg", "maml", "--set", "env_config.horizn=5"], ["env_config.horizn", "env_config.horizon"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "env_config.horizn=5"],
+            ["env_config.horizn", "env_config.horizon"],
+        ),
         (["--env", "point", "--alg", "maml", "--set", "model.hidden=64"], ["model.hidden=64", "list"]),
-        (["--env", "point", "--alg", "maml", "--set", "outer_optimizer=adam"], ["outer_optimizer='adam'", "ppo", "trpo"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "outer_optimizer=adam"],
+            ["outer_optimizer='adam'", "ppo", "trpo"],
+        ),
         (["--env", "point", "--alg", "maml", "--set", "meta_batch_size=0"], ["meta_batch_size=0", ">= 1"]),
-        (["--env", "point", "--alg", "meta_sgd", "--set", "learn_step_sizes=false"], ["learn_step_sizes", "maml"]),
+        (
+            ["--env", "point", "--alg", "meta_sgd", "--set", "learn_step_sizes=false"],
+            ["learn_step_sizes", "maml"],
+        ),
         (["--env", "point", "--alg", "maml", "--set", "seed={grid_search: [1, 2.5]}"], ["seed=2.5", "int"]),
         (["--env", "point", "--alg", "maml", "--config", "/no/such.yaml"], ["/no/such.yaml"]),
-        (["--env", "point", "--alg", "maml", "--resume", "/no/such/experiment"], ["/no/such/experiment", "no Tune experiment"]),
+        (
+            ["--env", "point", "--alg", "maml", "--resume", "/no/such/experiment"],
+            ["/no/such/experiment", "no Tune experiment"],
+        ),
         (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], ["127.0.0.1:9", "unreachable"]),
         (["--env", "point", "--alg", "maml", "--address", "nohost"], ["'nohost'", "HOST:PORT"]),
         (["--env", "point"], ["--alg"]),
@@ -45,7 +57,10 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
     ("args", "expected"),
     [
         (["--env", "nope", "--alg", "maml"], "unknown --env 'nope'; choose from: point"),
-        (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], "--address '127.0.0.1:9' is unreachable"),
+        (
+            ["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"],
+            "--address '127.0.0.1:9' is unreachable",
+        ),
     ],
 )
 def test_bad_input_from_the_shell(args, expected):

@@ -49,7 +49,9 @@ def test_same_seed_same_tasks():
     a, b = PointNavEnv(), PointNavEnv()
     a.reset(seed=7)
     b.reset(seed=7)
-    np.testing.assert_array_equal([t["goal"] for t in a.sample_tasks(4)], [t["goal"] for t in b.sample_tasks(4)])
+    np.testing.assert_array_equal(
+        [t["goal"] for t in a.sample_tasks(4)], [t["goal"] for t in b.sample_tasks(4)]
+    )
 
 
 def test_bad_env_options_are_rejected():

@@ -26,7 +26,7 @@ def test_hessian_vector_product_matches_full_hessian_of_a_small_network():
 
     def loss_of(flat):
         chunks = torch.split(flat, sizes)
-        w1, b1, w2, b2 = (c.view(s) for c, s in zip(chunks, shapes))
+        w1, b1, w2, b2 = (c.view(s) for c, s in zip(chunks, shapes, strict=True))
         return (torch.tanh(x @ w1.T + b1) @ w2.T + b2).pow(2).sum() / 10 + (flat**3).sum() * 1e-2
 
     flat = torch.cat([p.detach().reshape(-1) for p in params])

@@ -37,7 +37,9 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
     rng = np.random.default_rng(0)
     goals = rng.uniform(-0.5, 0.5, size=(5, 2))
     # A distinct weight set per task: the meta-parameters plus task-specific noise.
-    weights = {i: {k: v + rng.normal(0, 0.3, v.shape).astype(v.dtype) for k, v in base.items()} for i in range(5)}
+    weights = {
+        i: {k: v + rng.normal(0, 0.3, v.shape).astype(v.dtype) for k, v in base.items()} for i in range(5)
+    }
     jobs = [SampleJob(i, {"goal": goals[i]}, weights[i]) for i in range(5)]
 
     results = algo.sampler.sample(jobs)
@@ -66,6 +68,8 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
         for e in range(batch.obs.shape[0]):
             n = int(batch.mask[e].sum())
             nxt = batch.obs[e, 1:n]
-            np.testing.assert_allclose(batch.rewards[e, : n - 1], -np.linalg.norm(nxt - goals[i], axis=1), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                batch.rewards[e, : n - 1], -np.linalg.norm(nxt - goals[i], axis=1), rtol=1e-5, atol=1e-5
+            )
         assert batch.obs.shape[0] == 3  # episodes_per_task complete episodes
         assert np.all(np.isfinite(gaussian_logp(flat["dist_inputs"], flat["actions"]).numpy()))

@@ -31,7 +31,11 @@ OTHER_KEYS = [
     [
         ("maml", [], []),
         ("meta_sgd", [], ["meta/step_size_mean"]),
-        ("maml", ["--set", "outer_optimizer=trpo", "--set", "second_order=false"], ["meta/trpo_step_fraction"]),
+        (
+            "maml",
+            ["--set", "outer_optimizer=trpo", "--set", "second_order=false"],
+            ["meta/trpo_step_fraction"],
+        ),
     ],
     ids=["maml", "meta_sgd", "maml-trpo-first-order"],
 )
@@ -70,7 +74,9 @@ def _metrics_of_two_iterations(seed: int) -> list[dict[str, float]]:
         out = []
         for _ in range(2):
             meta = algo.train()["meta"]
-            out.append({k: v for k, v in meta.items() if not k.startswith("time_") and k != "env_steps_per_s"})
+            out.append(
+                {k: v for k, v in meta.items() if not k.startswith("time_") and k != "env_steps_per_s"}
+            )
         return out
     finally:
         algo.stop()
@@ -99,7 +105,11 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
         "--storage-path", str(tmp_path), "--name", "crash", *SMALL,
     ]  # fmt: skip
     proc = subprocess.Popen(
-        main_train_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        main_train_cmd(*args),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_for(lambda: exp.glob("*/checkpoint_000001/algorithm_state.pkl"), proc)
@@ -115,7 +125,9 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
     assert 2 <= restored_iter < 4
     with open(last / "learner_group/learner/rl_module/default_policy/module_state.pkl", "rb") as f:
         saved = pickle.load(f)
-    saved_norm = float(np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for k, v in saved.items() if k.startswith("pi."))))
+    saved_norm = float(
+        np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for k, v in saved.items() if k.startswith("pi.")))
+    )
 
     proc = run_main_train("--env", "point", "--alg", "maml", "--resume", str(exp))
     assert proc.returncode == 0, proc.stderr[-3000:]

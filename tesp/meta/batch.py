@@ -67,9 +67,7 @@ def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch
 
     obs = pad([np.asarray(ep.get_observations())[:-1] for ep in episodes])
     actions = pad([np.asarray(ep.get_actions()) for ep in episodes])
-    dist_inputs = pad(
-        [np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes]
-    )
+    dist_inputs = pad([np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes])
     rewards = pad([np.asarray(ep.get_rewards()) for ep in episodes])
     mask = np.zeros((num, horizon), dtype=np.float32)
     for i, n in enumerate(lengths):

@@ -68,7 +68,9 @@ class MetaLearner(TorchLearner):
         logp = gaussian_logp(self.policy.dist_inputs(batch["obs"], params), batch["actions"])
         return -(logp * self._advantages(batch)).mean()
 
-    def outer_terms(self, params: Params, batch: TorchBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def outer_terms(
+        self, params: Params, batch: TorchBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log pi_new, log pi_old, KL(pi_old || pi_new) per step) on the post-adaptation batch."""
         new = self.policy.dist_inputs(batch["obs"], params)
         logp = gaussian_logp(new, batch["actions"])
@@ -119,10 +121,7 @@ class MetaLearner(TorchLearner):
         """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K: post-adaptation)."""
         data = [[b.to_torch() for b in batches] for batches in task_batches]
         cfg = self.config
-        if cfg.outer_optimizer == "trpo":
-            stats = self._trpo_update(data)
-        else:
-            stats = self._ppo_update(data)
+        stats = self._trpo_update(data) if cfg.outer_optimizer == "trpo" else self._ppo_update(data)
         self._weights_seq_no += 1  # EnvRunners only accept weights with a newer seq no.
         if cfg.learn_step_sizes:
             sizes = torch.cat([s.reshape(-1) for s in self.step_sizes().values()])
@@ -160,7 +159,7 @@ class MetaLearner(TorchLearner):
         first = None
         for _ in range(self.config.num_outer_steps):
             out = self._objective(data, "ppo")
-            first = first or {k: float(v) for k, v in out.items()}
+            first = first or {k: v.item() for k, v in out.items()}
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()
@@ -168,8 +167,8 @@ class MetaLearner(TorchLearner):
         return {
             "inner_loss": first["inner_loss"],
             "outer_loss_before": first["loss"],
-            "outer_loss_after": float(last["loss"]),
-            "kl": float(last["kl"]),
+            "outer_loss_after": last["loss"].item(),
+            "kl": last["kl"].item(),
         }
 
     def _trpo_update(self, data) -> dict[str, float]:
@@ -179,7 +178,7 @@ class MetaLearner(TorchLearner):
 
         def objective():
             out = self._objective(data, "pg")
-            inner_loss.append(float(out["inner_loss"]))
+            inner_loss.append(out["inner_loss"].item())
             return out["loss"], out["kl"]
 
         result = trpo_step(

@@ -27,12 +27,17 @@ def policy_gradient_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, adv: t
 
 
 def flat_grad(
-    output: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool = False, retain_graph: bool | None = None
+    output: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
 ) -> torch.Tensor:
     grads = torch.autograd.grad(
         output, params, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True
     )
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads, strict=True)]
+    )
 
 
 def hessian_vector_product(

@@ -44,7 +44,9 @@ class SampleResult:
     num_env_steps: int
 
 
-def run_jobs(env_runner, jobs: Sequence[SampleJob], num_episodes: int, gamma: float, lam: float) -> list[SampleResult]:
+def run_jobs(
+    env_runner, jobs: Sequence[SampleJob], num_episodes: int, gamma: float, lam: float
+) -> list[SampleResult]:
     """Executed on an EnvRunner: sample every job in turn with its own task and weights."""
     vector_env = env_runner.env.unwrapped
     results = []

@@ -55,9 +55,7 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
     def setup(self) -> None:
         cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
         if cfg["activation"] not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {cfg['activation']!r}; choose from {sorted(ACTIVATIONS)}"
-            )
+            raise ValueError(f"unknown activation {cfg['activation']!r}; choose from {sorted(ACTIVATIONS)}")
         obs_dim = int(np.prod(self.observation_space.shape))
         self.act_dim = int(np.prod(self.action_space.shape))
         self.free_log_std = bool(cfg["free_log_std"])
@@ -99,7 +97,9 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
         """The policy's own parameters, by name (the meta-parameters ``theta``)."""
         return dict(self.pi.named_parameters())
 
-    def dist_inputs(self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def dist_inputs(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """``[mean, log_std]`` for ``obs`` under ``params`` (default: the module's own)."""
         params = self.policy_params() if params is None else params
         if self.free_log_std:

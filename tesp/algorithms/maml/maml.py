@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -25,7 +25,6 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.util import log_once
-from typing_extensions import Self
 
 from tesp.envs import make_env
 from tesp.meta.learner import MetaLearner
@@ -183,7 +182,9 @@ class MAML(Algorithm):
             if k < cfg.num_inner_steps:
                 t0 = time.perf_counter()
                 batches = {i: r.batch for i, r in results.items()}
-                weights, loss = self.on_learner(lambda learner: learner.adapt_tasks(weights, batches))
+                weights, loss = self.on_learner(
+                    lambda learner, w=weights, b=batches: learner.adapt_tasks(w, b)
+                )
                 inner_losses.append(loss)
                 timings["adapt"] += time.perf_counter() - t0
 
