@@ -8,15 +8,16 @@ the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations:
 2. meta-learning helps: that final post-adaptation return beats the iteration-0
    post-adaptation return by more than GAIN_MARGIN.
 
-Calibration (``python -m tests.test_learning --calibrate 0,1,2,3,4``, seeds 0-4,
-2026-11-21, this 2-core machine, ~45 s per run), per seed as (gap, gain):
+Calibration (``python -m tests.test_learning --calibrate 0,1,2,3,4``, 2026-11-21, this
+2-core machine, ~50 s per run), (gap, gain) per seed 0..4:
 
-    maml:     see CALIBRATION below
-    meta_sgd: see CALIBRATION below
+    maml:     (17.9, 62.0) (19.2, 48.0) (16.7, 51.4) (16.9, 54.3) (19.5, 52.7)
+    meta_sgd: (19.7, 64.8) (20.4, 48.7) (21.1, 56.3) (18.4, 57.1) (19.8, 53.0)
 
-The margins are set at about half the smallest value seen over the 5 seeds, so a healthy
-run passes with room while a broken inner loop (gap ~ 0) or a broken outer loop (gain ~ 0)
-fails.
+Iteration-0 post-adaptation returns were -76 to -86 and final pre-adaptation returns -38 to -50.
+The margins are about half the smallest value seen (gap 16.7, gain 48.0): a healthy run
+passes with room, while a broken inner loop (gap ~ 0) or a broken outer loop (gain ~ 0) fails.
+The test runs seed 0.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ SCALE = {
     "num_envs_per_env_runner": 10,
     "num_env_runners": 0,
 }
-GAP_MARGIN = {"maml": 5.0, "meta_sgd": 5.0}
-GAIN_MARGIN = {"maml": 20.0, "meta_sgd": 20.0}
+GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0}
+GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0}
 
 
 def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
