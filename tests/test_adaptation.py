@@ -1,17 +1,20 @@
-"""The shared inner loop: SGD equivalence, Meta-SGD vs MAML, first vs second order, clipping."""
+"""The shared inner loop: SGD equivalence, batching over tasks, Meta-SGD vs MAML, first vs second order."""
 
 import copy
 
 import pytest
 import torch
+from torch.func import vmap
 
-from tesp.meta.adaptation import adapt, clip_by_global_norm, inner_step
+from tesp.meta.adaptation import adapt, clip_by_global_norm, inner_step, per_task
 from tesp.models.gaussian_mlp import gaussian_logp
 
 from .helpers import make_policy, random_batch
 
 
-def vpg_loss(policy):
+def task_loss(policy):
+    """VPG loss of one task (unbatched)."""
+
     def loss(params, batch):
         logp = gaussian_logp(policy.dist_inputs(batch["obs"], params), batch["actions"])
         return -(logp * batch["advantages"]).mean()
@@ -19,63 +22,108 @@ def vpg_loss(policy):
     return loss
 
 
+def stack(*batches):
+    return {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def one(batch):
+    return stack(batch)
+
+
 def test_one_inner_step_equals_manual_sgd():
     policy = make_policy()
     batch = random_batch()
-    params = policy.policy_params()
-    names = list(params)
-    new, _ = inner_step(vpg_loss(policy), params, batch, names, {n: 0.05 for n in names}, None, False)
-
+    names = list(policy.policy_params())
+    new, _ = inner_step(
+        vmap(task_loss(policy)),
+        per_task(policy.policy_params(), 1),
+        one(batch),
+        names,
+        {n: 0.05 for n in names},
+        None,
+        False,
+    )
     reference = copy.deepcopy(policy)
     opt = torch.optim.SGD(reference.pi.parameters(), lr=0.05)
     opt.zero_grad()
-    vpg_loss(reference)(reference.policy_params(), batch).backward()
+    task_loss(reference)(reference.policy_params(), batch).backward()
     opt.step()
     for name, p in reference.policy_params().items():
-        torch.testing.assert_close(new[name], p, rtol=0, atol=1e-7)
+        torch.testing.assert_close(new[name][0], p, rtol=0, atol=1e-7)
+
+
+def test_tasks_adapted_together_equal_tasks_adapted_alone():
+    policy = make_policy()
+    names = list(policy.policy_params())
+    sizes = {n: 0.1 for n in names}
+    tasks = [[random_batch(seed=10 * t + k) for k in range(2)] for t in range(3)]
+    clip = 0.5  # small enough to bind for some tasks and steps
+    together, losses = adapt(
+        vmap(task_loss(policy)),
+        per_task(policy.policy_params(), 3),
+        [stack(*(tasks[t][k] for t in range(3))) for k in range(2)],
+        names, sizes, clip, False,
+    )  # fmt: skip
+    assert losses[0].shape == (3,)
+    for t in range(3):
+        alone, _ = adapt(
+            vmap(task_loss(policy)),
+            per_task(policy.policy_params(), 1),
+            [one(b) for b in tasks[t]],
+            names,
+            sizes,
+            clip,
+            False,
+        )
+        for n in names:
+            torch.testing.assert_close(together[n][t], alone[n][0], rtol=1e-5, atol=1e-6)
 
 
 def test_meta_sgd_with_constant_rates_equals_maml():
     policy = make_policy(learn_step_sizes=True, init_step_size=0.07)
-    batches = [random_batch(seed=1), random_batch(seed=2)]
-    params = policy.policy_params()
-    names = list(params)
-    maml, _ = adapt(vpg_loss(policy), params, batches, names, {n: 0.07 for n in names}, 1.0, True)
+    batches = [one(random_batch(seed=1)), one(random_batch(seed=2))]
+    names = list(policy.policy_params())
+    theta = per_task(policy.policy_params(), 1)
+    maml, _ = adapt(vmap(task_loss(policy)), theta, batches, names, {n: 0.07 for n in names}, 1.0, True)
     rates = {n: policy.step_size(n) for n in names}
-    assert all(r.shape == params[n].shape for n, r in rates.items())
-    msgd, _ = adapt(vpg_loss(policy), params, batches, names, rates, 1.0, True)
+    assert all(r.shape == policy.policy_params()[n].shape for n, r in rates.items())
+    msgd, _ = adapt(vmap(task_loss(policy)), theta, batches, names, rates, 1.0, True)
     for n in names:
         torch.testing.assert_close(msgd[n], maml[n], rtol=0, atol=1e-7)
 
 
 def test_only_the_named_parameters_are_adapted():
     policy = make_policy()
-    params = policy.policy_params()
-    adapted_names = ["2.weight"]
+    params = per_task(policy.policy_params(), 1)
     new, _ = inner_step(
-        vpg_loss(policy), params, random_batch(), adapted_names, {"2.weight": 0.1}, None, False
+        vmap(task_loss(policy)), params, one(random_batch()), ["2.weight"], {"2.weight": 0.1}, None, False
     )
     for n in params:
-        changed = not torch.equal(new[n], params[n])
-        assert changed == (n in adapted_names), n
+        assert (not torch.equal(new[n], params[n])) == (n == "2.weight"), n
 
 
-def test_global_norm_clipping():
-    grads = [torch.tensor([3.0, 0.0]), torch.tensor([[4.0]])]
+def test_global_norm_clipping_per_task():
+    grads = [torch.tensor([[3.0, 0.0], [0.3, 0.0]]), torch.tensor([[[4.0]], [[0.4]]])]
     clipped, norm = clip_by_global_norm(grads, 1.0)
-    assert float(norm) == pytest.approx(5.0)
-    assert float(torch.sqrt(sum((g**2).sum() for g in clipped))) == pytest.approx(1.0)
-    torch.testing.assert_close(clipped[0], torch.tensor([0.6, 0.0]))
-    same, _ = clip_by_global_norm(grads, 10.0)
-    torch.testing.assert_close(same[1], grads[1])
+    torch.testing.assert_close(norm, torch.tensor([5.0, 0.5]))
+    torch.testing.assert_close(
+        clipped[0], torch.tensor([[0.6, 0.0], [0.3, 0.0]])
+    )  # task 1 is under the bound
+    torch.testing.assert_close(clipped[1], torch.tensor([[[0.8]], [[0.4]]]))
 
 
 def _meta_objective(policy, theta, inner_batches, outer_batch, lr, second_order):
     names = list(theta)
     adapted, _ = adapt(
-        vpg_loss(policy), theta, inner_batches, names, {n: lr for n in names}, None, second_order
+        vmap(task_loss(policy)),
+        per_task(theta, 1),
+        [one(b) for b in inner_batches],
+        names,
+        {n: lr for n in names},
+        None,
+        second_order,
     )
-    return vpg_loss(policy)(adapted, outer_batch)
+    return task_loss(policy)({k: v[0] for k, v in adapted.items()}, outer_batch)
 
 
 def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_first_order():
@@ -87,10 +135,9 @@ def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_
 
     def grads(second_order):
         loss = _meta_objective(policy, theta, inner, outer, lr, second_order)
-        return torch.autograd.grad(loss, list(theta.values()))
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(theta.values()))])
 
-    exact = torch.cat([g.reshape(-1) for g in grads(True)])
-    first = torch.cat([g.reshape(-1) for g in grads(False)])
+    exact, first = grads(True), grads(False)
 
     flat = torch.cat([v.detach().reshape(-1) for v in theta.values()])
     eps = 1e-6
@@ -115,14 +162,33 @@ def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_
 def test_first_order_still_learns_step_sizes_through_the_direct_path():
     """spec §1.2: with constant inner gradients, dL/dalpha = -G * dL/dtheta'."""
     policy = make_policy(learn_step_sizes=True, init_step_size=0.01)
-    theta = policy.policy_params()
-    names = list(theta)
+    names = list(policy.policy_params())
     batch, outer = random_batch(seed=7), random_batch(seed=8)
     rates = {n: policy.step_size(n) for n in names}
-    adapted, _ = adapt(vpg_loss(policy), theta, [batch], names, rates, None, False)
-    loss = vpg_loss(policy)(adapted, outer)
+    adapted, _ = adapt(
+        vmap(task_loss(policy)), per_task(policy.policy_params(), 1), [one(batch)], names, rates, None, False
+    )
+    loss = task_loss(policy)({k: v[0] for k, v in adapted.items()}, outer)
     d_alpha = torch.autograd.grad(loss, [rates[n] for n in names], retain_graph=True)
     d_adapted = torch.autograd.grad(loss, [adapted[n] for n in names])
-    g = torch.autograd.grad(vpg_loss(policy)(theta, batch), [theta[n] for n in names])
+    g = torch.autograd.grad(
+        task_loss(policy)(policy.policy_params(), batch), [policy.policy_params()[n] for n in names]
+    )
     for da, dt, gi in zip(d_alpha, d_adapted, g, strict=True):
-        torch.testing.assert_close(da, -gi * dt, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(da, -gi * dt[0], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("second_order", [True, False])
+def test_meta_gradient_reaches_theta_through_the_task_dimension(second_order):
+    policy = make_policy()
+    names = list(policy.policy_params())
+    theta = policy.policy_params()
+    adapted, _ = adapt(
+        vmap(task_loss(policy)), per_task(theta, 2), [stack(random_batch(seed=1), random_batch(seed=2))],
+        names, {n: 0.1 for n in names}, None, second_order,
+    )  # fmt: skip
+    loss = vmap(task_loss(policy))(adapted, stack(random_batch(seed=3), random_batch(seed=4))).mean()
+    grads = torch.autograd.grad(loss, list(theta.values()))
+    assert all(
+        g.shape == p.shape and torch.isfinite(g).all() for g, p in zip(grads, theta.values(), strict=True)
+    )

@@ -1,4 +1,4 @@
-"""The inner (fast) adaptation loop, shared by every gradient-based method.
+"""The inner (fast) adaptation loop, shared by every gradient-based method, batched over tasks.
 
 One inner step on task data ``D`` (Finn et al. 2017, eq. 1; Li et al. 2017, Meta-SGD eq. 3):
 
@@ -6,12 +6,17 @@ One inner step on task data ``D`` (Finn et al. 2017, eq. 1; Li et al. 2017, Meta
     theta' = theta - alpha (.) g
 
 ``alpha`` is a float (MAML) or a tensor per adapted parameter (Meta-SGD, AdaptSV, TESP),
-clamped to ``[-bound, bound]`` (spec §1.2). Which parameters are adapted is a list of names,
-so MAML (all policy weights), AdaptSV (a latent vector) and TESP (the encoder) all run this
-same code. Parameters are plain tensors evaluated functionally, so with
-``create_graph=True`` the meta-gradient flows through the inner steps (second order); with
-``create_graph=False`` the inner gradients are constants (first order, the original TESP
-code), and only the direct paths ``theta' = theta - alpha g`` are differentiated.
+clamped to ``[-bound, bound]`` by the caller (spec §1.2). Which parameters are adapted is a
+list of names, so MAML (all policy weights), AdaptSV (a latent vector) and TESP (the encoder)
+all run this same code.
+
+All T tasks of a meta-batch adapt at once: every parameter carries a leading task dimension
+``[T, ...]`` and ``loss_fn`` returns the T per-task losses (typically a ``torch.func.vmap`` of a
+single-task loss). Because task t's loss depends only on row t, the gradient of the summed
+losses is every task's own gradient. With ``create_graph=True`` the meta-gradient flows
+through the inner steps (second order); with ``create_graph=False`` the inner gradients are
+constants (first order, the original TESP code), and only the direct paths
+``theta' = theta - alpha g`` are differentiated.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ StepSize = float | torch.Tensor
 def clip_by_global_norm(
     grads: Sequence[torch.Tensor], max_norm: float | None
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Scale ``grads`` so that their joint L2 norm is at most ``max_norm``; return the norm too."""
-    norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    """Per task (leading dim), scale ``grads`` so their joint L2 norm is at most ``max_norm``.
+
+    Returns the clipped gradients and the ``[T]`` norms before clipping.
+    """
+    norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))
     if max_norm is None or max_norm <= 0:
         return list(grads), norm
     scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
-    return [g * scale for g in grads], norm
+    return [g * scale.view(-1, *([1] * (g.dim() - 1))) for g in grads], norm
 
 
 def inner_step(
@@ -45,14 +53,14 @@ def inner_step(
     grad_clip: float | None,
     create_graph: bool,
 ) -> tuple[Params, torch.Tensor]:
-    """One clipped gradient step on the ``adapted`` entries of ``params``; returns (params', loss)."""
-    loss = loss_fn(params, batch)
-    grads = torch.autograd.grad(loss, [params[n] for n in adapted], create_graph=create_graph)
+    """One clipped gradient step per task on the ``adapted`` entries; returns (params', [T] losses)."""
+    losses = loss_fn(params, batch)
+    grads = torch.autograd.grad(losses.sum(), [params[n] for n in adapted], create_graph=create_graph)
     grads, _ = clip_by_global_norm(grads, grad_clip)
     new = dict(params)
     for name, g in zip(adapted, grads, strict=True):
         new[name] = params[name] - step_sizes[name] * g
-    return new, loss
+    return new, losses
 
 
 def adapt(
@@ -70,3 +78,8 @@ def adapt(
         params, loss = inner_step(loss_fn, params, batch, adapted, step_sizes, grad_clip, create_graph)
         losses.append(loss)
     return params, losses
+
+
+def per_task(params: Mapping[str, torch.Tensor], num_tasks: int) -> Params:
+    """Give every parameter a leading task dimension (a view: gradients flow back to ``params``)."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}

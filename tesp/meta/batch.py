@@ -51,6 +51,29 @@ class TaskBatch:
         }
 
 
+def stack_tasks(batches: Sequence[TaskBatch]) -> dict[str, torch.Tensor]:
+    """Flatten each task's real steps and stack the tasks: ``[T, N, ...]`` with a ``mask``.
+
+    N is the largest number of steps of any task; shorter tasks are zero-padded (mask 0).
+    """
+    flat = [b.to_torch() for b in batches]
+    longest = max(f["rewards"].shape[0] for f in flat)
+    out = {}
+    for key in flat[0]:
+        rows = []
+        for f in flat:
+            x = f[key]
+            rows.append(torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))]))
+        out[key] = torch.stack(rows)
+    out["mask"] = torch.stack(
+        [
+            torch.cat([torch.ones(f["rewards"].shape[0]), torch.zeros(longest - f["rewards"].shape[0])])
+            for f in flat
+        ]
+    )
+    return out
+
+
 def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch:
     """Pad finished RLlib ``SingleAgentEpisode`` s and attach returns and GAE advantages."""
     if not episodes:

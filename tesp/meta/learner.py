@@ -4,13 +4,15 @@ The Algorithm calls two methods through ``LearnerGroup.foreach_learner``:
 
 - :meth:`MetaLearner.adapt_tasks` takes one inner step per task on its newest batch and
   returns the adapted weights to sample the next round with (no graph is kept);
-- :meth:`MetaLearner.meta_update` recomputes, for each task, the whole inner loop from the
+- :meth:`MetaLearner.meta_update` recomputes every task's inner loop from the
   meta-parameters on the stored batches (keeping the graph when ``second_order``), evaluates
-  the outer objective on the post-adaptation batch, and steps the meta-parameters with
+  the outer objective on the post-adaptation batches, and steps the meta-parameters with
   PPO-clip Adam steps or one TRPO step.
 
-Methods differ only through the hooks :meth:`adapted_names`, :meth:`step_sizes`,
-:meth:`inner_loss` and :meth:`outer_terms`; the loop itself is :mod:`tesp.meta.adaptation`.
+All tasks are processed together (``torch.func.vmap`` over a leading task dimension). Methods
+differ only through the hooks :meth:`adapted_names`, :meth:`step_sizes`,
+:meth:`task_inner_loss` and :meth:`task_outer_terms`, written for a single task; the loop
+itself is :mod:`tesp.meta.adaptation`.
 """
 
 from __future__ import annotations
@@ -22,23 +24,21 @@ import numpy as np
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from torch.func import vmap
 
-from tesp.meta.adaptation import Params, StepSize, adapt
-from tesp.meta.batch import TaskBatch
-from tesp.meta.outer import policy_gradient_surrogate, ppo_clip_loss, trpo_step
+from tesp.meta.adaptation import Params, StepSize, adapt, per_task
+from tesp.meta.batch import TaskBatch, stack_tasks
+from tesp.meta.outer import masked_mean, policy_gradient_surrogate, ppo_clip_loss, trpo_step
 from tesp.models.gaussian_mlp import GaussianMLPModule, gaussian_kl, gaussian_logp
 
 logger = logging.getLogger(__name__)
 
 TorchBatch = dict[str, torch.Tensor]
-
-
-def normalize(adv: torch.Tensor) -> torch.Tensor:
-    return (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
+Weights = dict[str, np.ndarray]
 
 
 class MetaLearner(TorchLearner):
-    # -- hooks that distinguish methods --------------------------------------------------
+    # -- hooks that distinguish methods (single task; vmapped over tasks) -----------------
     @property
     def policy(self) -> GaussianMLPModule:
         return self.module[DEFAULT_MODULE_ID].unwrapped()
@@ -59,23 +59,30 @@ class MetaLearner(TorchLearner):
             return {n: torch.clamp(self.policy.step_size(n), -bound, bound) for n in names}
         return {n: self.config.inner_lr for n in names}
 
-    def _advantages(self, batch: TorchBatch) -> torch.Tensor:
-        adv = batch["advantages"]
-        return normalize(adv) if self.config.normalize_advantages else adv
+    def advantages(self, batch: TorchBatch) -> torch.Tensor:
+        adv, mask = batch["advantages"], batch["mask"]
+        if not self.config.normalize_advantages:
+            return adv
+        mean = masked_mean(adv, mask)
+        std = torch.sqrt(masked_mean((adv - mean) ** 2, mask))
+        return (adv - mean) / (std + 1e-8)
 
-    def inner_loss(self, params: Params, batch: TorchBatch) -> torch.Tensor:
+    def task_inner_loss(self, params: Params, batch: TorchBatch) -> torch.Tensor:
         """VPG (REINFORCE with GAE): ``-mean_t log pi_theta(a_t|s_t) A_t`` (spec §1.2)."""
         logp = gaussian_logp(self.policy.dist_inputs(batch["obs"], params), batch["actions"])
-        return -(logp * self._advantages(batch)).mean()
+        return -masked_mean(logp * self.advantages(batch), batch["mask"])
 
-    def outer_terms(
-        self, params: Params, batch: TorchBatch
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log pi_new, log pi_old, KL(pi_old || pi_new) per step) on the post-adaptation batch."""
+    def task_outer_terms(self, params: Params, batch: TorchBatch) -> dict[str, torch.Tensor]:
+        """Outer losses (PPO-clip and the plain surrogate) and mean KL(pi_old || pi) of one task."""
         new = self.policy.dist_inputs(batch["obs"], params)
         logp = gaussian_logp(new, batch["actions"])
         logp_old = gaussian_logp(batch["dist_inputs"], batch["actions"])
-        return logp, logp_old, gaussian_kl(batch["dist_inputs"], new)
+        adv, mask = self.advantages(batch), batch["mask"]
+        return {
+            "ppo": ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask),
+            "pg": policy_gradient_surrogate(logp, logp_old, adv, mask),
+            "kl": masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
+        }
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         # RLlib's single-level `Learner.update()` has no meaning here: the bi-level update
@@ -83,103 +90,99 @@ class MetaLearner(TorchLearner):
         raise NotImplementedError("MetaLearner is updated through meta_update(), not update()")
 
     # -- called by the Algorithm ---------------------------------------------------------
-    def runner_weights(self, params: Params) -> dict[str, np.ndarray]:
+    def runner_weights(self, params: Params) -> Weights:
         """The inference-only RLModule state an EnvRunner needs to act with ``params``.
 
         Copies: a view of live parameters would change under the caller at the next step.
         """
         return {f"pi.{k}": v.detach().cpu().numpy().copy() for k, v in params.items()}
 
-    def initial_weights(self) -> dict[str, np.ndarray]:
+    def initial_weights(self) -> Weights:
         return self.runner_weights(self.meta_params())
 
     def adapt_tasks(
-        self, weights: Mapping[int, Mapping[str, np.ndarray]], batches: Mapping[int, TaskBatch]
-    ) -> tuple[dict[int, dict[str, np.ndarray]], float]:
+        self, weights: Mapping[int, Weights], batches: Mapping[int, TaskBatch]
+    ) -> tuple[dict[int, Weights], float]:
         """One inner step per task from its current ``weights``; returns new weights and mean inner loss."""
-        out, losses = {}, []
-        sizes = self.step_sizes()
-        for task_id, batch in batches.items():
-            params = {
-                k: torch.as_tensor(weights[task_id][f"pi.{k}"]).requires_grad_(True)
-                for k in self.meta_params()
-            }
-            adapted, step_losses = adapt(
-                self.inner_loss,
-                params,
-                [batch.to_torch()],
-                self.adapted_names(),
-                {k: (v.detach() if torch.is_tensor(v) else v) for k, v in sizes.items()},
-                self.config.inner_grad_clip,
-                create_graph=False,
-            )
-            out[task_id] = self.runner_weights(adapted)
-            losses.append(step_losses[0].item())
-        return out, float(np.mean(losses))
+        ids = list(batches)
+        params = {
+            k: torch.as_tensor(np.stack([weights[i][f"pi.{k}"] for i in ids])).requires_grad_(True)
+            for k in self.meta_params()
+        }
+        sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
+        adapted, losses = adapt(
+            vmap(self.task_inner_loss),
+            params,
+            [stack_tasks([batches[i] for i in ids])],
+            self.adapted_names(),
+            sizes,
+            self.config.inner_grad_clip,
+            create_graph=False,
+        )
+        out = {i: self.runner_weights({k: v[row] for k, v in adapted.items()}) for row, i in enumerate(ids)}
+        return out, losses[0].mean().item()
 
     def meta_update(self, task_batches: Sequence[Sequence[TaskBatch]]) -> dict[str, float]:
         """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K: post-adaptation)."""
-        data = [[b.to_torch() for b in batches] for batches in task_batches]
+        num_stages = len(task_batches[0])
+        stages = [stack_tasks([batches[k] for batches in task_batches]) for k in range(num_stages)]
         cfg = self.config
-        stats = self._trpo_update(data) if cfg.outer_optimizer == "trpo" else self._ppo_update(data)
+        stats = self._trpo_update(stages) if cfg.outer_optimizer == "trpo" else self._ppo_update(stages)
         self._weights_seq_no += 1  # EnvRunners only accept weights with a newer seq no.
         if cfg.learn_step_sizes:
             sizes = torch.cat([s.reshape(-1) for s in self.step_sizes().values()])
-            stats["step_size_mean"] = float(sizes.mean())
-            stats["step_size_abs_max"] = float(sizes.abs().max())
+            stats["step_size_mean"] = sizes.mean().item()
+            stats["step_size_abs_max"] = sizes.abs().max().item()
         return stats
 
     # -- outer objectives --------------------------------------------------------------
-    def _objective(self, data, surrogate: str, create_graph: bool | None = None) -> dict[str, torch.Tensor]:
-        """Mean over tasks of the outer loss and KL, recomputing each task's inner loop."""
+    def _objective(
+        self, stages: Sequence[TorchBatch], create_graph: bool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Task means of the outer losses and KL, recomputing every task's inner loop."""
         cfg = self.config
         create_graph = cfg.second_order if create_graph is None else create_graph
-        theta, names, sizes = self.meta_params(), self.adapted_names(), self.step_sizes()
-        losses, kls, inner = [], [], []
-        for batches in data:
-            adapted, inner_losses = adapt(
-                self.inner_loss, theta, batches[:-1], names, sizes, cfg.inner_grad_clip, create_graph
-            )
-            logp, logp_old, kl = self.outer_terms(adapted, batches[-1])
-            adv = self._advantages(batches[-1])
-            if surrogate == "ppo":
-                losses.append(ppo_clip_loss(logp, logp_old, adv, cfg.clip_param))
-            else:
-                losses.append(policy_gradient_surrogate(logp, logp_old, adv))
-            kls.append(kl.mean())
-            inner.extend(inner_losses)
-        return {
-            "loss": torch.stack(losses).mean(),
-            "kl": torch.stack(kls).mean(),
-            "inner_loss": torch.stack(inner).mean() if inner else torch.zeros(()),
-        }
+        theta = per_task(self.meta_params(), stages[0]["mask"].shape[0])
+        adapted, inner_losses = adapt(
+            vmap(self.task_inner_loss),
+            theta,
+            stages[:-1],
+            self.adapted_names(),
+            self.step_sizes(),
+            cfg.inner_grad_clip,
+            create_graph,
+        )
+        terms = vmap(self.task_outer_terms)(adapted, stages[-1])
+        out = {k: v.mean() for k, v in terms.items()}
+        out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
+        return out
 
-    def _ppo_update(self, data) -> dict[str, float]:
+    def _ppo_update(self, stages) -> dict[str, float]:
         optimizer = self.get_optimizer()
         first = None
         for _ in range(self.config.num_outer_steps):
-            out = self._objective(data, "ppo")
+            out = self._objective(stages)
             first = first or {k: v.item() for k, v in out.items()}
             optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
+            out["ppo"].backward()
             optimizer.step()
-        last = self._objective(data, "ppo", create_graph=False)
+        last = self._objective(stages, create_graph=False)
         return {
             "inner_loss": first["inner_loss"],
-            "outer_loss_before": first["loss"],
-            "outer_loss_after": last["loss"].item(),
+            "outer_loss_before": first["ppo"],
+            "outer_loss_after": last["ppo"].item(),
             "kl": last["kl"].item(),
         }
 
-    def _trpo_update(self, data) -> dict[str, float]:
+    def _trpo_update(self, stages) -> dict[str, float]:
         cfg = self.config
         params = [p for p in self.policy.parameters() if p.requires_grad]
         inner_loss = []
 
         def objective():
-            out = self._objective(data, "pg")
+            out = self._objective(stages)
             inner_loss.append(out["inner_loss"].item())
-            return out["loss"], out["kl"]
+            return out["pg"], out["kl"]
 
         result = trpo_step(
             params,

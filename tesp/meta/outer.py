@@ -15,15 +15,27 @@ from dataclasses import dataclass
 import torch
 
 
-def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum()
+
+
+def ppo_clip_loss(
+    logp: torch.Tensor,
+    logp_old: torch.Tensor,
+    adv: torch.Tensor,
+    clip: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``-mean(min(rho A, clip(rho, 1-eps, 1+eps) A))`` with ``rho = exp(logp - logp_old)``."""
     ratio = torch.exp(logp - logp_old)
-    return -torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv).mean()
+    return -masked_mean(torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv), mask)
 
 
-def policy_gradient_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+def policy_gradient_surrogate(
+    logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """TRPO's importance-sampled surrogate ``-mean(rho A)``."""
-    return -(torch.exp(logp - logp_old) * adv).mean()
+    return -masked_mean(torch.exp(logp - logp_old) * adv, mask)
 
 
 def flat_grad(

@@ -101,12 +101,13 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """``[mean, log_std]`` for ``obs`` under ``params`` (default: the module's own)."""
-        params = self.policy_params() if params is None else params
+        if params is None:  # the sampling hot path: skip functional_call's re-parametrisation
+            out, log_std = self.pi(obs), getattr(self.pi, "log_std", None)
+        else:
+            out, log_std = functional_call(self.pi, dict(params), (obs,)), params.get("log_std")
         if self.free_log_std:
-            mean = functional_call(self.pi, dict(params), (obs,))
-            log_std = params["log_std"].expand_as(mean)
-            return torch.cat([mean, log_std], dim=-1)
-        return functional_call(self.pi, dict(params), (obs,))
+            return torch.cat([out, log_std.expand_as(out)], dim=-1)
+        return out
 
     def step_size(self, name: str) -> torch.Tensor:
         return self.step_sizes[_key(name)]
