@@ -33,3 +33,26 @@ def test_step_sizes_are_learnable_and_not_sent_to_env_runners():
     assert inference_state and all(k.startswith("pi.") for k in inference_state)
     runner = make_policy(inference_only=True)
     runner.set_state(inference_state)
+
+
+def test_action_connector_samples_the_policy_distribution_and_records_it():
+    from ray.rllib.core.columns import Columns
+
+    from tesp.models.connectors import SampleGaussianActions
+    from tesp.models.gaussian_mlp import gaussian_logp
+
+    torch.manual_seed(0)
+    inputs = torch.tensor([[0.5, -1.0, 0.0, -1.0]]).repeat(20000, 1)  # mean (0.5, -1), std (1, e^-1)
+    out = SampleGaussianActions()(
+        rl_module=None, batch={Columns.ACTION_DIST_INPUTS: inputs}, episodes=[], explore=True
+    )
+    actions = torch.as_tensor(out[Columns.ACTIONS])
+    torch.testing.assert_close(actions.mean(0), torch.tensor([0.5, -1.0]), atol=0.03, rtol=0)
+    torch.testing.assert_close(
+        actions.std(0), torch.tensor([1.0, float(torch.exp(torch.tensor(-1.0)))]), atol=0.02, rtol=0
+    )
+    torch.testing.assert_close(torch.as_tensor(out[Columns.ACTION_LOGP]), gaussian_logp(inputs, actions))
+    greedy = SampleGaussianActions()(
+        rl_module=None, batch={Columns.ACTION_DIST_INPUTS: inputs[:2]}, episodes=[], explore=False
+    )
+    assert greedy[Columns.ACTIONS].tolist() == [[0.5, -1.0], [0.5, -1.0]]

@@ -29,6 +29,7 @@ from ray.util import log_once
 from tesp.envs import make_env
 from tesp.meta.learner import MetaLearner
 from tesp.meta.sampler import MultiTaskSampler, SampleJob
+from tesp.models import connectors
 from tesp.models.gaussian_mlp import GaussianMLPModule
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class MAMLConfig(AlgorithmConfig):
         self.batch_mode = "complete_episodes"
         self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
         self.clip_actions = False
+        # Lean sampling pipelines (see tesp/models/connectors.py).
+        self._env_to_module_connector = connectors.env_to_module
+        self._module_to_env_connector = connectors.module_to_env
+        self.add_default_connectors_to_env_to_module_pipeline = False
+        self.add_default_connectors_to_module_to_env_pipeline = False
         self._model_config = {"hidden": [64, 64], "activation": "tanh", "free_log_std": True}
 
     @override(AlgorithmConfig)
