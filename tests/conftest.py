@@ -18,11 +18,15 @@ _token_existed = TOKEN_FILE.exists()
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(tmp_path_factory):
     """One local Ray for all in-process tests that need it (2 CPUs, like the machine)."""
     import ray
+    import ray.tune.trainable.trainable as trainable
 
     from tesp.envs import register_envs
+
+    # Algorithms built outside Tune log to ~/ray_results/<timestamp>; keep tests out of it.
+    trainable.DEFAULT_STORAGE_PATH = str(tmp_path_factory.mktemp("ray_results"))
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_envs()
