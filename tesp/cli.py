@@ -103,8 +103,6 @@ def make_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Plan:
-    alg_name: str
-    env_name: str
     algo_cls: type
     config: Any  # the algorithm config, possibly holding grid_search values
     run: dict[str, Any]
@@ -167,7 +165,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     alg_name = canonical(args.alg)
     name = args.name or f"{alg_name}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
-    return Plan(alg_name, args.env, ALGS[alg_name], config, run, name, storage)
+    return Plan(ALGS[alg_name], config, run, name, storage)
 
 
 def grid_variants(config, groups: dict[str, dict[str, Any]]):
@@ -225,6 +223,7 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
     from ray import tune
 
     from tesp.envs import register_envs
+    from tesp.progress import MetaProgress
 
     register_envs()
     if resume is not None:
@@ -244,7 +243,8 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
                 # every >= 10 s. Keeping 1 makes every checkpoint a consistent resume point.
                 num_to_keep=plan.run["keep_checkpoints"],
             ),
-            verbose=1,
+            verbose=0,  # MetaProgress prints one line per iteration instead
+            callbacks=[MetaProgress()],
         )
         tuner = tune.Tuner(plan.algo_cls, param_space=plan.config, run_config=run_config)
     results = tuner.fit()

@@ -9,13 +9,14 @@ the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations:
    post-adaptation return by more than GAIN_MARGIN.
 
 Calibration (``python -m tests.test_learning --calibrate 0,1,2,3,4``, 2026-11-21, this
-2-core machine, ~50 s per run), (gap, gain) per seed 0..4:
+2-core machine, ~30 s per run, at the commit with the lean connector pipelines), (gap, gain)
+per seed 0..4:
 
-    maml:     (17.9, 62.0) (19.2, 48.0) (16.7, 51.4) (16.9, 54.3) (19.5, 52.7)
-    meta_sgd: (19.7, 64.8) (20.4, 48.7) (21.1, 56.3) (18.4, 57.1) (19.8, 53.0)
+    maml:     (17.6, 62.1) (19.9, 48.4) (17.6, 52.3) (16.9, 54.1) (20.0, 53.3)
+    meta_sgd: (18.9, 64.3) (20.5, 49.0) (20.4, 55.8) (17.7, 56.8) (21.4, 53.6)
 
 Iteration-0 post-adaptation returns were -76 to -86 and final pre-adaptation returns -38 to -50.
-The margins are about half the smallest value seen (gap 16.7, gain 48.0): a healthy run
+The margins are about half the smallest value seen (gap 16.9, gain 48.4): a healthy run
 passes with room, while a broken inner loop (gap ~ 0) or a broken outer loop (gain ~ 0) fails.
 The test runs seed 0.
 """

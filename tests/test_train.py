@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import signal
@@ -30,7 +31,7 @@ OTHER_KEYS = [
     ("alg", "extra", "alg_keys"),
     [
         ("maml", [], []),
-        ("meta_sgd", [], ["meta/step_size_mean"]),
+        ("meta_sgd", ["--set", "num_inner_steps=2"], ["meta/step_size_mean", "meta/return_stage_2"]),
         (
             "maml",
             ["--set", "outer_optimizer=trpo", "--set", "second_order=false"],
@@ -59,6 +60,20 @@ def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
     assert sorted(p.name for p in trial.glob("checkpoint_*")) == ["checkpoint_000001"]
     assert f"last checkpoint: {trial / 'checkpoint_000001'}" in proc.stdout
     assert str(tmp_path / "smoke") in proc.stdout
+    assert "iter    2 | return" in proc.stdout  # the per-iteration progress line
+
+
+def test_grid_search_runs_one_trial_per_value_in_one_experiment(tmp_path):
+    proc = run_main_train(
+        "--env", "point", "--alg", "maml", "--stop-iters", "1", "--storage-path", str(tmp_path), "--name", "grid",
+        *SMALL, "--set", "num_env_runners=0", "--set", "inner_lr={grid_search: [0.05, 0.2]}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = trial_dirs(tmp_path / "grid")
+    assert len(trials) == 2
+    lrs = sorted(json.loads((t / "params.json").read_text())["inner_lr"] for t in trials)
+    assert lrs == [0.05, 0.2]
+    assert all(results(t)[-1]["training_iteration"] == 1 for t in trials)
 
 
 def _metrics_of_two_iterations(seed: int) -> list[dict[str, float]]:
