@@ -115,8 +115,9 @@ def _wait_for(path, proc, timeout=300):
 
 def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_path):
     exp = tmp_path / "crash"
+    stop = 12  # far more iterations than can run between the 2nd checkpoint and the kill
     args = [
-        "--env", "point", "--alg", "maml", "--stop-iters", "4", "--checkpoint-freq", "1",
+        "--env", "point", "--alg", "maml", "--stop-iters", str(stop), "--checkpoint-freq", "1",
         "--storage-path", str(tmp_path), "--name", "crash", *SMALL,
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -137,7 +138,7 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
     last = checkpoints[-1]
     with open(last / "algorithm_state.pkl", "rb") as f:
         restored_iter = pickle.load(f)["training_iteration"]
-    assert 2 <= restored_iter < 4
+    assert 2 <= restored_iter < stop
     with open(last / "learner_group/learner/rl_module/default_policy/module_state.pkl", "rb") as f:
         saved = pickle.load(f)
     saved_norm = float(
@@ -148,13 +149,13 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = results(trial)
     iters = [r["training_iteration"] for r in rows]
-    assert iters[-1] == 4
+    assert iters[-1] == stop
     # After the restart, iterations continue from the restored checkpoint, not from 1.
     resumed = [r for r in rows if r["training_iteration"] == restored_iter + 1][-1]
     assert resumed["meta"]["param_norm"] == pytest.approx(saved_norm, rel=1e-6)
     assert iters.count(1) == 1
-    # The Adam state continued too: 4 iterations x num_outer_steps (5) steps in all.
+    # The Adam state continued too: `stop` iterations x num_outer_steps (5) steps in all.
     final = sorted(trial.glob("checkpoint_*"))[-1]
     with open(final / "learner_group/learner/state.pkl", "rb") as f:
         opt = pickle.load(f)["optimizer"]["default_policy_default_optimizer"]["state"]["state"]
-    assert float(opt[0]["step"]) == 4 * 5
+    assert float(opt[0]["step"]) == stop * 5

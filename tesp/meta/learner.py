@@ -102,15 +102,15 @@ class MetaLearner(TorchLearner):
 
     def adapt_tasks(
         self, weights: Mapping[int, Weights], batches: Mapping[int, TaskBatch]
-    ) -> tuple[dict[int, Weights], float]:
-        """One inner step per task from its current ``weights``; returns new weights and mean inner loss."""
+    ) -> dict[int, Weights]:
+        """One inner step per task from its current ``weights``; returns each task's new weights."""
         ids = list(batches)
         params = {
             k: torch.as_tensor(np.stack([weights[i][f"pi.{k}"] for i in ids])).requires_grad_(True)
             for k in self.meta_params()
         }
         sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
-        adapted, losses = adapt(
+        adapted, _ = adapt(
             vmap(self.task_inner_loss),
             params,
             [stack_tasks([batches[i] for i in ids])],
@@ -119,8 +119,7 @@ class MetaLearner(TorchLearner):
             self.config.inner_grad_clip,
             create_graph=False,
         )
-        out = {i: self.runner_weights({k: v[row] for k, v in adapted.items()}) for row, i in enumerate(ids)}
-        return out, losses[0].mean().item()
+        return {i: self.runner_weights({k: v[row] for k, v in adapted.items()}) for row, i in enumerate(ids)}
 
     def meta_update(self, task_batches: Sequence[Sequence[TaskBatch]]) -> dict[str, float]:
         """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K: post-adaptation)."""

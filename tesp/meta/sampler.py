@@ -8,6 +8,13 @@ sub-envs to the task (the env's ``set_task``), loads the weights into its RLModu
 complete episodes, and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit
 and GAE happen there, in parallel). Jobs whose runner failed are dealt again to the runners
 that remain healthy, after RLlib has restarted the failed ones where it can.
+
+Episode selection: RLlib's ``sample(num_episodes=n)`` resets the sub-envs and returns the
+first ``n`` episodes to finish; sub-envs that finish early start new episodes, and
+unfinished episodes are dropped. With ``n`` equal to the number of sub-envs this is one
+episode per sub-env unless episodes terminate early, in which case short (usually successful)
+episodes are slightly over-represented, like the reference's "complete episodes until >=
+5,000 steps" (spec §2.2). On ``point`` at the benchmark scale ~2% of steps are lost this way.
 """
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ class MAML(Algorithm):
         theta = self.on_learner(lambda learner: learner.initial_weights())
         weights = {i: theta for i in range(len(tasks))}
 
-        stages, timings, inner_losses = [], {"sample": 0.0, "adapt": 0.0}, []
+        stages, timings = [], {"sample": 0.0, "adapt": 0.0}
         for k in range(cfg.num_inner_steps + 1):
             t0 = time.perf_counter()
             results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
@@ -188,10 +188,7 @@ class MAML(Algorithm):
             if k < cfg.num_inner_steps:
                 t0 = time.perf_counter()
                 batches = {i: r.batch for i, r in results.items()}
-                weights, loss = self.on_learner(
-                    lambda learner, w=weights, b=batches: learner.adapt_tasks(w, b)
-                )
-                inner_losses.append(loss)
+                weights = self.on_learner(lambda learner, w=weights, b=batches: learner.adapt_tasks(w, b))
                 timings["adapt"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -206,11 +203,14 @@ class MAML(Algorithm):
         def log(key: str, value: float) -> None:
             self.metrics.log_value((META, key), float(value), window=1)
 
-        for k, stage in enumerate(stages):
-            returns = np.concatenate([r.batch.episode_returns for r in stage.values()])
-            log(f"return_stage_{k}", returns.mean())
-        log("return_pre", np.concatenate([r.batch.episode_returns for r in stages[0].values()]).mean())
-        log("return_post", np.concatenate([r.batch.episode_returns for r in stages[-1].values()]).mean())
+        # Mean over all episodes of all tasks, per adaptation stage (spec §2.2).
+        stage_returns = [
+            np.concatenate([r.batch.episode_returns for r in stage.values()]).mean() for stage in stages
+        ]
+        for k, value in enumerate(stage_returns):
+            log(f"return_stage_{k}", value)
+        log("return_pre", stage_returns[0])
+        log("return_post", stage_returns[-1])
         for key, value in stats.items():
             log(key, value)
         steps = sum(r.num_env_steps for stage in stages for r in stage.values())
