@@ -33,10 +33,10 @@ def one(batch):
 def test_one_inner_step_equals_manual_sgd():
     policy = make_policy()
     batch = random_batch()
-    names = list(policy.policy_params())
+    names = list(policy.meta_params())
     new, _ = inner_step(
         vmap(task_loss(policy)),
-        per_task(policy.policy_params(), 1),
+        per_task(policy.meta_params(), 1),
         one(batch),
         names,
         {n: 0.05 for n in names},
@@ -46,21 +46,21 @@ def test_one_inner_step_equals_manual_sgd():
     reference = copy.deepcopy(policy)
     opt = torch.optim.SGD(reference.pi.parameters(), lr=0.05)
     opt.zero_grad()
-    task_loss(reference)(reference.policy_params(), batch).backward()
+    task_loss(reference)(reference.meta_params(), batch).backward()
     opt.step()
-    for name, p in reference.policy_params().items():
+    for name, p in reference.meta_params().items():
         torch.testing.assert_close(new[name][0], p, rtol=0, atol=1e-7)
 
 
 def test_tasks_adapted_together_equal_tasks_adapted_alone():
     policy = make_policy()
-    names = list(policy.policy_params())
+    names = list(policy.meta_params())
     sizes = {n: 0.1 for n in names}
     tasks = [[random_batch(seed=10 * t + k) for k in range(2)] for t in range(3)]
     clip = 0.5  # small enough to bind for some tasks and steps
     together, losses = adapt(
         vmap(task_loss(policy)),
-        per_task(policy.policy_params(), 3),
+        per_task(policy.meta_params(), 3),
         [stack(*(tasks[t][k] for t in range(3))) for k in range(2)],
         names, sizes, clip, False,
     )  # fmt: skip
@@ -68,7 +68,7 @@ def test_tasks_adapted_together_equal_tasks_adapted_alone():
     for t in range(3):
         alone, _ = adapt(
             vmap(task_loss(policy)),
-            per_task(policy.policy_params(), 1),
+            per_task(policy.meta_params(), 1),
             [one(b) for b in tasks[t]],
             names,
             sizes,
@@ -82,11 +82,11 @@ def test_tasks_adapted_together_equal_tasks_adapted_alone():
 def test_meta_sgd_with_constant_rates_equals_maml():
     policy = make_policy(learn_step_sizes=True, init_step_size=0.07)
     batches = [one(random_batch(seed=1)), one(random_batch(seed=2))]
-    names = list(policy.policy_params())
-    theta = per_task(policy.policy_params(), 1)
+    names = list(policy.meta_params())
+    theta = per_task(policy.meta_params(), 1)
     maml, _ = adapt(vmap(task_loss(policy)), theta, batches, names, {n: 0.07 for n in names}, 1.0, True)
     rates = {n: policy.step_size(n) for n in names}
-    assert all(r.shape == policy.policy_params()[n].shape for n, r in rates.items())
+    assert all(r.shape == policy.meta_params()[n].shape for n, r in rates.items())
     msgd, _ = adapt(vmap(task_loss(policy)), theta, batches, names, rates, 1.0, True)
     for n in names:
         torch.testing.assert_close(msgd[n], maml[n], rtol=0, atol=1e-7)
@@ -94,12 +94,18 @@ def test_meta_sgd_with_constant_rates_equals_maml():
 
 def test_only_the_named_parameters_are_adapted():
     policy = make_policy()
-    params = per_task(policy.policy_params(), 1)
+    params = per_task(policy.meta_params(), 1)
     new, _ = inner_step(
-        vmap(task_loss(policy)), params, one(random_batch()), ["2.weight"], {"2.weight": 0.1}, None, False
+        vmap(task_loss(policy)),
+        params,
+        one(random_batch()),
+        ["pi.2.weight"],
+        {"pi.2.weight": 0.1},
+        None,
+        False,
     )
     for n in params:
-        assert (not torch.equal(new[n], params[n])) == (n == "2.weight"), n
+        assert (not torch.equal(new[n], params[n])) == (n == "pi.2.weight"), n
 
 
 def test_global_norm_clipping_per_task():
@@ -128,7 +134,7 @@ def _meta_objective(policy, theta, inner_batches, outer_batch, lr, second_order)
 
 def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_first_order():
     policy = make_policy(hidden=(6,), seed=3).double()
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in policy.policy_params().items()}
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in policy.meta_params().items()}
     inner = [random_batch(n=16, seed=4, dtype=torch.float64), random_batch(n=16, seed=5, dtype=torch.float64)]
     outer = random_batch(n=16, seed=6, dtype=torch.float64)
     lr = 0.5  # large, so the curvature term matters
@@ -162,17 +168,17 @@ def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_
 def test_first_order_still_learns_step_sizes_through_the_direct_path():
     """spec §1.2: with constant inner gradients, dL/dalpha = -G * dL/dtheta'."""
     policy = make_policy(learn_step_sizes=True, init_step_size=0.01)
-    names = list(policy.policy_params())
+    names = list(policy.meta_params())
     batch, outer = random_batch(seed=7), random_batch(seed=8)
     rates = {n: policy.step_size(n) for n in names}
     adapted, _ = adapt(
-        vmap(task_loss(policy)), per_task(policy.policy_params(), 1), [one(batch)], names, rates, None, False
+        vmap(task_loss(policy)), per_task(policy.meta_params(), 1), [one(batch)], names, rates, None, False
     )
     loss = task_loss(policy)({k: v[0] for k, v in adapted.items()}, outer)
     d_alpha = torch.autograd.grad(loss, [rates[n] for n in names], retain_graph=True)
     d_adapted = torch.autograd.grad(loss, [adapted[n] for n in names])
     g = torch.autograd.grad(
-        task_loss(policy)(policy.policy_params(), batch), [policy.policy_params()[n] for n in names]
+        task_loss(policy)(policy.meta_params(), batch), [policy.meta_params()[n] for n in names]
     )
     for da, dt, gi in zip(d_alpha, d_adapted, g, strict=True):
         torch.testing.assert_close(da, -gi * dt[0], rtol=1e-5, atol=1e-8)
@@ -181,8 +187,8 @@ def test_first_order_still_learns_step_sizes_through_the_direct_path():
 @pytest.mark.parametrize("second_order", [True, False])
 def test_meta_gradient_reaches_theta_through_the_task_dimension(second_order):
     policy = make_policy()
-    names = list(policy.policy_params())
-    theta = policy.policy_params()
+    names = list(policy.meta_params())
+    theta = policy.meta_params()
     adapted, _ = adapt(
         vmap(task_loss(policy)), per_task(theta, 2), [stack(random_batch(seed=1), random_batch(seed=2))],
         names, {n: 0.1 for n in names}, None, second_order,

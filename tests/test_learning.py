@@ -1,4 +1,4 @@
-"""Learning: MAML and Meta-SGD on 2D point navigation.
+"""Learning: MAML, Meta-SGD and AdaptSV on 2D point navigation.
 
 Claims checked, at a reduced scale (10 tasks x 10 episodes per meta-iteration, 0 EnvRunners,
 the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations:
@@ -8,15 +8,16 @@ the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations:
 2. meta-learning helps: that final post-adaptation return beats the iteration-0
    post-adaptation return by more than GAIN_MARGIN.
 
-Calibration (``python -m tests.test_learning --calibrate 0,1,2,3,4``, 2026-11-21, this
+Calibration (``python -m tests.test_learning --calibrate 0,1,2,3,4 [--algs maml,...]``, 2026-11-21, this
 2-core machine, ~30 s per run, at the commit with the lean connector pipelines), (gap, gain)
 per seed 0..4:
 
     maml:     (17.6, 62.1) (19.9, 48.4) (17.6, 52.3) (16.9, 54.1) (20.0, 53.3)
     meta_sgd: (18.9, 64.3) (20.5, 49.0) (20.4, 55.8) (17.7, 56.8) (21.4, 53.6)
+    adaptsv:  (18.7, 70.2) (22.0, 65.3) (19.0, 62.3) (16.4, 69.8) (19.3, 64.5)
 
-Iteration-0 post-adaptation returns were -76 to -86 and final pre-adaptation returns -38 to -50.
-The margins are about half the smallest value seen (gap 16.9, gain 48.4): a healthy run
+Iteration-0 post-adaptation returns were -76 to -95 and final pre-adaptation returns -38 to -50.
+The margins are about half the smallest value seen (gap 16.4, gain 48.4): a healthy run
 passes with room, while a broken inner loop (gap ~ 0) or a broken outer loop (gain ~ 0) fails.
 The test runs seed 0.
 """
@@ -37,8 +38,8 @@ SCALE = {
     "num_envs_per_env_runner": 10,
     "num_env_runners": 0,
 }
-GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0}
-GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0}
+GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0}
+GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0}
 
 
 def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +63,7 @@ def gap_and_gain(pre: np.ndarray, post: np.ndarray) -> tuple[float, float]:
 
 @pytest.mark.ray
 @pytest.mark.learning
-@pytest.mark.parametrize("alg", ["maml", "meta_sgd"])
+@pytest.mark.parametrize("alg", sorted(GAP_MARGIN))
 def test_meta_learning_improves_post_adaptation_return(ray_session, alg):
     pre, post = learning_curve(alg, seed=0)
     gap, gain = gap_and_gain(pre, post)
@@ -77,9 +78,10 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     from tesp.envs import register_envs
 
     seeds = [int(s) for s in sys.argv[sys.argv.index("--calibrate") + 1].split(",")]
+    algs = sys.argv[sys.argv.index("--algs") + 1].split(",") if "--algs" in sys.argv else list(GAP_MARGIN)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_envs()
-    for alg in ("maml", "meta_sgd"):
+    for alg in algs:
         for seed in seeds:
             pre, post = learning_curve(alg, seed)
             gap, gain = gap_and_gain(pre, post)

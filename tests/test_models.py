@@ -17,16 +17,14 @@ def test_functional_forward_equals_the_module_forward():
     for free in (True, False):
         policy = make_policy(free_log_std=free)
         obs = torch.randn(7, 2)
-        torch.testing.assert_close(
-            policy.dist_inputs(obs, dict(policy.pi.named_parameters())), policy.dist_inputs(obs)
-        )
-        shifted = {k: v + 1.0 for k, v in policy.policy_params().items()}
+        torch.testing.assert_close(policy.dist_inputs(obs, policy.meta_params()), policy.dist_inputs(obs))
+        shifted = {k: v + 1.0 for k, v in policy.meta_params().items()}
         assert not torch.allclose(policy.dist_inputs(obs, shifted), policy.dist_inputs(obs))
 
 
 def test_step_sizes_are_learnable_and_not_sent_to_env_runners():
     policy = make_policy(learn_step_sizes=True, init_step_size=0.3)
-    names = set(policy.policy_params())
+    names = set(policy.meta_params())
     assert {n for n, _ in policy.named_parameters() if n.startswith("step_sizes")}
     assert all(torch.allclose(policy.step_size(n), torch.tensor(0.3)) for n in names)
     inference_state = policy.get_state(inference_only=True)

@@ -55,13 +55,13 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
     for i, res in results.items():
         batch = res.batch
         flat = batch.to_torch()
-        params = {k[len("pi.") :]: torch.as_tensor(v) for k, v in weights[i].items()}
+        params = {k: torch.as_tensor(v) for k, v in weights[i].items()}
         with torch.no_grad():
             expected = policy.dist_inputs(flat["obs"], params)
         # The recorded action distribution is the one of this task's weights, exactly.
         torch.testing.assert_close(flat["dist_inputs"], expected, rtol=1e-5, atol=1e-6)
         # Another task's weights would not explain the samples.
-        other = {k[len("pi.") :]: torch.as_tensor(v) for k, v in weights[(i + 1) % 5].items()}
+        other = {k: torch.as_tensor(v) for k, v in weights[(i + 1) % 5].items()}
         with torch.no_grad():
             assert not torch.allclose(flat["dist_inputs"], policy.dist_inputs(flat["obs"], other), atol=1e-3)
         # Rewards are -|next position - this task's goal| (next position = next observation).

@@ -45,11 +45,11 @@ class MetaLearner(TorchLearner):
 
     def meta_params(self) -> Params:
         """The parameters the inner loop starts from (theta)."""
-        return self.policy.policy_params()
+        return self.policy.meta_params()
 
     def adapted_names(self) -> list[str]:
-        """Which entries of :meth:`meta_params` the inner loop changes (MAML: all)."""
-        return list(self.meta_params())
+        """Which entries of :meth:`meta_params` the inner loop changes (MAML: all; AdaptSV: the latent)."""
+        return self.policy.adapted_names()
 
     def step_sizes(self) -> dict[str, StepSize]:
         """Inner step size per adapted parameter: the fixed ``inner_lr`` or learned, clamped rates."""
@@ -72,17 +72,28 @@ class MetaLearner(TorchLearner):
         logp = gaussian_logp(self.policy.dist_inputs(batch["obs"], params), batch["actions"])
         return -masked_mean(logp * self.advantages(batch), batch["mask"])
 
+    def task_embedding(self, params: Params, batch: TorchBatch) -> torch.Tensor | None:
+        """The task embedding the policy is conditioned on, if any (AdaptSV: the adapted latent)."""
+        return params.get("latent")
+
     def task_outer_terms(self, params: Params, batch: TorchBatch) -> dict[str, torch.Tensor]:
-        """Outer losses (PPO-clip and the plain surrogate) and mean KL(pi_old || pi) of one task."""
+        """Outer losses of one task (PPO-clip and the plain surrogate, each plus the regulariser
+        ``eta * mean_j z_j^2`` on the task embedding z, spec §1.3-1.4), and its mean KL(pi_old || pi)."""
         new = self.policy.dist_inputs(batch["obs"], params)
         logp = gaussian_logp(new, batch["actions"])
         logp_old = gaussian_logp(batch["dist_inputs"], batch["actions"])
         adv, mask = self.advantages(batch), batch["mask"]
-        return {
-            "ppo": ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask),
-            "pg": policy_gradient_surrogate(logp, logp_old, adv, mask),
+        z = self.task_embedding(params, batch)
+        reg = self.config.embedding_reg_coeff * z.pow(2).mean() if z is not None else torch.zeros(())
+        terms = {
+            "ppo": ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask) + reg,
+            "pg": policy_gradient_surrogate(logp, logp_old, adv, mask) + reg,
             "kl": masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
         }
+        if z is not None:
+            terms["regularizer"] = reg
+            terms["embedding_norm"] = z.norm()
+        return terms
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         # RLlib's single-level `Learner.update()` has no meaning here: the bi-level update
@@ -95,7 +106,7 @@ class MetaLearner(TorchLearner):
 
         Copies: a view of live parameters would change under the caller at the next step.
         """
-        return {f"pi.{k}": v.detach().cpu().numpy().copy() for k, v in params.items()}
+        return {k: v.detach().cpu().numpy().copy() for k, v in params.items()}
 
     def initial_weights(self) -> Weights:
         return self.runner_weights(self.meta_params())
@@ -106,7 +117,7 @@ class MetaLearner(TorchLearner):
         """One inner step per task from its current ``weights``; returns each task's new weights."""
         ids = list(batches)
         params = {
-            k: torch.as_tensor(np.stack([weights[i][f"pi.{k}"] for i in ids])).requires_grad_(True)
+            k: torch.as_tensor(np.stack([weights[i][k] for i in ids])).requires_grad_(True)
             for k in self.meta_params()
         }
         sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
@@ -166,21 +177,25 @@ class MetaLearner(TorchLearner):
             out["ppo"].backward()
             optimizer.step()
         last = self._objective(stages, create_graph=False)
-        return {
+        stats = {
             "inner_loss": first["inner_loss"],
             "outer_loss_before": first["ppo"],
             "outer_loss_after": last["ppo"].item(),
             "kl": last["kl"].item(),
         }
+        return stats | {k: last[k].item() for k in ("regularizer", "embedding_norm") if k in last}
 
     def _trpo_update(self, stages) -> dict[str, float]:
         cfg = self.config
         params = [p for p in self.policy.parameters() if p.requires_grad]
         inner_loss = []
 
+        extra = {}
+
         def objective():
             out = self._objective(stages)
             inner_loss.append(out["inner_loss"].item())
+            extra.update({k: out[k].item() for k in ("regularizer", "embedding_norm") if k in out})
             return out["pg"], out["kl"]
 
         result = trpo_step(
@@ -198,4 +213,4 @@ class MetaLearner(TorchLearner):
             "outer_loss_after": result.loss_after,
             "kl": result.kl,
             "trpo_step_fraction": result.step_fraction,
-        }
+        } | extra

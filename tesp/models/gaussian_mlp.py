@@ -4,13 +4,19 @@ The network maps an observation to ``[mean, log_std]`` (RLlib's ``TorchDiagGauss
 inputs). With ``free_log_std`` the log-std is a state-independent parameter vector (the
 MAML paper's policy); otherwise the last layer outputs it (the TESP reference, spec §1.1).
 
+With ``latent_dim = d > 0`` the module also holds a latent vector ``latent`` in R^d that is
+concatenated to every observation (AdaptSV, spec §1.4); its initial value is a random
+direction of norm ``latent_init_norm`` (normc(0.01) in the reference).
+
 Meta-learning needs the same network evaluated at parameters other than its own (the
 adapted ``theta'``); :meth:`GaussianMLPModule.dist_inputs` does that with
-``torch.func.functional_call``, so gradients can flow back through ``theta'``.
+``torch.func.functional_call``, so gradients can flow back through ``theta'``. Parameters
+are named as in the module's state dict (``pi.0.weight``, ``pi.log_std``, ``latent``) and
+come in groups (``policy``, ``latent``); the ``adapted`` groups are what the inner loop changes.
 
-Meta-SGD's per-parameter inner step sizes live here too (``step_sizes``), so they are
-checkpointed and optimised with the rest of the meta-parameters; they are not part of the
-inference-only copy that EnvRunners hold.
+Meta-SGD-style per-parameter inner step sizes for the adapted parameters live here too
+(``step_sizes``), so they are checkpointed and optimised with the rest of the
+meta-parameters; they are not part of the inference-only copy that EnvRunners hold.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from torch.func import functional_call
 Params = dict[str, torch.Tensor]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+PARAM_GROUPS = ("policy", "latent")
 
 #: model_config keys and their defaults.
 DEFAULT_MODEL_CONFIG = {
@@ -37,7 +44,11 @@ DEFAULT_MODEL_CONFIG = {
     "activation": "tanh",
     "free_log_std": True,
     "init_log_std": 0.0,
-    # Meta-SGD: learn one inner step size per adapted parameter element.
+    "latent_dim": 0,
+    "latent_init_norm": 0.01,
+    # Set by the algorithm config: which parameter groups the inner loop adapts, and whether
+    # their step sizes are learned (and from what initial value).
+    "adapted": ["policy"],
     "learn_step_sizes": False,
     "init_step_size": 0.1,
 }
@@ -59,9 +70,10 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
         obs_dim = int(np.prod(self.observation_space.shape))
         self.act_dim = int(np.prod(self.action_space.shape))
         self.free_log_std = bool(cfg["free_log_std"])
+        self.latent_dim = int(cfg["latent_dim"])
 
         layers: list[nn.Module] = []
-        last = obs_dim
+        last = obs_dim + self.latent_dim
         for width in cfg["hidden"]:
             linear = nn.Linear(last, width)
             normc_(linear.weight, 1.0)
@@ -81,42 +93,59 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
             self.pi.register_parameter(
                 "log_std", nn.Parameter(torch.full((self.act_dim,), float(cfg["init_log_std"])))
             )
+        if self.latent_dim:
+            latent = torch.randn(self.latent_dim)
+            self.latent = nn.Parameter(latent * float(cfg["latent_init_norm"]) / latent.norm())
 
+        unknown = set(cfg["adapted"]) - set(PARAM_GROUPS)
+        if unknown or not cfg["adapted"] or ("latent" in cfg["adapted"] and not self.latent_dim):
+            raise ValueError(
+                f"adapted={cfg['adapted']!r} is invalid: choose groups from {PARAM_GROUPS}"
+                " ('latent' needs model latent_dim > 0)"
+            )
+        self._adapted = [n for n in self.meta_params() if self._group(n) in cfg["adapted"]]
+        self.step_sizes = None
         if cfg["learn_step_sizes"] and not self.inference_only:
             self.step_sizes = nn.ParameterDict(
                 {
-                    _key(name): nn.Parameter(torch.full_like(p, float(cfg["init_step_size"])))
-                    for name, p in self.pi.named_parameters()
+                    _key(n): nn.Parameter(torch.full_like(p, float(cfg["init_step_size"])))
+                    for n, p in self.meta_params().items()
+                    if n in self._adapted
                 }
             )
-        else:
-            self.step_sizes = None
 
     # -- functional interface used by the meta-learner -------------------------------
-    def policy_params(self) -> Params:
-        """The policy's own parameters, by name (the meta-parameters ``theta``)."""
-        return dict(self.pi.named_parameters())
+    @staticmethod
+    def _group(name: str) -> str:
+        return "policy" if name.startswith("pi.") else name
+
+    def meta_params(self) -> Params:
+        """The parameters the inner loop starts from (theta), by state-dict name."""
+        return {n: p for n, p in self.named_parameters() if not n.startswith("step_sizes.")}
+
+    def adapted_names(self) -> list[str]:
+        """The names of the parameters the inner loop adapts."""
+        return list(self._adapted)
 
     def dist_inputs(
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """``[mean, log_std]`` for ``obs`` under ``params`` (default: the module's own)."""
         if params is None:  # the sampling hot path: skip functional_call's re-parametrisation
-            out, log_std = self.pi(obs), getattr(self.pi, "log_std", None)
+            latent, log_std = getattr(self, "latent", None), getattr(self.pi, "log_std", None)
         else:
-            out, log_std = functional_call(self.pi, dict(params), (obs,)), params.get("log_std")
+            latent, log_std = params.get("latent"), params.get("pi.log_std")
+        x = obs if latent is None else torch.cat([obs, latent.expand(*obs.shape[:-1], -1)], dim=-1)
+        if params is None:
+            out = self.pi(x)
+        else:
+            out = functional_call(self.pi, {k[3:]: v for k, v in params.items() if k.startswith("pi.")}, (x,))
         if self.free_log_std:
             return torch.cat([out, log_std.expand_as(out)], dim=-1)
         return out
 
     def step_size(self, name: str) -> torch.Tensor:
         return self.step_sizes[_key(name)]
-
-    def load_policy_params(self, params: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-        """Overwrite the policy's parameters in place (used for per-task weight pushes)."""
-        with torch.no_grad():
-            for name, p in self.pi.named_parameters():
-                p.copy_(torch.as_tensor(params[name]))
 
     # -- RLModule API -----------------------------------------------------------------
     @override(TorchRLModule)

@@ -30,7 +30,7 @@ from tesp.envs import make_env
 from tesp.meta.learner import MetaLearner
 from tesp.meta.sampler import MultiTaskSampler, SampleJob
 from tesp.models import connectors
-from tesp.models.gaussian_mlp import GaussianMLPModule
+from tesp.models.gaussian_mlp import PARAM_GROUPS, GaussianMLPModule
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,13 @@ class MAMLConfig(AlgorithmConfig):
         # Inner loop.
         self.num_inner_steps = 1  # K
         self.inner_lr = 0.1  # MAML's fixed step size; Meta-SGD's initial per-parameter step size
+        self.adapted_params = ["policy"]  # parameter groups the inner loop adapts: policy, latent
         self.learn_step_sizes = False  # Meta-SGD: learn one step size per adapted parameter element
         self.step_size_bound = 0.1  # learned step sizes are clamped to [-bound, bound] (spec §1.2)
         self.inner_grad_clip = 60.0  # global-norm clip of each inner gradient; <= 0 disables
         self.second_order = True  # differentiate through the inner gradients (False: first order)
         self.normalize_advantages = False  # standardise advantages per batch in inner and outer losses
+        self.embedding_reg_coeff = 0.0  # eta: outer-loss regulariser eta * mean_j z_j^2 on the task embedding
         self.gae_lambda = 0.97
         self.gamma = 0.99
         # Outer loop.
@@ -88,11 +90,13 @@ class MAMLConfig(AlgorithmConfig):
         episodes_per_task: int = NotProvided,
         num_inner_steps: int = NotProvided,
         inner_lr: float = NotProvided,
+        adapted_params: list[str] = NotProvided,
         learn_step_sizes: bool = NotProvided,
         step_size_bound: float = NotProvided,
         inner_grad_clip: float = NotProvided,
         second_order: bool = NotProvided,
         normalize_advantages: bool = NotProvided,
+        embedding_reg_coeff: float = NotProvided,
         gae_lambda: float = NotProvided,
         outer_optimizer: str = NotProvided,
         num_outer_steps: int = NotProvided,
@@ -126,6 +130,17 @@ class MAMLConfig(AlgorithmConfig):
             (0 < self.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "a number in (0, 1)"),
             (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
             (self.clip_param > 0, "clip_param", "a number > 0"),
+            (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
+            (
+                bool(self.adapted_params) and set(self.adapted_params) <= set(PARAM_GROUPS),
+                "adapted_params",
+                f"a non-empty list of {PARAM_GROUPS}",
+            ),
+            (
+                "latent" not in self.adapted_params or self.model_config.get("latent_dim", 0) > 0,
+                "adapted_params",
+                "without 'latent' unless model.latent_dim > 0",
+            ),
         ]
         for ok, name, valid in checks:
             if not ok:
@@ -135,6 +150,7 @@ class MAMLConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {
+            "adapted": list(self.adapted_params),
             "learn_step_sizes": self.learn_step_sizes,
             "init_step_size": self.inner_lr,
         }

@@ -1,0 +1,3 @@
+from tesp.algorithms.adaptsv.adaptsv import AdaptSV, AdaptSVConfig
+
+__all__ = ["AdaptSV", "AdaptSVConfig"]
