@@ -73,9 +73,14 @@ def test_meta_learning_improves_post_adaptation_return(ray_session, alg):
 
 
 if __name__ == "__main__" and "--calibrate" in sys.argv:
+    import tempfile
+
     import ray
+    import ray.tune.trainable.trainable as trainable
 
     from tesp.envs import register_envs
+
+    trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-calibration-")  # not ~/ray_results
 
     seeds = [int(s) for s in sys.argv[sys.argv.index("--calibrate") + 1].split(",")]
     algs = sys.argv[sys.argv.index("--algs") + 1].split(",") if "--algs" in sys.argv else list(GAP_MARGIN)
