@@ -1,0 +1,45 @@
+"""TESP's per-task episode buffer (spec §1.4): the M highest-return episodes seen so far.
+
+``B <- top_M(B u new episodes)`` by undiscounted return; ties keep the earlier episode (buffer
+first, then the new batch in order). The buffer is emptied at the start of every task's
+adaptation. It stores what the task encoder reads, ``[o_t, mu_t, log_sigma_t, r_t]``, as padded
+arrays with a mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tesp.meta.batch import TaskBatch
+
+
+@dataclass(frozen=True)
+class EpisodeBuffer:
+    inputs: np.ndarray  # [M', T, obs_dim + 2 act_dim + 1]
+    mask: np.ndarray  # [M', T]
+    returns: np.ndarray  # [M'] undiscounted
+
+    @classmethod
+    def empty(cls, input_dim: int) -> EpisodeBuffer:
+        return cls(np.zeros((0, 0, input_dim), np.float32), np.zeros((0, 0), np.float32), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.returns)
+
+    def add(self, batch: TaskBatch, capacity: int) -> EpisodeBuffer:
+        """A new buffer with the ``capacity`` best episodes of this buffer and ``batch``."""
+        new_inputs = np.concatenate([batch.obs, batch.dist_inputs, batch.rewards[..., None]], axis=-1)
+        horizon = max(self.inputs.shape[1], new_inputs.shape[1])
+        inputs = np.concatenate([_pad(self.inputs, horizon), _pad(new_inputs, horizon)])
+        mask = np.concatenate([_pad(self.mask, horizon), _pad(batch.mask, horizon)])
+        returns = np.concatenate([self.returns, batch.episode_returns])
+        keep = np.argsort(-returns, kind="stable")[:capacity]
+        longest = int(mask[keep].sum(1).max()) if len(keep) else 0
+        return EpisodeBuffer(inputs[keep, :longest], mask[keep, :longest], returns[keep])
+
+
+def _pad(x: np.ndarray, horizon: int) -> np.ndarray:
+    widths = [(0, 0), (0, horizon - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+    return np.pad(x, widths)
