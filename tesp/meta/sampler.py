@@ -92,11 +92,13 @@ class MultiTaskSampler:
         self.gamma = gamma
         self.lam = lam
         self.max_attempts = max_attempts
+        self.last_resampled = 0  # jobs re-sampled after a runner failure in the last call
 
     def sample(self, jobs: Sequence[SampleJob]) -> dict[int, SampleResult]:
         """Run ``jobs``; returns ``{task_id: result}`` with every job's result."""
         pending = list(jobs)
         results: dict[int, SampleResult] = {}
+        self.last_resampled = 0
         for attempt in range(self.max_attempts):
             for res in self._sample_once(pending):
                 results[res.task_id] = res
@@ -108,6 +110,7 @@ class MultiTaskSampler:
                 len(pending),
                 attempt + 1,
             )
+            self.last_resampled += len(pending)
             self.group.probe_unhealthy_env_runners()
             time.sleep(0.5 * (attempt + 1))
         raise RuntimeError(f"could not sample tasks {[j.task_id for j in pending]}: EnvRunners keep failing")

@@ -195,11 +195,12 @@ class MAML(Algorithm):
         theta = self.on_learner(lambda learner: learner.initial_weights())
         weights = {i: theta for i in range(len(tasks))}
 
-        stages, timings = [], {"sample": 0.0, "adapt": 0.0}
+        stages, timings, resampled = [], {"sample": 0.0, "adapt": 0.0}, 0
         for k in range(cfg.num_inner_steps + 1):
             t0 = time.perf_counter()
             results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
             timings["sample"] += time.perf_counter() - t0
+            resampled += self.sampler.last_resampled
             stages.append(results)
             if k < cfg.num_inner_steps:
                 t0 = time.perf_counter()
@@ -213,6 +214,7 @@ class MAML(Algorithm):
         timings["outer"] = time.perf_counter() - t0
         # Norm of the meta-parameters this iteration started from.
         stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
+        stats["tasks_resampled"] = resampled  # after EnvRunner failures
         self._log_iteration(stages, stats, timings)
 
     def _log_iteration(self, stages, stats: dict[str, float], timings: dict[str, float]) -> None:
