@@ -39,6 +39,14 @@ from .runner import run_main_train
         (["--env", "point"], ["--alg"]),
         (["--env", "point", "--alg", "maml", "--stop-iters", "0"], ["stop_iters=0"]),
         (["--env", "point", "--alg", "maml", "--set", "run.keep_checkpoints=0"], ["keep_checkpoints=0"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "adapted_params=[foo]"],
+            ["adapted_params=['foo']", "policy", "latent"],
+        ),
+        (
+            ["--env", "point", "--alg", "adaptsv", "--set", "adapted_params=[policy]"],
+            ["adapted_params=['policy']", "latent"],
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
