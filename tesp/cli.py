@@ -97,6 +97,12 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50",
     )
+    parser.add_argument(
+        "--tesp-adapt-policy",
+        "--tesp_adapt_policy",
+        action="store_true",
+        help="with --alg tesp: adapt the shared policy too (the same as --alg tesp_adapt_policy)",
+    )
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
     return parser
 
@@ -141,6 +147,10 @@ def resolve_config(alg: str, env: str, overrides: dict[str, Any] | None = None, 
 
 def build_plan(args: argparse.Namespace) -> Plan:
     """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
+    if args.tesp_adapt_policy:
+        if canonical(args.alg) not in ("tesp", "tesp_adapt_policy"):
+            raise ConfigError(f"--tesp-adapt-policy only applies to --alg tesp, not --alg {args.alg!r}")
+        args.alg = "tesp_adapt_policy"
     overrides = parse_set(args.set)
     for flag, key in (
         ("seed", "seed"),

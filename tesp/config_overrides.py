@@ -33,9 +33,15 @@ class ConfigError(ValueError):
     """A bad user-supplied setting; the message is one line naming the value and the valid choices."""
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into flat dotted keys."""
+def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config file into flat dotted keys.
+
+    A top-level ``base: OTHER.yaml`` (relative to this file) is read first, and this file's
+    settings override it.
+    """
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {str(path)!r} includes itself through 'base'")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
@@ -44,7 +50,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
-    return flatten(data)
+    data = dict(data)
+    base = data.pop("base", None)
+    merged = load_file(path.parent / str(base), (*_seen, path.resolve())) if base is not None else {}
+    return merged | flatten(data)
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,17 +5,22 @@ from __future__ import annotations
 from ray.rllib.algorithms.algorithm import Algorithm
 
 from tesp.algorithms.adaptsv import AdaptSV
+from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
+from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENVS
 
 ALGS: dict[str, type[Algorithm]] = {
     "adaptsv": AdaptSV,
+    "maesn": MAESN,
     "maml": MAML,
     "meta_sgd": MetaSGD,
+    "tesp": TESP,
+    "tesp_adapt_policy": TESPAdaptPolicy,
 }
 
-ALIASES = {"meta-sgd": "meta_sgd"}
+ALIASES = {"meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
 
 
 def canonical(name: str) -> str:

@@ -4,6 +4,12 @@ A *task* is a small dict of plain values (e.g. ``{"goal": array([x, y])}``) that
 specifies one member of an env's task family. The meta-learning loop draws tasks on the
 driver with :meth:`TaskEnv.sample_tasks` and sends them to the EnvRunners, which switch
 their sub-envs with :meth:`TaskEnv.set_task`. A task stays set across resets.
+
+An env may have fixed task pools (:meth:`TaskEnv.task_pools`): the training pool D and the
+test pools D' (same distribution, unseen) and D'' (out of distribution), spec §2.1. Then
+training tasks are drawn from D without replacement, and carry their position in D as
+``"index"`` (MAESN keeps a latent distribution per training task). Without pools, every
+draw is a fresh task from the training distribution (the MAML paper's setting).
 """
 
 from __future__ import annotations
@@ -15,12 +21,34 @@ import gymnasium as gym
 Task = dict[str, Any]
 
 
+POOLS = ("D", "D'", "D''")
+
+
 class TaskEnv(gym.Env):
-    """A gymnasium env with a family of tasks; subclasses implement the three methods."""
+    """A gymnasium env with a family of tasks.
+
+    Subclasses implement :meth:`set_task`, :meth:`get_task`, and :meth:`draw_tasks` or
+    :meth:`task_pools` (or both).
+    """
+
+    def draw_tasks(self, n: int) -> list[Task]:
+        """``n`` fresh tasks from the training distribution, drawn with ``self.np_random``."""
+        raise NotImplementedError(f"{type(self).__name__} has no continuous task distribution")
+
+    def task_pools(self) -> dict[str, list[Task]]:
+        """The fixed pools ``{"D": [...], "D'": [...], "D''": [...]}``; empty when there are none."""
+        return {}
 
     def sample_tasks(self, n: int) -> list[Task]:
-        """Draw ``n`` tasks from the training distribution using ``self.np_random``."""
-        raise NotImplementedError
+        """``n`` training tasks: distinct members of D (with their ``"index"``) if the env has
+        pools, else fresh draws; both use ``self.np_random``."""
+        train = self.task_pools().get("D")
+        if not train:
+            return self.draw_tasks(n)
+        if n > len(train):
+            raise ValueError(f"cannot draw {n} distinct tasks from a training pool of {len(train)}")
+        picks = self.np_random.choice(len(train), size=n, replace=False)
+        return [train[i] for i in picks]
 
     def set_task(self, task: Task) -> None:
         """Switch to ``task``; it takes effect from the next ``reset``."""

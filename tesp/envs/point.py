@@ -11,6 +11,9 @@ The agent is a point in the plane, starting at the origin each episode.
 - Truncation: after ``horizon`` steps (default 100).
 - Task: the goal, hidden from the agent, drawn uniformly from ``[goal_low, goal_high]^2``
   (default ``[-0.5, 0.5]^2``).
+- Pools (``pool_size > 0``; default none, so every iteration draws fresh goals as in the MAML
+  paper): D and D' hold ``pool_size`` goals each from the training square, D'' as many from
+  the twice-as-large square outside it, all drawn from ``numpy.random.default_rng(pool_seed)``.
 """
 
 from __future__ import annotations
@@ -33,15 +36,20 @@ class PointNavEnv(TaskEnv):
         horizon: int = 100,
         action_bound: float = 0.1,
         goal_tolerance: float = 0.01,
+        pool_size: int = 0,
+        pool_seed: int = 1,
     ) -> None:
         if not goal_low < goal_high:
             raise ValueError(f"goal_low ({goal_low}) must be below goal_high ({goal_high})")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         self.goal_low, self.goal_high = float(goal_low), float(goal_high)
         self.horizon = int(horizon)
         self.action_bound = float(action_bound)
         self.goal_tolerance = float(goal_tolerance)
+        self._pools = self._make_pools(int(pool_size), int(pool_seed)) if pool_size else {}
         reach = self.horizon * self.action_bound  # the farthest the point can get from the origin
         self.observation_space = gym.spaces.Box(-reach, reach, shape=(2,), dtype=np.float32)
         self.action_space = gym.spaces.Box(
@@ -51,9 +59,27 @@ class PointNavEnv(TaskEnv):
         self._pos = np.zeros(2)
         self._t = 0
 
-    def sample_tasks(self, n: int) -> list[Task]:
+    def draw_tasks(self, n: int) -> list[Task]:
         goals = self.np_random.uniform(self.goal_low, self.goal_high, size=(n, 2))
         return [{"goal": g} for g in goals]
+
+    def task_pools(self) -> dict[str, list[Task]]:
+        return self._pools
+
+    def _make_pools(self, size: int, seed: int) -> dict[str, list[Task]]:
+        rng = np.random.default_rng(seed)
+        low, high = self.goal_low, self.goal_high
+        train, test = (rng.uniform(low, high, size=(size, 2)) for _ in range(2))
+        ood = []
+        while len(ood) < size:  # the larger square minus the training square
+            g = rng.uniform(2 * low, 2 * high, size=2)
+            if not np.all((low <= g) & (g <= high)):
+                ood.append(g)
+        return {
+            "D": [{"goal": g, "index": i} for i, g in enumerate(train)],
+            "D'": [{"goal": g} for g in test],
+            "D''": [{"goal": g} for g in ood],
+        }
 
     def set_task(self, task: Task) -> None:
         """Takes effect at once; the sampler resets every sub-env after switching tasks."""

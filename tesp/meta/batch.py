@@ -15,6 +15,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
+from tesp.models.gaussian_mlp import LATENT_NOISE
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TaskBatch:
     mask: np.ndarray  # [E, T]
     returns: np.ndarray  # [E, T] discounted returns-to-go
     advantages: np.ndarray  # [E, T] GAE against the linear baseline
+    latent_noise: np.ndarray | None = None  # [E, T, d] MAESN's per-episode eps, repeated per step
 
     @property
     def num_steps(self) -> int:
@@ -47,7 +49,7 @@ class TaskBatch:
         return {
             f.name: torch.as_tensor(getattr(self, f.name)[keep], dtype=torch.float32)
             for f in fields(self)
-            if f.name != "mask"
+            if f.name != "mask" and getattr(self, f.name) is not None
         }
 
 
@@ -92,13 +94,18 @@ def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch
     actions = pad([np.asarray(ep.get_actions()) for ep in episodes])
     dist_inputs = pad([np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes])
     rewards = pad([np.asarray(ep.get_rewards()) for ep in episodes])
+    noise = None
+    if LATENT_NOISE in episodes[0].extra_model_outputs:
+        noise = pad([np.asarray(ep.get_extra_model_outputs(LATENT_NOISE)) for ep in episodes])
     mask = np.zeros((num, horizon), dtype=np.float32)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1.0
-    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam)
+    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam, latent_noise=noise)
 
 
-def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float) -> TaskBatch:
+def make_batch(
+    obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float, latent_noise=None
+) -> TaskBatch:
     """Build a :class:`TaskBatch` from padded arrays: fit the baseline, compute GAE."""
     returns = discounted_returns(rewards, mask, gamma)
     values = fit_linear_baseline(obs, returns, mask)
@@ -111,4 +118,5 @@ def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: floa
         mask=mask,
         returns=returns.astype(np.float32),
         advantages=advantages.astype(np.float32),
+        latent_noise=latent_noise,
     )

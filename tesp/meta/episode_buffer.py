@@ -8,9 +8,11 @@ arrays with a mask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from tesp.meta.batch import TaskBatch
 
@@ -43,3 +45,23 @@ class EpisodeBuffer:
 def _pad(x: np.ndarray, horizon: int) -> np.ndarray:
     widths = [(0, 0), (0, horizon - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
     return np.pad(x, widths)
+
+
+def stack_buffers(buffers: Sequence[EpisodeBuffer]) -> dict[str, torch.Tensor]:
+    """Stack the tasks' buffers: ``buffer_inputs`` ``[T, M, L, D]`` and ``buffer_mask`` ``[T, M, L]``.
+
+    Tasks with fewer episodes are padded with empty (all-masked) episodes, which the encoder
+    ignores; shorter episodes are padded in time, as within one buffer.
+    """
+    num = max(len(b) for b in buffers)
+    horizon = max(b.mask.shape[1] for b in buffers)
+    inputs = np.stack([_pad_rows(_pad(b.inputs, horizon), num) for b in buffers])
+    mask = np.stack([_pad_rows(_pad(b.mask, horizon), num) for b in buffers])
+    return {
+        "buffer_inputs": torch.as_tensor(inputs, dtype=torch.float32),
+        "buffer_mask": torch.as_tensor(mask, dtype=torch.float32),
+    }
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    return np.pad(x, [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1))

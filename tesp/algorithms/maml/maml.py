@@ -27,10 +27,11 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 from ray.util import log_once
 
 from tesp.envs import make_env
+from tesp.meta.episode_buffer import EpisodeBuffer
 from tesp.meta.learner import MetaLearner
-from tesp.meta.sampler import MultiTaskSampler, SampleJob
+from tesp.meta.sampler import MultiTaskSampler, SampleJob, SampleResult
 from tesp.models import connectors
-from tesp.models.gaussian_mlp import PARAM_GROUPS, GaussianMLPModule
+from tesp.models.gaussian_mlp import LATENT_KINDS, PARAM_GROUPS, GaussianMLPModule
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class MAMLConfig(AlgorithmConfig):
         self.second_order = True  # differentiate through the inner gradients (False: first order)
         self.normalize_advantages = False  # standardise advantages per batch in inner and outer losses
         self.embedding_reg_coeff = 0.0  # eta: outer-loss regulariser eta * mean_j z_j^2 on the task embedding
+        self.latent_prior_coeff = 1.0  # MAESN: weight of KL(N(mu_i, sigma_i^2) || N(0, I)) in the outer loss
+        self.buffer_size = 16  # TESP: M, episodes kept per task for the task encoder (spec §1.4)
         self.gae_lambda = 0.97
         self.gamma = 0.99
         # Outer loop.
@@ -97,6 +100,8 @@ class MAMLConfig(AlgorithmConfig):
         second_order: bool = NotProvided,
         normalize_advantages: bool = NotProvided,
         embedding_reg_coeff: float = NotProvided,
+        latent_prior_coeff: float = NotProvided,
+        buffer_size: int = NotProvided,
         gae_lambda: float = NotProvided,
         outer_optimizer: str = NotProvided,
         num_outer_steps: int = NotProvided,
@@ -119,6 +124,8 @@ class MAMLConfig(AlgorithmConfig):
         # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
         log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         super().validate()
+        latent = self.model_config.get("latent_dim", 0) > 0
+        kind = self.model_config.get("latent_kind", "vector") if latent else None
         checks = [
             (self.meta_batch_size >= 1, "meta_batch_size", "an integer >= 1"),
             (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
@@ -131,20 +138,30 @@ class MAMLConfig(AlgorithmConfig):
             (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
             (self.clip_param > 0, "clip_param", "a number > 0"),
             (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
+            (self.latent_prior_coeff >= 0, "latent_prior_coeff", "a number >= 0"),
+            (self.buffer_size >= 1, "buffer_size", "an integer >= 1"),
             (
                 bool(self.adapted_params) and set(self.adapted_params) <= set(PARAM_GROUPS),
                 "adapted_params",
                 f"a non-empty list of {PARAM_GROUPS}",
             ),
             (
-                "latent" not in self.adapted_params or self.model_config.get("latent_dim", 0) > 0,
+                "latent" not in self.adapted_params or kind in ("vector", "distribution"),
                 "adapted_params",
-                "without 'latent' unless model.latent_dim > 0",
+                "without 'latent' unless model.latent_dim > 0 and model.latent_kind is vector or distribution",
+            ),
+            (
+                "encoder" not in self.adapted_params or kind == "encoder",
+                "adapted_params",
+                "without 'encoder' unless model.latent_dim > 0 and model.latent_kind is encoder",
             ),
         ]
         for ok, name, valid in checks:
             if not ok:
                 self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        latent_kind = self.model_config.get("latent_kind", "vector")
+        if latent_kind not in LATENT_KINDS:
+            self._value_error(f"model.latent_kind={latent_kind!r} is invalid: must be one of {LATENT_KINDS}")
 
     @property
     @override(AlgorithmConfig)
@@ -182,6 +199,7 @@ class MAML(Algorithm):
             gamma=self.config.gamma,
             lam=self.config.gae_lambda,
         )
+        self._resampled = 0
 
     def on_learner(self, fn):
         """Run ``fn(learner)`` on the (single) learner and return its result."""
@@ -192,46 +210,83 @@ class MAML(Algorithm):
     def training_step(self) -> None:
         cfg = self.config
         tasks = self.task_env.sample_tasks(cfg.meta_batch_size)
-        theta = self.on_learner(lambda learner: learner.initial_weights())
-        weights = {i: theta for i in range(len(tasks))}
+        index = [int(task.get("index", -1)) for task in tasks]  # position in the training pool
+        params, weights = self.on_learner(lambda learner: learner.start_tasks(index))
+        theta = weights[0]
 
-        stages, timings, resampled = [], {"sample": 0.0, "adapt": 0.0}, 0
+        timings = {"sample": 0.0, "adapt": 0.0}
+        buffers = None
+        if self.uses_episode_buffer:
+            # TESP's warm-up round (z = 0) fills each task's buffer; no gradient is taken from it.
+            t0 = time.perf_counter()
+            warmup = self._sample(tasks, weights)
+            timings["sample"] += time.perf_counter() - t0
+            timings["warmup_steps"] = sum(r.num_env_steps for r in warmup)
+            buffers = self._add_to_buffers([EpisodeBuffer.empty(self.encoder_input_dim)] * len(tasks), warmup)
+            params, weights = self.on_learner(lambda learner, b=buffers: learner.start_tasks(index, b))
+
+        stages, stage_buffers = [], []
         for k in range(cfg.num_inner_steps + 1):
             t0 = time.perf_counter()
-            results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
+            results = self._sample(tasks, weights)
             timings["sample"] += time.perf_counter() - t0
-            resampled += self.sampler.last_resampled
             stages.append(results)
+            stage_buffers.append(buffers)
             if k < cfg.num_inner_steps:
                 t0 = time.perf_counter()
-                batches = {i: r.batch for i, r in results.items()}
-                weights = self.on_learner(lambda learner, w=weights, b=batches: learner.adapt_tasks(w, b))
+                batches = [r.batch for r in results]
+                nxt = self._add_to_buffers(buffers, results) if buffers is not None else None
+                params, weights = self.on_learner(
+                    lambda learner, p=params, b=batches, cur=buffers, n=nxt: learner.adapt_tasks(p, b, cur, n)
+                )
+                buffers = nxt
                 timings["adapt"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
         task_batches = [[stage[i].batch for stage in stages] for i in range(len(tasks))]
-        stats = self.on_learner(lambda learner: learner.meta_update(task_batches))
+        sb = stage_buffers if self.uses_episode_buffer else None
+        stats = self.on_learner(lambda learner: learner.meta_update(task_batches, index, sb))
         timings["outer"] = time.perf_counter() - t0
-        # Norm of the meta-parameters this iteration started from.
+        # Norm of the (shared) parameters this iteration started from.
         stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
-        stats["tasks_resampled"] = resampled  # after EnvRunner failures
+        stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
+        self._resampled = 0
         self._log_iteration(stages, stats, timings)
+
+    @property
+    def uses_episode_buffer(self) -> bool:
+        return (
+            self.config.model_config.get("latent_kind") == "encoder"
+            and self.config.model_config.get("latent_dim", 0) > 0
+        )
+
+    @property
+    def encoder_input_dim(self) -> int:
+        obs = int(np.prod(self.task_env.observation_space.shape))
+        return obs + 2 * int(np.prod(self.task_env.action_space.shape)) + 1
+
+    def _sample(self, tasks, weights) -> list[SampleResult]:
+        """One sampling round: every task with its own weights; results in task order."""
+        results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
+        self._resampled += self.sampler.last_resampled
+        return [results[i] for i in range(len(tasks))]
+
+    def _add_to_buffers(self, buffers, results) -> list[EpisodeBuffer]:
+        return [b.add(r.batch, self.config.buffer_size) for b, r in zip(buffers, results, strict=True)]
 
     def _log_iteration(self, stages, stats: dict[str, float], timings: dict[str, float]) -> None:
         def log(key: str, value: float) -> None:
             self.metrics.log_value((META, key), float(value), window=1)
 
         # Mean over all episodes of all tasks, per adaptation stage (spec §2.2).
-        stage_returns = [
-            np.concatenate([r.batch.episode_returns for r in stage.values()]).mean() for stage in stages
-        ]
+        stage_returns = [np.concatenate([r.batch.episode_returns for r in stage]).mean() for stage in stages]
         for k, value in enumerate(stage_returns):
             log(f"return_stage_{k}", value)
         log("return_pre", stage_returns[0])
         log("return_post", stage_returns[-1])
         for key, value in stats.items():
             log(key, value)
-        steps = sum(r.num_env_steps for stage in stages for r in stage.values())
+        steps = sum(r.num_env_steps for stage in stages for r in stage) + timings.pop("warmup_steps", 0)
         log("env_steps", steps)
         self.metrics.log_value((META, "env_steps_lifetime"), steps, reduce="lifetime_sum")
         # RLlib's own counter, which Tune shows and stop criteria such as
