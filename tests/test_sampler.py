@@ -33,7 +33,7 @@ def algo(ray_session):
 def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
     learner = algo.learner_group._learner
     policy = learner.policy
-    base = learner.initial_weights()
+    _, (base, *_) = learner.start_tasks([-1])
     rng = np.random.default_rng(0)
     goals = rng.uniform(-0.5, 0.5, size=(5, 2))
     # A distinct weight set per task: the meta-parameters plus task-specific noise.

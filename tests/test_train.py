@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from tesp.algorithms.maml import MAMLConfig
 
@@ -37,8 +38,16 @@ OTHER_KEYS = [
             ["--set", "outer_optimizer=trpo", "--set", "second_order=false"],
             ["meta/trpo_step_fraction"],
         ),
+        ("adaptsv", [], ["meta/regularizer", "meta/embedding_norm", "meta/step_size_mean"]),
+        ("maesn", [], ["meta/latent_prior_kl", "meta/embedding_norm", "meta/step_size_mean"]),
+        ("tesp", ["--set", "model.encoder_units=8"], ["meta/regularizer", "meta/embedding_norm"]),
+        (
+            "tesp",
+            ["--tesp-adapt-policy", "--set", "model.encoder_units=8"],
+            ["meta/regularizer", "meta/embedding_norm"],
+        ),
     ],
-    ids=["maml", "meta_sgd", "maml-trpo-first-order"],
+    ids=["maml", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
 )
 def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
     proc = run_main_train(
@@ -95,6 +104,38 @@ def _metrics_of_two_iterations(seed: int) -> list[dict[str, float]]:
         return out
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("alg", ["tesp", "maesn"])
+def test_checkpoint_restores_every_meta_parameter(ray_session, tmp_path, alg):
+    """The encoder (TESP), the per-task latent tables (MAESN), the step sizes, the optimizer
+    and the task rng survive a checkpoint, and training continues from it."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from tesp.cli import resolve_config
+
+    small = {"meta_batch_size": 2, "episodes_per_task": 3, "num_envs_per_env_runner": 3, "num_env_runners": 0}
+    config, _, _ = resolve_config(alg, "point", {**small, "model.encoder_units": 8, "seed": 3})
+    algo = config.build_algo()
+    try:
+        algo.train()
+        path = algo.save_to_path(str(tmp_path / "ckpt"))
+        state = {k: v.detach().clone() for k, v in algo.learner_group._learner.policy.state_dict().items()}
+        rng = algo.task_env.np_random.bit_generator.state
+    finally:
+        algo.stop()
+    assert any(k.startswith(("encoder.", "task_latent_")) for k in state)
+    assert any(k.startswith("step_sizes.") for k in state)
+    restored = Algorithm.from_checkpoint(path)
+    try:
+        got = restored.learner_group._learner.policy.state_dict()
+        assert set(got) == set(state)
+        for key, value in state.items():
+            assert torch.equal(got[key], value), key
+        assert restored.task_env.np_random.bit_generator.state == rng
+        assert restored.train()["training_iteration"] == 2
+    finally:
+        restored.stop()
 
 
 def test_same_seed_gives_identical_metrics(ray_session):
