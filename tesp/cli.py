@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tesp.config_overrides import RUN_DEFAULTS, ConfigError, load_file, parse_set, split_overrides
-from tesp.registry import ALGS, ALIASES, ENVS, canonical
+from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, canonical, canonical_env
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 EXIT_BAD_INPUT = 2
@@ -40,10 +40,11 @@ def fail(message: str) -> NoReturn:
 
 def make_parser() -> argparse.ArgumentParser:
     algs = ", ".join(sorted(ALGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
+    envs = ", ".join(sorted(ENVS) + [f"{a} (= {c})" for a, c in ENV_ALIASES.items()])
     parser = OneLineParser(
         prog="main_train.py",
         description="Meta-train a meta-RL method on a family of tasks, with Ray Tune.",
-        epilog=f"registered envs: {', '.join(sorted(ENVS))}\nregistered algorithms: {algs}",
+        epilog=f"registered envs: {envs}\nregistered algorithms: {algs}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--env", required=True, help="task family (see the list below)")
@@ -126,8 +127,11 @@ def resolve_config(alg: str, env: str, overrides: dict[str, Any] | None = None, 
     alg_name = canonical(alg)
     if alg_name not in ALGS:
         raise ConfigError(f"unknown --alg {alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
+    env = canonical_env(env)
     if env not in ENVS:
-        raise ConfigError(f"unknown --env {env!r}; choose from: {', '.join(sorted(ENVS))}")
+        raise ConfigError(
+            f"unknown --env {env!r}; choose from: {', '.join(sorted(ENVS) + sorted(ENV_ALIASES))}"
+        )
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
     config = ALGS[alg_name].get_default_config()
@@ -173,7 +177,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         except ValueError as e:
             raise ConfigError(str(e).strip().splitlines()[0]) from None
     alg_name = canonical(args.alg)
-    name = args.name or f"{alg_name}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{alg_name}-{canonical_env(args.env)}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
     return Plan(ALGS[alg_name], config, run, name, storage)
 

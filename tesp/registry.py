@@ -9,7 +9,7 @@ from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
-from tesp.envs import ENVS
+from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 
 ALGS: dict[str, type[Algorithm]] = {
     "adaptsv": AdaptSV,
@@ -27,4 +27,4 @@ def canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-__all__ = ["ALGS", "ALIASES", "ENVS", "canonical"]
+__all__ = ["ALGS", "ALIASES", "ENVS", "ENV_ALIASES", "canonical", "canonical_env"]

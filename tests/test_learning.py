@@ -38,8 +38,8 @@ SCALE = {
     "num_envs_per_env_runner": 10,
     "num_env_runners": 0,
 }
-GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0}
-GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0}
+GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0, "tesp": 8.0}
+GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0, "tesp": 24.0}
 
 
 def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +49,8 @@ def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray,
         pre, post = [], []
         for _ in range(iters):
             meta = algo.train()["meta"]
-            pre.append(meta["return_pre"])
+            # TESP's stage 0 already reads z(B_0); its unadapted return is the warm-up round's (z = 0).
+            pre.append(meta.get("return_warmup", meta["return_pre"]))
             post.append(meta["return_post"])
         return np.array(pre), np.array(post)
     finally:

@@ -38,7 +38,9 @@ def build(alg: str, **overrides):
 
 
 def sample(algo, tasks, weights):
-    results = algo.sampler.sample([SampleJob(i, t, w) for i, (t, w) in enumerate(zip(tasks, weights))])
+    results = algo.sampler.sample(
+        [SampleJob(i, t, w) for i, (t, w) in enumerate(zip(tasks, weights, strict=True))]
+    )
     return [results[i] for i in range(len(tasks))]
 
 
@@ -132,7 +134,7 @@ def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(r
         before = table.detach().clone()
         _, adapted_weights = learner.adapt_tasks(params, [r.batch for r in results])
         post = sample(algo, tasks, adapted_weights)
-        learner.meta_update([[r.batch, p.batch] for r, p in zip(results, post)], index)
+        learner.meta_update([[r.batch, p.batch] for r, p in zip(results, post, strict=True)], index)
         moved = (table.detach() != before).any(dim=1)
         assert moved[index].all() and moved.sum() == len(set(index))
     finally:
@@ -189,7 +191,9 @@ def test_tesp_regulariser_reaches_the_encoder_through_z(ray_session):
         terms = learner.task_outer_terms(params, batch)
         z = learner.policy.task_latent(params, batch)
         d = z.numel()
-        assert terms["regularizer"].item() == pytest.approx(0.5 * float((z.detach() ** 2).sum()) / d, rel=1e-5)
+        assert terms["regularizer"].item() == pytest.approx(
+            0.5 * float((z.detach() ** 2).sum()) / d, rel=1e-5
+        )
         name = "encoder.projection.weight"
         (got,) = torch.autograd.grad(terms["regularizer"], params[name])
         (want,) = torch.autograd.grad(z, params[name], grad_outputs=2 * 0.5 * z.detach() / d)

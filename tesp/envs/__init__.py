@@ -6,23 +6,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from tesp.envs.base import Task, TaskEnv
+from tesp.envs.goal_mujoco import AntEnv, Reacher2LinkEnv, Reacher4LinkEnv, WheeledEnv
 from tesp.envs.point import PointNavEnv
 
 ENVS: dict[str, type[TaskEnv]] = {
+    "ant": AntEnv,
     "point": PointNavEnv,
+    "reacher_2_link": Reacher2LinkEnv,
+    "reacher_4_link": Reacher4LinkEnv,
+    "wheeled": WheeledEnv,
 }
+# The original release's spellings.
+ENV_ALIASES = {"reacher_2-link": "reacher_2_link", "reacher_4-link": "reacher_4_link"}
+
+
+def canonical_env(name: str) -> str:
+    return ENV_ALIASES.get(name, name)
 
 
 def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> TaskEnv:
-    """Build a registered env from its name and keyword options."""
-    return ENVS[name](**dict(env_config or {}))
+    """Build a registered env from its name (or alias) and keyword options."""
+    return ENVS[canonical_env(name)](**dict(env_config or {}))
 
 
 def register_envs() -> None:
     """Register every env with Ray Tune under its tesp name (needed in each fresh driver process)."""
     from ray.tune.registry import register_env
 
-    for name in ENVS:
+    for name in [*ENVS, *ENV_ALIASES]:
         register_env(name, lambda ctx, name=name: make_env(name, _user_keys(ctx)))
 
 
@@ -31,4 +42,4 @@ def _user_keys(ctx: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dict(ctx).items() if k != "num_envs"}
 
 
-__all__ = ["ENVS", "Task", "TaskEnv", "make_env", "register_envs"]
+__all__ = ["ENVS", "ENV_ALIASES", "Task", "TaskEnv", "canonical_env", "make_env", "register_envs"]

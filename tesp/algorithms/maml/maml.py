@@ -215,13 +215,16 @@ class MAML(Algorithm):
         theta = weights[0]
 
         timings = {"sample": 0.0, "adapt": 0.0}
-        buffers = None
+        buffers, stats_warmup = None, {}
         if self.uses_episode_buffer:
             # TESP's warm-up round (z = 0) fills each task's buffer; no gradient is taken from it.
             t0 = time.perf_counter()
             warmup = self._sample(tasks, weights)
             timings["sample"] += time.perf_counter() - t0
-            timings["warmup_steps"] = sum(r.num_env_steps for r in warmup)
+            stats_warmup = {
+                "return_warmup": np.concatenate([r.batch.episode_returns for r in warmup]).mean(),
+                "warmup_steps": sum(r.num_env_steps for r in warmup),
+            }
             buffers = self._add_to_buffers([EpisodeBuffer.empty(self.encoder_input_dim)] * len(tasks), warmup)
             params, weights = self.on_learner(lambda learner, b=buffers: learner.start_tasks(index, b))
 
@@ -250,6 +253,7 @@ class MAML(Algorithm):
         # Norm of the (shared) parameters this iteration started from.
         stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
         stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
+        stats.update(stats_warmup)
         self._resampled = 0
         self._log_iteration(stages, stats, timings)
 
@@ -284,9 +288,9 @@ class MAML(Algorithm):
             log(f"return_stage_{k}", value)
         log("return_pre", stage_returns[0])
         log("return_post", stage_returns[-1])
+        steps = sum(r.num_env_steps for stage in stages for r in stage) + stats.pop("warmup_steps", 0)
         for key, value in stats.items():
             log(key, value)
-        steps = sum(r.num_env_steps for stage in stages for r in stage) + timings.pop("warmup_steps", 0)
         log("env_steps", steps)
         self.metrics.log_value((META, "env_steps_lifetime"), steps, reduce="lifetime_sum")
         # RLlib's own counter, which Tune shows and stop criteria such as

@@ -1,0 +1,127 @@
+"""The MuJoCo task suite (spec §3): models, rewards, pools and test-time noise together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from tesp.envs import ENVS, make_env
+
+SUITE = ["wheeled", "ant", "reacher_2_link", "reacher_4_link"]
+DIMS = {"wheeled": (9, 2), "ant": (29, 8), "reacher_2_link": (8, 2), "reacher_4_link": (14, 4)}
+# Per-episode return of a policy that never moves, mean over each pool (spec §3.1).
+ZERO_MOTION = {
+    "wheeled": {"D": -156, "D'": -147, "D''": -264},
+    "ant": {"D": -156, "D'": -147, "D''": -264},
+    "reacher_2_link": {"D": -347, "D'": -374, "D''": -414},
+    "reacher_4_link": {"D": -405, "D'": -432, "D''": -452},
+}
+
+
+def zero_episode(env, task) -> tuple[float, np.ndarray]:
+    """Return and tracked positions of one episode with zero actions."""
+    env.set_task(task)
+    env.reset(seed=0)
+    total, positions = 0.0, []
+    for _ in range(env.horizon):
+        _, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+        total += reward
+        positions.append(env.position())
+        assert info["dist_reward"] == pytest.approx(-np.linalg.norm(env.position() - task["goal"]))
+        if terminated or truncated:
+            break
+    return total, np.array(positions)
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_zero_motion_returns_match_the_reference(name):
+    env = make_env(name)
+    pools = env.task_pools()
+    assert [len(pools[p]) for p in ("D", "D'", "D''")] == [100, 100, 100]
+    # A still agent follows the same path whatever the goal, so one episode's positions give
+    # every goal's return; a few full episodes per pool check that against the env's reward.
+    _, path = zero_episode(env, pools["D"][0])
+    assert len(path) == 200  # no early termination
+    for pool, expected in ZERO_MOTION[name].items():
+        goals = np.array([t["goal"] for t in pools[pool]])
+        returns = -np.linalg.norm(path[None] - goals[:, None], axis=-1).sum(1)
+        for i in (0, 37, 99):
+            got, _ = zero_episode(env, pools[pool][i])
+            assert got == pytest.approx(returns[i], rel=1e-6)
+        assert returns.mean() == pytest.approx(expected, abs=1.5), pool
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_dimensions_checker_and_deterministic_reset(name):
+    env = make_env(name)
+    obs_dim, act_dim = DIMS[name]
+    assert env.observation_space.shape == (obs_dim,)
+    assert env.action_space.shape == (act_dim,)
+    assert ENVS[name].__doc__ and "Observation" in ENVS[name].__doc__
+    check_env(env, skip_render_check=True)
+    first, _ = env.reset(seed=1)
+    env.step(env.action_space.sample())
+    second, _ = env.reset(seed=2)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_seed_spellings_and_pools_follow_the_seed():
+    assert type(make_env("reacher_2-link")) is type(make_env("reacher_2_link"))
+    assert type(make_env("reacher_4-link")) is type(make_env("reacher_4_link"))
+    a, b = make_env("wheeled"), make_env("wheeled", {"pool_seed": 2})
+    goals = [t["goal"] for t in a.task_pools()["D"]]
+    np.testing.assert_allclose(goals[0], [-0.2489, 0.6610], atol=1e-4)  # spec §2.1 check value
+    assert not np.allclose(goals[0], b.task_pools()["D"][0]["goal"])
+    assert len(make_env("ant", {"pool_size": 5}).task_pools()["D''"]) == 5
+    env = make_env("wheeled")
+    env.reset(seed=0)
+    drawn = env.sample_tasks(20)
+    assert len({t["index"] for t in drawn}) == 20  # distinct training goals per meta-iteration
+    for t in drawn:
+        np.testing.assert_array_equal(t["goal"], goals[t["index"]])
+
+
+def test_ant_terminates_when_the_torso_leaves_the_healthy_range():
+    env = make_env("ant")
+    env.set_task(env.task_pools()["D"][0])
+    env.reset(seed=0)
+    qpos = env.init_qpos.copy()
+    qpos[2] = 0.6
+    env.set_state(qpos, env.init_qvel)
+    _, _, terminated, _, _ = env.step(np.zeros(8))
+    assert terminated
+
+
+def test_goal_reached_terminates():
+    env = make_env("reacher_2_link")
+    env.set_task({"goal": np.array([1.7, 0.03])})  # within 0.06 of the tip's start
+    env.reset(seed=0)
+    _, _, terminated, truncated, _ = env.step(np.zeros(2))
+    assert terminated and not truncated
+
+
+@pytest.mark.parametrize("name", ["wheeled", "reacher_4_link"])
+def test_observation_noise_only_where_configured(name):
+    env = make_env(name)
+    task = env.task_pools()["D'"][0]
+    env.set_task(task)
+    clean = [env.reset(seed=0)[0]] + [env.step(np.full(env.action_space.shape, 0.3))[0] for _ in range(5)]
+    env.set_task({**task, "obs_noise_std": 0.1})
+    noisy = [env.reset(seed=0)[0]] + [env.step(np.full(env.action_space.shape, 0.3))[0] for _ in range(5)]
+    residual = np.array(noisy) - np.array(clean)
+    assert 0.05 < residual.std() < 0.2  # N(0, 0.1^2) on every observed entry
+    env.set_task(task)  # a task without noise: back to the env's noise-free default
+    again = [env.reset(seed=0)[0]] + [env.step(np.full(env.action_space.shape, 0.3))[0] for _ in range(5)]
+    np.testing.assert_array_equal(np.array(again), np.array(clean))
+    # Rewards are computed on the true state, so they are equal with and without noise.
+    env.set_task({**task, "obs_noise_std": 0.5})
+    env.reset(seed=0)
+    noisy_reward = env.step(np.zeros(env.action_space.shape))[1]
+    env.set_task(task)
+    env.reset(seed=0)
+    assert env.step(np.zeros(env.action_space.shape))[1] == pytest.approx(noisy_reward)
+    # The env option sets the default for every task.
+    noisy_env = make_env(name, {"obs_noise_std": 0.1})
+    noisy_env.set_task(task)
+    assert not np.array_equal(noisy_env.reset(seed=0)[0], clean[0])
