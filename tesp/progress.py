@@ -13,13 +13,21 @@ class MetaProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         meta = result.get("meta", {})
-        stages = [meta[k] for k in sorted(meta) if k.startswith("return_stage_")]
-        returns = " -> ".join(f"{r:.2f}" for r in stages)
         print(
-            f"[{trial.trial_id}] iter {result['training_iteration']:4d} | return {returns} | "
+            f"[{trial.trial_id}] iter {result['training_iteration']:4d} | return {stage_returns(meta)} | "
             f"{meta.get('env_steps', 0) / 1e3:.0f}k steps in {result.get('time_this_iter_s', 0):.1f}s",
             flush=True,
         )
+        for pool, values in result.get("validation", {}).items():
+            print(f"[{trial.trial_id}]   validation {pool:<3} | return {stage_returns(values)}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"[{trial.trial_id}] FAILED; see {trial.path}/error.txt", flush=True)
+
+
+def stage_returns(metrics: dict) -> str:
+    """``"r0 -> r1 -> ..."`` from ``return_stage_<k>`` keys, in stage order."""
+    stages = sorted(
+        (int(k.rsplit("_", 1)[1]), v) for k, v in metrics.items() if k.startswith("return_stage_")
+    )
+    return " -> ".join(f"{v:.2f}" for _, v in stages)

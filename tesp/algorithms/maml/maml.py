@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -27,6 +29,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 from ray.util import log_once
 
 from tesp.envs import make_env
+from tesp.envs.base import POOLS, Task
 from tesp.meta.episode_buffer import EpisodeBuffer
 from tesp.meta.learner import MetaLearner
 from tesp.meta.sampler import MultiTaskSampler, SampleJob, SampleResult
@@ -37,6 +40,45 @@ logger = logging.getLogger(__name__)
 
 OUTER_OPTIMIZERS = ("ppo", "trpo")
 META = "meta"  # metric namespace
+VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
+
+
+@dataclass
+class Rollout:
+    """One adaptation pass over a list of tasks: what each stage sampled, per task."""
+
+    index: list[int]  # each task's position in the training pool (-1: not in it)
+    theta: dict[str, np.ndarray]  # the EnvRunner weights the pass started from
+    stages: list[list[SampleResult]] = field(default_factory=list)  # [stage][task]
+    stage_buffers: list[list[EpisodeBuffer] | None] = field(default_factory=list)  # TESP: B_k per stage
+    warmup: list[SampleResult] | None = None  # TESP's warm-up round (z = 0)
+    timings: dict[str, float] = field(default_factory=lambda: {"sample": 0.0, "adapt": 0.0})
+
+    @property
+    def num_env_steps(self) -> int:
+        rounds = self.stages + ([self.warmup] if self.warmup else [])
+        return sum(r.num_env_steps for stage in rounds for r in stage)
+
+    def warmup_stats(self) -> dict[str, float]:
+        return {"return_warmup": stage_mean(self.warmup, "episode_returns")} if self.warmup else {}
+
+
+def stage_mean(results: Sequence[SampleResult], attr: str) -> float:
+    """Mean over every episode of every task (spec §2.2: per episode, not per task)."""
+    return float(np.concatenate([getattr(r.batch, attr) for r in results]).mean())
+
+
+def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """Per stage, the mean episode return and length over all tasks of ``rollouts``."""
+    out = {}
+    stages = [[r for ro in rollouts for r in ro.stages[k]] for k in range(len(rollouts[0].stages))]
+    for k, stage in enumerate(stages):
+        out[f"return_stage_{k}"] = stage_mean(stage, "episode_returns")
+        out[f"length_stage_{k}"] = stage_mean(stage, "episode_lengths")
+    out["return_post"] = out[f"return_stage_{len(stages) - 1}"]
+    if rollouts[0].warmup:
+        out["return_warmup"] = stage_mean([r for ro in rollouts for r in ro.warmup], "episode_returns")
+    return out
 
 
 class MAMLConfig(AlgorithmConfig):
@@ -59,6 +101,9 @@ class MAMLConfig(AlgorithmConfig):
         self.embedding_reg_coeff = 0.0  # eta: outer-loss regulariser eta * mean_j z_j^2 on the task embedding
         self.latent_prior_coeff = 1.0  # MAESN: weight of KL(N(mu_i, sigma_i^2) || N(0, I)) in the outer loss
         self.buffer_size = 16  # TESP: M, episodes kept per task for the task encoder (spec §1.4)
+        # Validation (spec §2.3): every N iterations adapt to the pools' tasks (D, D', D'').
+        self.validation_freq = 25  # 0 disables
+        self.validation_pool_size = 0  # tasks per pool to validate on; 0: all
         self.gae_lambda = 0.97
         self.gamma = 0.99
         # Outer loop.
@@ -102,6 +147,8 @@ class MAMLConfig(AlgorithmConfig):
         embedding_reg_coeff: float = NotProvided,
         latent_prior_coeff: float = NotProvided,
         buffer_size: int = NotProvided,
+        validation_freq: int = NotProvided,
+        validation_pool_size: int = NotProvided,
         gae_lambda: float = NotProvided,
         outer_optimizer: str = NotProvided,
         num_outer_steps: int = NotProvided,
@@ -140,6 +187,8 @@ class MAMLConfig(AlgorithmConfig):
             (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
             (self.latent_prior_coeff >= 0, "latent_prior_coeff", "a number >= 0"),
             (self.buffer_size >= 1, "buffer_size", "an integer >= 1"),
+            (self.validation_freq >= 0, "validation_freq", "an integer >= 0 (0: never)"),
+            (self.validation_pool_size >= 0, "validation_pool_size", "an integer >= 0 (0: whole pools)"),
             (
                 bool(self.adapted_params) and set(self.adapted_params) <= set(PARAM_GROUPS),
                 "adapted_params",
@@ -210,31 +259,47 @@ class MAML(Algorithm):
     def training_step(self) -> None:
         cfg = self.config
         tasks = self.task_env.sample_tasks(cfg.meta_batch_size)
+        rollout = self.adapt_on_tasks(tasks)
+
+        t0 = time.perf_counter()
+        task_batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(tasks))]
+        buffers = rollout.stage_buffers if self.uses_episode_buffer else None
+        stats = self.on_learner(lambda learner: learner.meta_update(task_batches, rollout.index, buffers))
+        rollout.timings["outer"] = time.perf_counter() - t0
+        # Norm of the (shared) parameters this iteration started from.
+        theta = rollout.theta
+        stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
+        stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
+        self._resampled = 0
+        stats.update(rollout.warmup_stats())
+        self._log_iteration(rollout, stats)
+        # The iteration counter is incremented after training_step returns.
+        if cfg.validation_freq and (self.iteration + 1) % cfg.validation_freq == 0:
+            self._validation = self.validate_pools()
+
+    def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
+        """Adapt to each task from the current meta-parameters (TESP: after its warm-up round)
+        and sample every stage, K inner steps and the post-adaptation round; no meta-update."""
+        cfg = self.config
         index = [int(task.get("index", -1)) for task in tasks]  # position in the training pool
         params, weights = self.on_learner(lambda learner: learner.start_tasks(index))
-        theta = weights[0]
-
-        timings = {"sample": 0.0, "adapt": 0.0}
-        buffers, stats_warmup = None, {}
+        rollout = Rollout(index=index, theta=weights[0])
+        buffers = None
         if self.uses_episode_buffer:
             # TESP's warm-up round (z = 0) fills each task's buffer; no gradient is taken from it.
             t0 = time.perf_counter()
-            warmup = self._sample(tasks, weights)
-            timings["sample"] += time.perf_counter() - t0
-            stats_warmup = {
-                "return_warmup": np.concatenate([r.batch.episode_returns for r in warmup]).mean(),
-                "warmup_steps": sum(r.num_env_steps for r in warmup),
-            }
-            buffers = self._add_to_buffers([EpisodeBuffer.empty(self.encoder_input_dim)] * len(tasks), warmup)
+            rollout.warmup = self._sample(tasks, weights)
+            rollout.timings["sample"] += time.perf_counter() - t0
+            empty = [EpisodeBuffer.empty(self.encoder_input_dim)] * len(tasks)
+            buffers = self._add_to_buffers(empty, rollout.warmup)
             params, weights = self.on_learner(lambda learner, b=buffers: learner.start_tasks(index, b))
 
-        stages, stage_buffers = [], []
         for k in range(cfg.num_inner_steps + 1):
             t0 = time.perf_counter()
             results = self._sample(tasks, weights)
-            timings["sample"] += time.perf_counter() - t0
-            stages.append(results)
-            stage_buffers.append(buffers)
+            rollout.timings["sample"] += time.perf_counter() - t0
+            rollout.stages.append(results)
+            rollout.stage_buffers.append(buffers)
             if k < cfg.num_inner_steps:
                 t0 = time.perf_counter()
                 batches = [r.batch for r in results]
@@ -243,19 +308,36 @@ class MAML(Algorithm):
                     lambda learner, p=params, b=batches, cur=buffers, n=nxt: learner.adapt_tasks(p, b, cur, n)
                 )
                 buffers = nxt
-                timings["adapt"] += time.perf_counter() - t0
+                rollout.timings["adapt"] += time.perf_counter() - t0
+        return rollout
 
-        t0 = time.perf_counter()
-        task_batches = [[stage[i].batch for stage in stages] for i in range(len(tasks))]
-        sb = stage_buffers if self.uses_episode_buffer else None
-        stats = self.on_learner(lambda learner: learner.meta_update(task_batches, index, sb))
-        timings["outer"] = time.perf_counter() - t0
-        # Norm of the (shared) parameters this iteration started from.
-        stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
-        stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
-        stats.update(stats_warmup)
-        self._resampled = 0
-        self._log_iteration(stages, stats, timings)
+    def evaluate(
+        self, tasks: list[Task], chunk: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[Rollout]:
+        """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time."""
+        chunk = chunk or self.config.meta_batch_size
+        out = []
+        for start in range(0, len(tasks), chunk):
+            out.append(self.adapt_on_tasks(tasks[start : start + chunk]))
+            if progress is not None:
+                progress(len(tasks[start : start + chunk]))
+        return out
+
+    def validate_pools(
+        self, pools: Sequence[str] | None = None, size: int | None = None, obs_noise_std: float = 0.0
+    ) -> dict[str, dict[str, float]]:
+        """Adapt to the first ``size`` tasks of each pool (default: ``validation_pool_size``;
+        every task when 0) and return, per pool, the mean episode return and length per stage."""
+        cfg = self.config
+        size = cfg.validation_pool_size if size is None else size
+        out = {}
+        for name in pools or POOLS:
+            tasks = self.task_env.task_pools().get(name, [])
+            tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
+            if not tasks:
+                continue
+            out[name] = pool_summary(self.evaluate(tasks))
+        return out
 
     @property
     def uses_episode_buffer(self) -> bool:
@@ -278,19 +360,19 @@ class MAML(Algorithm):
     def _add_to_buffers(self, buffers, results) -> list[EpisodeBuffer]:
         return [b.add(r.batch, self.config.buffer_size) for b, r in zip(buffers, results, strict=True)]
 
-    def _log_iteration(self, stages, stats: dict[str, float], timings: dict[str, float]) -> None:
+    def _log_iteration(self, rollout: Rollout, stats: dict[str, float]) -> None:
         def log(key: str, value: float) -> None:
             self.metrics.log_value((META, key), float(value), window=1)
 
         # Mean over all episodes of all tasks, per adaptation stage (spec §2.2).
-        stage_returns = [np.concatenate([r.batch.episode_returns for r in stage]).mean() for stage in stages]
+        stage_returns = [stage_mean(stage, "episode_returns") for stage in rollout.stages]
         for k, value in enumerate(stage_returns):
             log(f"return_stage_{k}", value)
         log("return_pre", stage_returns[0])
         log("return_post", stage_returns[-1])
-        steps = sum(r.num_env_steps for stage in stages for r in stage) + stats.pop("warmup_steps", 0)
         for key, value in stats.items():
             log(key, value)
+        steps = rollout.num_env_steps
         log("env_steps", steps)
         self.metrics.log_value((META, "env_steps_lifetime"), steps, reduce="lifetime_sum")
         # RLlib's own counter, which Tune shows and stop criteria such as
@@ -298,9 +380,19 @@ class MAML(Algorithm):
         self.metrics.log_value(
             (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
         )
-        log("env_steps_per_s", steps / max(timings["sample"], 1e-9))
-        for phase, seconds in timings.items():
+        log("env_steps_per_s", steps / max(rollout.timings["sample"], 1e-9))
+        for phase, seconds in rollout.timings.items():
             log(f"time_{phase}_s", seconds)
+
+    @override(Algorithm)
+    def step(self) -> dict:
+        # Validation results go into the result of the iterations that ran one only (metrics
+        # logged through self.metrics would show as NaN in every other iteration).
+        self._validation = None
+        result = super().step()
+        if self._validation:
+            result[VALIDATION] = self._validation
+        return result
 
     # -- checkpointing of the task rng ---------------------------------------------------
     @override(Algorithm)
