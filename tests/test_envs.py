@@ -13,9 +13,7 @@ def test_env_passes_gymnasium_check_and_has_the_task_api(name):
     tasks = env.sample_tasks(3)
     assert len(tasks) == 3
     env.set_task(tasks[1])
-    assert {k: np.asarray(v).tolist() for k, v in env.get_task().items()} == {
-        k: np.asarray(v).tolist() for k, v in tasks[1].items()
-    }
+    np.testing.assert_array_equal(env.get_task()["goal"], tasks[1]["goal"])
     check_env(env, skip_render_check=True)
 
 
@@ -57,3 +55,18 @@ def test_same_seed_same_tasks():
 def test_bad_env_options_are_rejected():
     with pytest.raises(ValueError, match="goal_low"):
         PointNavEnv(goal_low=1.0, goal_high=0.0)
+
+
+def test_point_pools_and_noise():
+    env = PointNavEnv(pool_size=7, pool_seed=3)
+    pools = env.task_pools()
+    assert [len(pools[p]) for p in ("D", "D'", "D''")] == [7, 7, 7]
+    assert all(np.all(np.abs(t["goal"]) <= 0.5) for t in pools["D"] + pools["D'"])
+    assert all(np.any(np.abs(t["goal"]) > 0.5) for t in pools["D''"])  # outside the training square
+    env.reset(seed=0)
+    assert sorted(t["index"] for t in env.sample_tasks(7)) == list(range(7))
+    env.set_task({**pools["D'"][0], "obs_noise_std": 0.2})
+    obs, _ = env.reset(seed=0)
+    assert np.abs(obs).max() > 0  # the true position is the origin
+    env.set_task(pools["D'"][0])
+    assert env.reset(seed=0)[0].tolist() == [0.0, 0.0]

@@ -14,6 +14,8 @@ The agent is a point in the plane, starting at the origin each episode.
 - Pools (``pool_size > 0``; default none, so every iteration draws fresh goals as in the MAML
   paper): D and D' hold ``pool_size`` goals each from the training square, D'' as many from
   the twice-as-large square outside it, all drawn from ``numpy.random.default_rng(pool_seed)``.
+- Test-time noise: with ``obs_noise_std`` = sigma > 0 (an option, or a task's
+  ``"obs_noise_std"``), observations get N(0, sigma^2) noise; rewards use the true position.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ class PointNavEnv(TaskEnv):
         goal_tolerance: float = 0.01,
         pool_size: int = 0,
         pool_seed: int = 1,
+        obs_noise_std: float = 0.0,
     ) -> None:
         if not goal_low < goal_high:
             raise ValueError(f"goal_low ({goal_low}) must be below goal_high ({goal_high})")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if obs_noise_std < 0:
+            raise ValueError(f"obs_noise_std must be >= 0, got {obs_noise_std}")
+        self.default_noise_std = self.obs_noise_std = float(obs_noise_std)
         if pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         self.goal_low, self.goal_high = float(goal_low), float(goal_high)
@@ -84,15 +90,22 @@ class PointNavEnv(TaskEnv):
     def set_task(self, task: Task) -> None:
         """Takes effect at once; the sampler resets every sub-env after switching tasks."""
         self._goal = np.asarray(task["goal"], dtype=np.float64).copy()
+        self.obs_noise_std = float(task.get("obs_noise_std", self.default_noise_std))
 
     def get_task(self) -> Task:
-        return {"goal": self._goal.copy()}
+        return {"goal": self._goal.copy(), "obs_noise_std": self.obs_noise_std}
+
+    def _observe(self) -> np.ndarray:
+        obs = self._pos.astype(np.float32)
+        if self.obs_noise_std > 0:
+            obs = obs + self.np_random.normal(0.0, self.obs_noise_std, size=2).astype(np.float32)
+        return obs
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._pos = np.zeros(2)
         self._t = 0
-        return self._pos.astype(np.float32), {}
+        return self._observe(), {}
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -self.action_bound, self.action_bound)
@@ -102,4 +115,4 @@ class PointNavEnv(TaskEnv):
         reward = -float(np.sqrt(delta @ delta))
         terminated = bool(np.all(np.abs(delta) < self.goal_tolerance))
         truncated = self._t >= self.horizon and not terminated
-        return self._pos.astype(np.float32), reward, terminated, truncated, {}
+        return self._observe(), reward, terminated, truncated, {}

@@ -1,0 +1,98 @@
+"""The MuJoCo quick scale end to end: training with validation, then main_test.py on its checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+from .runner import results, run_main_train, trial_dirs
+
+pytestmark = pytest.mark.ray
+
+POOLS = ["D", "D'", "D''"]
+
+
+def run_main_test(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "main_test.py"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def wheeled_run(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("wheeled")
+    proc = run_main_train(
+        "--env", "wheeled", "--alg", "tesp", "--config", "configs/quick.yaml", "--stop-iters", "2",
+        "--storage-path", str(storage), "--name", "quick",
+        "--set", "validation_freq=1", "--set", "validation_pool_size=2", "--set", "num_env_runners=1",
+        "--set", "meta_batch_size=2", "--set", "model.hidden=[32, 32]", "--set", "model.encoder_units=16",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return storage / "quick", proc
+
+
+def test_quick_wheeled_tesp_run_validates_on_every_pool(wheeled_run):
+    experiment, proc = wheeled_run
+    (trial,) = trial_dirs(experiment)
+    rows = results(trial)
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    for row in rows:
+        assert sorted(row["validation"]) == sorted(POOLS)
+        for pool in POOLS:
+            values = row["validation"][pool]
+            for key in ("return_warmup", "return_stage_0", "return_stage_1", "return_post", "length_stage_1"):
+                assert key in values, (pool, key)
+            assert -1000 < values["return_post"] < 0
+    assert "validation D''" in proc.stdout
+
+
+def test_evaluation_command_writes_csv_and_json_next_to_the_checkpoint(wheeled_run):
+    experiment, _ = wheeled_run
+    proc = run_main_test(str(experiment), "--pool-size", "2", "--sigmas", "0", "0.05", "--pools", "D'", "D''")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(experiment)
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    csv_path = trial / f"{checkpoint.name}-eval.csv"
+    json_path = trial / f"{checkpoint.name}-eval.json"
+    assert f"wrote {csv_path}" in proc.stdout
+    assert "adapting" in proc.stderr  # the progress bar
+    with open(csv_path) as f:
+        table = list(csv.DictReader(f))
+    # 2 pools x 2 sigmas x 2 tasks x 2 stages (K = 1 at the quick scale)
+    assert len(table) == 16
+    assert {(r["pool"], r["sigma"]) for r in table} == {
+        (p, s) for p in ("D'", "D''") for s in ("0.0", "0.05")
+    }
+    assert {r["stage"] for r in table} == {"0", "1"}
+    summary = json.loads(json_path.read_text())
+    assert summary["algorithm"] == "TESP" and summary["env"] == "wheeled"
+    assert summary["training_iteration"] == 2
+    for pool in ("D'", "D''"):
+        for sigma in ("0.0", "0.05"):
+            entry = summary["pools"][pool][sigma]
+            assert entry["num_tasks"] == 2
+            post = [
+                float(r["return"]) for r in table if (r["pool"], r["sigma"], r["stage"]) == (pool, sigma, "1")
+            ]
+            # Each task has the same number of episodes here, so the episode mean is the task mean.
+            assert entry["return_post"] == pytest.approx(sum(post) / len(post), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["/nonexistent/ckpt"], "checkpoint '/nonexistent/ckpt' does not exist"),
+        (["."], "holds no checkpoint"),
+        ([".", "--pools", "E"], "unknown pool 'E'; choose from: D, D', D''"),
+        ([".", "--sigmas", "-1"], "must all be >= 0"),
+    ],
+)
+def test_bad_evaluation_input_gives_one_line_and_exit_2(args, expected):
+    proc = run_main_test(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], proc.stderr
