@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 
 def start_ray(num_cpus: int | None = None) -> None:
@@ -15,3 +16,32 @@ def start_ray(num_cpus: int | None = None) -> None:
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     register_envs()
+
+
+def sampler_rate(
+    alg: str, env: str, runners: int, tasks: int, episodes: int, rounds: int, overrides: dict | None = None
+) -> float:
+    """Env steps per second of the engine's sampling path (``MultiTaskSampler.sample``): every
+    task with its own weights on the EnvRunner it is dealt to, baseline fit and GAE included."""
+    from tesp.cli import resolve_config
+    from tesp.meta.sampler import SampleJob
+
+    settings = {
+        "num_env_runners": runners,
+        "num_envs_per_env_runner": episodes,
+        "episodes_per_task": episodes,
+        "meta_batch_size": tasks,
+    }
+    config, _, _ = resolve_config(alg, env, settings | (overrides or {}))
+    algo = config.build_algo()
+    try:
+        _, (weights, *_) = algo.on_learner(lambda learner: learner.start_tasks([-1]))
+        task_list = algo.task_env.sample_tasks(tasks)
+        jobs = [SampleJob(i, t, weights) for i, t in enumerate(task_list)]
+        algo.sampler.sample(jobs)  # warm-up
+        steps, start = 0, time.perf_counter()
+        for _ in range(rounds):
+            steps += sum(r.num_env_steps for r in algo.sampler.sample(jobs).values())
+        return steps / (time.perf_counter() - start)
+    finally:
+        algo.stop()

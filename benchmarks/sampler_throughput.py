@@ -9,37 +9,12 @@ Each round samples every task of a meta-batch with its own weights (the engine's
 from __future__ import annotations
 
 import argparse
-import time
 
-from common import start_ray
+from common import sampler_rate, start_ray
 
 
 def measure(num_runners: int, tasks: int, episodes: int, rounds: int) -> float:
-    from tesp.cli import resolve_config
-    from tesp.meta.sampler import SampleJob
-
-    config, _, _ = resolve_config(
-        "maml",
-        "point",
-        {
-            "num_env_runners": num_runners,
-            "num_envs_per_env_runner": episodes,
-            "episodes_per_task": episodes,
-            "meta_batch_size": tasks,
-        },
-    )
-    algo = config.build_algo()
-    try:
-        weights = algo.on_learner(lambda learner: learner.initial_weights())
-        task_list = algo.task_env.sample_tasks(tasks)
-        jobs = [SampleJob(i, t, weights) for i, t in enumerate(task_list)]
-        algo.sampler.sample(jobs)  # warm-up
-        steps, start = 0, time.perf_counter()
-        for _ in range(rounds):
-            steps += sum(r.num_env_steps for r in algo.sampler.sample(jobs).values())
-        return steps / (time.perf_counter() - start)
-    finally:
-        algo.stop()
+    return sampler_rate("maml", "point", num_runners, tasks, episodes, rounds)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
@@ -91,6 +92,12 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         # The policy acts in [-1, 1]^|A|; step() scales to the actuators' ranges (spec §3.1).
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.model.nu,), dtype=np.float32)
         return self.action_space
+
+    def _step_mujoco_simulation(self, ctrl, n_frames) -> None:
+        # gymnasium's version also runs mj_rnePostConstraint (contact forces for its envs'
+        # cfrc_ext observations); these envs do not read them (benchmarks/env_throughput.py).
+        self.data.ctrl[:] = ctrl
+        mujoco.mj_step(self.model, self.data, nstep=n_frames)
 
     # -- tasks -------------------------------------------------------------------------
     def task_pools(self) -> dict[str, list[Task]]:
