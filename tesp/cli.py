@@ -172,6 +172,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
         raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
     for variant in grid_variants(config, groups):
+        check_env_config(variant.env, variant.env_config)
         try:
             variant.validate()
         except ValueError as e:
@@ -200,6 +201,16 @@ def grid_variants(config, groups: dict[str, dict[str, Any]]):
             elif group == "model":
                 variant.rl_module(model_config={**variant._model_config, key: value})
         yield variant
+
+
+def check_env_config(env: str, env_config: dict[str, Any]) -> None:
+    """Build the env once, so a bad env_config value fails here with one line (not in every EnvRunner)."""
+    from tesp.envs import make_env
+
+    try:
+        make_env(env, env_config).close()
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"env_config for --env {env!r} is invalid: {str(e).splitlines()[0]}") from None
 
 
 def check_address(address: str) -> None:

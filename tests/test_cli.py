@@ -47,6 +47,12 @@ from .runner import run_main_train
             ["--env", "point", "--alg", "adaptsv", "--set", "adapted_params=[policy]"],
             ["adapted_params=['policy']", "latent"],
         ),
+        (["--env", "point", "--alg", "maml", "--tesp-adapt-policy"], ["--tesp-adapt-policy", "'maml'"]),
+        (["--env", "point", "--alg", "maesn", "--set", "env_config.pool_size=0"], ["pool_size > 0", "maesn"]),
+        (["--env", "point", "--alg", "tesp", "--set", "adapted_params=[latent]"], ["['latent']", "encoder"]),
+        (["--env", "point", "--alg", "tesp", "--set", "model.latent_kind=vectr"], ["'vectr'", "encoder"]),
+        (["--env", "point", "--alg", "maml", "--set", "validation_freq=-1"], ["validation_freq=-1", ">= 0"]),
+        (["--env", "wheeled", "--alg", "maml", "--set", "env_config.pool_size=-3"], ["pool_size", "-3"]),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
@@ -64,7 +70,7 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--env", "nope", "--alg", "maml"], "unknown --env 'nope'; choose from: point"),
+        (["--env", "nope", "--alg", "maml"], "unknown --env 'nope'; choose from: ant, point, reacher_2_link"),
         (
             ["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"],
             "--address '127.0.0.1:9' is unreachable",
@@ -84,5 +90,8 @@ def test_help_lists_envs_and_algorithms(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "registered envs: point" in out
-    assert "maml" in out and "meta_sgd" in out
+    assert "registered envs: ant, point, reacher_2_link, reacher_4_link, wheeled" in out
+    assert "reacher_2-link (= reacher_2_link)" in out
+    for alg in ("adaptsv", "maesn", "maml", "meta_sgd", "tesp", "tesp_adapt_policy"):
+        assert alg in out
+    assert "--tesp-adapt-policy" in out

@@ -28,11 +28,12 @@ class AdaptSVConfig(MAMLConfig):
         self._model_config = {**self._model_config, "latent_dim": 8}
 
     def validate(self) -> None:
-        super().validate()
+        # Method-specific checks first, so their messages name this method's valid choices.
         if self.adapted_params != ["latent"]:
             self._value_error(
                 f"adapted_params={self.adapted_params!r} is invalid for adaptsv: it adapts ['latent'] only"
             )
+        super().validate()
 
 
 class AdaptSV(MAML):

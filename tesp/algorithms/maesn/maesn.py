@@ -54,7 +54,7 @@ class MAESNConfig(MAMLConfig):
         return super()._model_config_auto_includes | {"num_task_latents": self.train_pool_size()}
 
     def validate(self) -> None:
-        super().validate()
+        # Method-specific checks first, so their messages name this method's valid choices.
         if self.train_pool_size() < 1:
             self._value_error(
                 f"env={self.env!r} with env_config={dict(self.env_config)!r} has no finite training pool, "
@@ -70,6 +70,7 @@ class MAESNConfig(MAMLConfig):
                 f"model.latent_kind={self.model_config.get('latent_kind')!r} is invalid for maesn: "
                 "must be 'distribution'"
             )
+        super().validate()
 
 
 class MAESN(MAML):

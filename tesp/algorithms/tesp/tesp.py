@@ -50,7 +50,7 @@ class TESPConfig(MAMLConfig):
         }
 
     def validate(self) -> None:
-        super().validate()
+        # Method-specific checks first, so their messages name this method's valid choices.
         allowed = (["encoder"], ["encoder", "policy"], ["policy", "encoder"])
         if self.adapted_params not in allowed:
             self._value_error(
@@ -61,6 +61,7 @@ class TESPConfig(MAMLConfig):
             self._value_error(
                 f"model.latent_kind={self.model_config.get('latent_kind')!r} is invalid for tesp: must be 'encoder'"
             )
+        super().validate()
 
 
 class TESP(MAML):
