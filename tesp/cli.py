@@ -38,6 +38,15 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
+# Flags the seed's MLSH command line used, with the config key each sets.
+MLSH_FLAGS = [
+    (("-W", "--warmup-iters"), "warmup_iters", "master-only iterations per task (W)"),
+    (("-U", "--joint-iters"), "joint_iters", "master and sub-policy iterations per task (U)"),
+    (("--num-subs",), "num_subs", "number of shared sub-policies"),
+    (("--macro-duration",), "macro_duration", "steps between the master's choices"),
+]
+
+
 def make_parser() -> argparse.ArgumentParser:
     algs = ", ".join(sorted(ALGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
     envs = ", ".join(sorted(ENVS) + [f"{a} (= {c})" for a, c in ENV_ALIASES.items()])
@@ -98,6 +107,9 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50",
     )
+    mlsh = parser.add_argument_group("MLSH (--alg mlsh)")
+    for flags, key, text in MLSH_FLAGS:
+        mlsh.add_argument(*flags, dest=key, type=int, default=None, metavar="N", help=text)
     parser.add_argument(
         "--tesp-adapt-policy",
         "--tesp_adapt_policy",
@@ -156,6 +168,11 @@ def build_plan(args: argparse.Namespace) -> Plan:
             raise ConfigError(f"--tesp-adapt-policy only applies to --alg tesp, not --alg {args.alg!r}")
         args.alg = "tesp_adapt_policy"
     overrides = parse_set(args.set)
+    for flags, key, _ in MLSH_FLAGS:
+        if getattr(args, key) is not None:
+            if canonical(args.alg) != "mlsh":
+                raise ConfigError(f"{'/'.join(flags)} only applies to --alg mlsh, not --alg {args.alg!r}")
+            overrides[key] = getattr(args, key)
     for flag, key in (
         ("seed", "seed"),
         ("num_env_runners", "num_env_runners"),

@@ -12,6 +12,15 @@ class MetaProgress(tune.Callback):
         print(f"[{trial.trial_id}] started: {trial.path}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "mlsh" in result:
+            m = result["mlsh"]
+            print(
+                f"[{trial.trial_id}] iter {result['training_iteration']:5d} | return {m['return']:.2f} | "
+                f"after warm-up {m['return_post_warmup']:.2f}, after joint {m['return_post_joint']:.2f} "
+                f"(last 10 tasks; {int(m['tasks_done'])} done) | {m['env_steps_per_s']:.0f} steps/s",
+                flush=True,
+            )
+            return
         meta = result.get("meta", {})
         print(
             f"[{trial.trial_id}] iter {result['training_iteration']:4d} | return {stage_returns(meta)} | "

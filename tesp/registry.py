@@ -8,6 +8,7 @@ from tesp.algorithms.adaptsv import AdaptSV
 from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
+from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 
@@ -16,6 +17,7 @@ ALGS: dict[str, type[Algorithm]] = {
     "maesn": MAESN,
     "maml": MAML,
     "meta_sgd": MetaSGD,
+    "mlsh": MLSHAlgorithm,
     "tesp": TESP,
     "tesp_adapt_policy": TESPAdaptPolicy,
 }

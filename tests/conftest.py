@@ -34,6 +34,12 @@ def ray_session(tmp_path_factory):
     ray.shutdown()
 
 
+def pytest_collection_modifyitems(config, items):
+    # Tests that start and stop whole Ray nodes run first: `ray stop` ends every Ray process of
+    # the machine, so they must finish before this session starts its own Ray.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("ray_nodes") else 1)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not _token_existed and TOKEN_FILE.exists():
         TOKEN_FILE.unlink()

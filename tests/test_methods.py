@@ -118,7 +118,7 @@ def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(r
         for task, i in enumerate(index):
             np.testing.assert_allclose(weights[task]["latent_mean"], table[i].detach().numpy())
         results = sample(algo, tasks, weights)
-        noise = results[0].batch.latent_noise  # [E, T, d]
+        noise = results[0].batch.extras["latent_noise"]  # [E, T, d]
         mask = results[0].batch.mask.astype(bool)
         for e in range(noise.shape[0]):
             steps = noise[e][mask[e]]

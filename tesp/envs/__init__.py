@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tesp.envs.bandits import AntBanditsEnv, MovementBanditsEnv
 from tesp.envs.base import Task, TaskEnv
 from tesp.envs.goal_mujoco import AntEnv, Reacher2LinkEnv, Reacher4LinkEnv, WheeledEnv
 from tesp.envs.point import PointNavEnv
 
 ENVS: dict[str, type[TaskEnv]] = {
     "ant": AntEnv,
+    "ant_bandits": AntBanditsEnv,
+    "movement_bandits": MovementBanditsEnv,
     "point": PointNavEnv,
     "reacher_2_link": Reacher2LinkEnv,
     "reacher_4_link": Reacher4LinkEnv,

@@ -8,14 +8,17 @@ and ship these compact arrays to the learner instead of episode objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
 from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
-from tesp.models.gaussian_mlp import LATENT_NOISE
+
+# Extra model outputs that TaskBatch holds as fields already, or that are bookkeeping.
+RECORDED = {Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP, WEIGHTS_SEQ_NO}
 
 
 @dataclass
@@ -32,7 +35,9 @@ class TaskBatch:
     mask: np.ndarray  # [E, T]
     returns: np.ndarray  # [E, T] discounted returns-to-go
     advantages: np.ndarray  # [E, T] GAE against the linear baseline
-    latent_noise: np.ndarray | None = None  # [E, T, d] MAESN's per-episode eps, repeated per step
+    # Other per-step module outputs the EnvRunner recorded, padded like the rest: MAESN's
+    # per-episode noise ``latent_noise`` [E, T, d]; MLSH's ``sub_policy``, ``macro_start``, ...
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_steps(self) -> int:
@@ -48,13 +53,10 @@ class TaskBatch:
         return (self.rewards * self.mask).sum(axis=1)
 
     def to_torch(self) -> dict[str, torch.Tensor]:
-        """Flattened tensors of the real steps (padding dropped), float32."""
+        """Flattened tensors of the real steps (padding dropped), float32, extras included."""
         keep = self.mask.astype(bool)
-        return {
-            f.name: torch.as_tensor(getattr(self, f.name)[keep], dtype=torch.float32)
-            for f in fields(self)
-            if f.name != "mask" and getattr(self, f.name) is not None
-        }
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("mask", "extras")}
+        return {k: torch.as_tensor(v[keep], dtype=torch.float32) for k, v in (arrays | self.extras).items()}
 
 
 def stack_tasks(batches: Sequence[TaskBatch]) -> dict[str, torch.Tensor]:
@@ -98,18 +100,18 @@ def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch
     actions = pad([np.asarray(ep.get_actions()) for ep in episodes])
     dist_inputs = pad([np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes])
     rewards = pad([np.asarray(ep.get_rewards()) for ep in episodes])
-    noise = None
-    if LATENT_NOISE in episodes[0].extra_model_outputs:
-        noise = pad([np.asarray(ep.get_extra_model_outputs(LATENT_NOISE)) for ep in episodes])
+    extras = {
+        key: pad([np.asarray(ep.get_extra_model_outputs(key)) for ep in episodes])
+        for key in episodes[0].extra_model_outputs
+        if key not in RECORDED
+    }
     mask = np.zeros((num, horizon), dtype=np.float32)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1.0
-    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam, latent_noise=noise)
+    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam, extras)
 
 
-def make_batch(
-    obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float, latent_noise=None
-) -> TaskBatch:
+def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float, extras=None) -> TaskBatch:
     """Build a :class:`TaskBatch` from padded arrays: fit the baseline, compute GAE."""
     returns = discounted_returns(rewards, mask, gamma)
     values = fit_linear_baseline(obs, returns, mask)
@@ -122,5 +124,5 @@ def make_batch(
         mask=mask,
         returns=returns.astype(np.float32),
         advantages=advantages.astype(np.float32),
-        latent_noise=latent_noise,
+        extras=extras or {},
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import ray
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
 
 from tesp.envs.base import Task
@@ -49,6 +50,7 @@ class SampleResult:
     batch: TaskBatch
     worker_index: int  # which EnvRunner sampled it (0 = the local one)
     num_env_steps: int
+    node_id: str = ""  # the Ray node of that EnvRunner
 
 
 def run_jobs(
@@ -56,6 +58,7 @@ def run_jobs(
 ) -> list[SampleResult]:
     """Executed on an EnvRunner: sample every job in turn with its own task and weights."""
     vector_env = env_runner.env.unwrapped
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     results = []
     for job in jobs:
         vector_env.call("set_task", job.task)
@@ -64,7 +67,7 @@ def run_jobs(
         # task or weight set leaks into this batch.
         episodes = env_runner.sample(num_episodes=num_episodes, explore=True)
         batch = episodes_to_batch(episodes, gamma, lam)
-        results.append(SampleResult(job.task_id, batch, env_runner.worker_index, batch.num_steps))
+        results.append(SampleResult(job.task_id, batch, env_runner.worker_index, batch.num_steps, node))
     return results
 
 

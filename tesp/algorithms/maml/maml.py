@@ -270,6 +270,7 @@ class MAML(Algorithm):
         theta = rollout.theta
         stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
         stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
+        stats["sampler_nodes"] = len({r.node_id for stage in rollout.stages for r in stage})
         self._resampled = 0
         stats.update(rollout.warmup_stats())
         self._log_iteration(rollout, stats)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Copy the code (the files git tracks, with their working-tree contents) to TESP_REMOTE_DIR on
+# every node; a node whose TESP_REMOTE_DIR is this checkout is skipped. Files are overwritten,
+# nothing is deleted. Settings: scripts/env.sh --help.
+#
+# Usage: scripts/upload_codes.sh [--help]
+
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
+    tesp_usage "$0"
+    exit 0
+fi
+[[ $# -eq 0 ]] || tesp_die "unexpected argument '$1' (see --help)"
+tesp_load_settings
+tesp_require TESP_HEAD_HOST TESP_REMOTE_DIR
+command -v git > /dev/null || tesp_die "git is needed to list the files to upload"
+
+cd "$TESP_REPO_DIR"
+mapfile -t files < <(git ls-files --cached --others --exclude-standard | while read -r f; do [[ -f "$f" ]] && echo "$f"; done)
+[[ ${#files[@]} -gt 0 ]] || tesp_die "no files to upload in $TESP_REPO_DIR"
+for host in $(tesp_all_hosts); do
+    target="$TESP_REMOTE_DIR"
+    if tesp_is_local "$host"; then
+        target="${target/#\~/$HOME}"
+        if [[ -d "$target" && "$(cd "$target" && pwd -P)" == "$(pwd -P)" ]]; then
+            echo "== $host: $target is this checkout; skipped"
+            continue
+        fi
+    fi
+    echo "== $host: ${#files[@]} files to $target"
+    tar -czf - "${files[@]}" | tesp_on "$host" "mkdir -p $target && tar -xzf - -C $target" \
+        || tesp_die "upload to $host failed"
+done

@@ -1,0 +1,239 @@
+"""MLSH (Frans et al. 2017, "Meta Learning Shared Hierarchies") on RLlib's new API stack.
+
+Training runs ``num_parallel_tasks`` tasks at once, each in a *slot* with its own master; the
+sub-policies are shared. Per slot and task (``../shared/reference/mlsh_mime_notes.md``):
+
+1. draw a task and re-initialise the slot's master (and its optimizer state);
+2. ``warmup_iters`` (W) iterations that update only the master;
+3. ``joint_iters`` (U) iterations that update the master and the sub-policies;
+
+then the next task. One iteration samples ``episodes_per_task`` episodes per slot on the
+EnvRunners (each slot's task and weights on the runner it is dealt to, as for the meta-learners)
+and updates every slot's master on its own batch and the sub-policies on the pooled batches of
+the slots in their joint phase. Slots start at staggered points of the W + U schedule, so joint-
+phase data keeps arriving.
+
+Metrics (``mlsh/``): the return after warm-up (the batch a task samples at its first joint
+iteration) and after the joint phase (its last iteration), each averaged over the last 10
+finished tasks; how often the masters pick each sub-policy; the PPO losses of each phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Self
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.util import log_once
+
+from tesp.algorithms.mlsh import connectors
+from tesp.algorithms.mlsh.learner import MLSHLearner
+from tesp.algorithms.mlsh.module import MACRO_START, SUB_POLICY, MLSHModule
+from tesp.envs import make_env
+from tesp.meta.sampler import MultiTaskSampler, SampleJob
+
+logger = logging.getLogger(__name__)
+
+MLSH = "mlsh"  # metric namespace
+RECENT_TASKS = 10
+
+
+class MLSHConfig(AlgorithmConfig):
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or MLSHAlgorithm)
+        self.num_subs = 2  # K sub-policies
+        self.macro_duration = 10  # N: steps per master decision
+        self.warmup_iters = 60  # W: master-only iterations per task
+        self.joint_iters = 1  # U: master + sub-policy iterations per task
+        self.num_parallel_tasks = 2  # tasks trained at once, each with its own master
+        self.episodes_per_task = 20  # episodes per slot per iteration
+        self.master_lr = 0.01
+        self.sub_lr = 3e-4  # the paper's value (the reference code used 3e-5, openai/mlsh#9)
+        self.num_epochs = 10  # PPO passes over each batch
+        self.minibatch_size = 64
+        self.clip_param = 0.2
+        self.random_sub_prob = 0.1  # the master's choice is replaced by a random sub-policy
+        self.gamma = 0.99
+        self.gae_lambda = 0.98
+        self.num_env_runners = 0
+        self.num_envs_per_env_runner = 20
+        self.num_cpus_per_env_runner = 0.5
+        self.batch_mode = "complete_episodes"
+        self.normalize_actions = False
+        self.clip_actions = False
+        self._env_to_module_connector = connectors.env_to_module
+        self._module_to_env_connector = connectors.module_to_env
+        self.add_default_connectors_to_env_to_module_pipeline = False
+        self.add_default_connectors_to_module_to_env_pipeline = False
+        self._model_config = {"hidden": [64, 64], "activation": "tanh"}
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        num_subs: int = NotProvided,
+        macro_duration: int = NotProvided,
+        warmup_iters: int = NotProvided,
+        joint_iters: int = NotProvided,
+        num_parallel_tasks: int = NotProvided,
+        episodes_per_task: int = NotProvided,
+        master_lr: float = NotProvided,
+        sub_lr: float = NotProvided,
+        num_epochs: int = NotProvided,
+        minibatch_size: int = NotProvided,
+        clip_param: float = NotProvided,
+        random_sub_prob: float = NotProvided,
+        gae_lambda: float = NotProvided,
+        **kwargs: Any,
+    ) -> Self:
+        super().training(**kwargs)
+        for name, value in list(locals().items()):
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
+        checks = [
+            (self.num_subs >= 1, "num_subs", "an integer >= 1"),
+            (self.macro_duration >= 1, "macro_duration", "an integer >= 1"),
+            (self.warmup_iters >= 0, "warmup_iters", "an integer >= 0"),
+            (self.joint_iters >= 1, "joint_iters", "an integer >= 1"),
+            (self.num_parallel_tasks >= 1, "num_parallel_tasks", "an integer >= 1"),
+            (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
+            (self.master_lr > 0 and self.sub_lr > 0, "master_lr", "a number > 0 (sub_lr too)"),
+            (self.num_epochs >= 1, "num_epochs", "an integer >= 1"),
+            (self.minibatch_size >= 1, "minibatch_size", "an integer >= 1"),
+            (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
+            (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
+        ]
+        for ok, name, valid in checks:
+            if not ok:
+                self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        super().validate()
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "num_subs": self.num_subs,
+            "macro_duration": self.macro_duration,
+            "random_sub_prob": self.random_sub_prob,
+            "num_masters": self.num_parallel_tasks,
+        }
+
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=MLSHModule)
+
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> type:
+        return MLSHLearner
+
+
+class MLSHAlgorithm(Algorithm):
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> MLSHConfig:
+        return MLSHConfig()
+
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:
+        super().setup(config)
+        cfg = self.config
+        self.task_env = make_env(cfg.env, cfg.env_config)
+        self.task_env.reset(seed=cfg.seed)
+        self.sampler = MultiTaskSampler(
+            self.env_runner_group, num_episodes=cfg.episodes_per_task, gamma=cfg.gamma, lam=cfg.gae_lambda
+        )
+        period = cfg.warmup_iters + cfg.joint_iters
+        # Slot g starts g/G of the way into its schedule, so that the slots' joint phases spread out.
+        self.slots = [
+            {"task": self.task_env.sample_tasks(1)[0], "step": (g * period) // cfg.num_parallel_tasks}
+            for g in range(cfg.num_parallel_tasks)
+        ]
+        self.finished = {"post_warmup": deque(maxlen=RECENT_TASKS), "post_joint": deque(maxlen=RECENT_TASKS)}
+        self.tasks_done = 0
+
+    def on_learner(self, fn):
+        return next(iter(self.learner_group.foreach_learner(fn))).get()
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        cfg = self.config
+        ids = list(range(len(self.slots)))
+        weights = self.on_learner(lambda learner: learner.slot_weights(ids))
+        t0 = time.perf_counter()
+        results = self.sampler.sample([SampleJob(g, self.slots[g]["task"], weights[g]) for g in ids])
+        sample_s = time.perf_counter() - t0
+        batches = {g: results[g].batch for g in ids}
+        joint = [g for g in ids if self.slots[g]["step"] >= cfg.warmup_iters]
+        t0 = time.perf_counter()
+        stats = self.on_learner(lambda learner: learner.update_mlsh(batches, joint))
+        update_s = time.perf_counter() - t0
+
+        returns = {g: float(batches[g].episode_returns.mean()) for g in ids}
+        for g in ids:
+            slot = self.slots[g]
+            if slot["step"] == cfg.warmup_iters:
+                self.finished["post_warmup"].append(returns[g])
+            if slot["step"] == cfg.warmup_iters + cfg.joint_iters - 1:
+                self.finished["post_joint"].append(returns[g])
+            slot["step"] += 1
+            if slot["step"] == cfg.warmup_iters + cfg.joint_iters:  # the task is done: the next one
+                self.tasks_done += 1
+                slot.update(task=self.task_env.sample_tasks(1)[0], step=0)
+                self.on_learner(lambda learner, g=g: learner.reset_master(g))
+
+        def log(key: str, value: float) -> None:
+            self.metrics.log_value((MLSH, key), float(value), window=1)
+
+        log("return", np.mean(list(returns.values())))
+        for key, values in self.finished.items():
+            log(f"return_{key}", np.mean(values) if values else np.nan)
+        log("tasks_done", self.tasks_done)
+        log("joint_slots", len(joint))
+        starts = np.concatenate([b.extras[MACRO_START][b.mask > 0] for b in batches.values()]) > 0
+        chosen = np.concatenate([b.extras[SUB_POLICY][b.mask > 0] for b in batches.values()])[starts]
+        for k in range(cfg.num_subs):
+            log(f"sub_choice_freq_{k}", np.mean(chosen == k) if len(chosen) else np.nan)
+        log("master_loss", stats["master_loss"])
+        log("sub_loss", stats.get("sub_loss", np.nan))
+        steps = sum(r.num_env_steps for r in results.values())
+        log("env_steps", steps)
+        log("env_steps_per_s", steps / max(sample_s, 1e-9))
+        log("time_sample_s", sample_s)
+        log("time_update_s", update_s)
+        self.metrics.log_value(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
+        )
+
+    # -- checkpointing of the schedule ---------------------------------------------------
+    @override(Algorithm)
+    def get_state(self, *args, **kwargs) -> dict:
+        state = super().get_state(*args, **kwargs)
+        state["mlsh"] = {
+            "slots": self.slots,
+            "finished": {k: list(v) for k, v in self.finished.items()},
+            "tasks_done": self.tasks_done,
+            "task_rng": self.task_env.np_random.bit_generator.state,
+        }
+        return state
+
+    @override(Algorithm)
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if "mlsh" in state:
+            saved = state["mlsh"]
+            self.slots = saved["slots"]
+            self.finished = {k: deque(v, maxlen=RECENT_TASKS) for k, v in saved["finished"].items()}
+            self.tasks_done = saved["tasks_done"]
+            self.task_env.np_random.bit_generator.state = saved["task_rng"]

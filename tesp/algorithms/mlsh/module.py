@@ -1,0 +1,158 @@
+"""MLSH's hierarchical policy as an RLlib RLModule (Frans et al. 2017).
+
+A master policy picks one of ``num_subs`` sub-policies every ``macro_duration`` steps; the
+chosen sub-policy acts until the next choice. Sub-policies are shared by every task; each task
+has its own master.
+
+- ``master``: an MLP from the observation to ``num_subs`` logits (the master that EnvRunners
+  act with; the learner keeps one master per concurrently trained task in ``masters``);
+- ``subs``: ``num_subs`` MLPs from the observation to the action distribution's inputs:
+  logits for a ``Discrete`` action space, ``[mean, log_std]`` for a ``Box`` (a state-independent
+  log-std per sub-policy).
+
+On the EnvRunner the env-to-module connector tells the module, per sub-env, the position within
+the current macro step (``macro_t``) and the sub-policy in charge (``sub_policy``). At
+``macro_t == 0`` the module samples a new choice from the master (replaced by a uniformly random
+sub-policy with probability ``random_sub_prob``). It records with every step the sub-policy that
+acted, whether a macro step started (``macro_start``) and the master's log-probability of that
+choice (``master_logp``); the learner builds the master's macro-step batch from these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
+from torch import nn
+
+from tesp.models.init import normc_
+
+SUB_POLICY = "sub_policy"
+MACRO_T = "macro_t"
+MACRO_START = "macro_start"
+MASTER_LOGP = "master_logp"
+
+DEFAULT_MODEL_CONFIG = {
+    "hidden": [64, 64],
+    "activation": "tanh",
+    "num_subs": 2,
+    "macro_duration": 10,
+    "random_sub_prob": 0.1,
+    "num_masters": 1,  # masters kept by the learner: one per concurrently trained task
+    "init_log_std": 0.0,
+}
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str) -> nn.Sequential:
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+    layers: list[nn.Module] = []
+    for width in hidden:
+        linear = nn.Linear(in_dim, width)
+        normc_(linear.weight, 1.0)
+        nn.init.zeros_(linear.bias)
+        layers += [linear, act()]
+        in_dim = width
+    head = nn.Linear(in_dim, out_dim)
+    normc_(head.weight, 0.01)
+    nn.init.zeros_(head.bias)
+    return nn.Sequential(*layers, head)
+
+
+class MLSHModule(TorchRLModule, InferenceOnlyAPI):
+    @override(TorchRLModule)
+    def setup(self) -> None:
+        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        self.num_subs = int(cfg["num_subs"])
+        self.macro_duration = int(cfg["macro_duration"])
+        self.random_sub_prob = float(cfg["random_sub_prob"])
+        self.hidden, self.activation = list(cfg["hidden"]), cfg["activation"]
+        self.obs_dim = int(np.prod(self.observation_space.shape))
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self.act_dim = int(self.action_space.n) if self.discrete else int(np.prod(self.action_space.shape))
+        self.master = self.new_master()
+        self.subs = nn.ModuleList(
+            mlp(self.obs_dim, self.hidden, self.act_dim, self.activation) for _ in range(self.num_subs)
+        )
+        if not self.discrete:
+            self.sub_log_std = nn.Parameter(
+                torch.full((self.num_subs, self.act_dim), float(cfg["init_log_std"]))
+            )
+        self.masters = nn.ModuleList(self.new_master() for _ in range(int(cfg["num_masters"])))
+
+    def new_master(self) -> nn.Sequential:
+        return mlp(self.obs_dim, self.hidden, self.num_subs, self.activation)
+
+    def sub_parameters(self) -> list[nn.Parameter]:
+        extra = [self.sub_log_std] if not self.discrete else []
+        return [*self.subs.parameters(), *extra]
+
+    # -- distributions ------------------------------------------------------------------
+    def sub_dist_inputs(self, obs: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+        """The action distribution's inputs of sub-policy ``sub[i]`` at ``obs[i]``."""
+        out = torch.stack([s(obs) for s in self.subs], dim=1)  # [B, K, act_dim]
+        chosen = out.gather(1, sub.long().view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
+        if self.discrete:
+            return chosen
+        return torch.cat([chosen, self.sub_log_std[sub.long()]], dim=-1)
+
+    def action_logp(self, dist_inputs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return torch.log_softmax(dist_inputs, -1).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+        mean, log_std = dist_inputs.chunk(2, dim=-1)
+        z = (actions - mean) * torch.exp(-log_std)
+        return -(0.5 * z.pow(2) + log_std).sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+
+    def sample_actions(self, dist_inputs: torch.Tensor, explore: bool) -> torch.Tensor:
+        if self.discrete:
+            if not explore:
+                return dist_inputs.argmax(-1)
+            return torch.distributions.Categorical(logits=dist_inputs).sample()
+        mean, log_std = dist_inputs.chunk(2, dim=-1)
+        return mean + torch.exp(log_std) * torch.randn_like(mean) if explore else mean
+
+    # -- RLModule API -------------------------------------------------------------------
+    def _act(self, batch, explore: bool):
+        obs = batch[Columns.OBS]
+        with torch.no_grad():
+            logits = self.master(obs)
+            if explore:
+                choice = torch.distributions.Categorical(logits=logits).sample()
+                swap = torch.rand(choice.shape) < self.random_sub_prob
+                choice = torch.where(swap, torch.randint(0, self.num_subs, choice.shape), choice)
+            else:
+                choice = logits.argmax(-1)
+            start = batch[MACRO_T] == 0
+            sub = torch.where(start, choice, batch[SUB_POLICY].long())
+            dist_inputs = self.sub_dist_inputs(obs, sub)
+            actions = self.sample_actions(dist_inputs, explore)
+            master_logp = torch.log_softmax(logits, -1).gather(-1, sub.view(-1, 1)).squeeze(-1)
+        return {
+            Columns.ACTIONS: actions,
+            Columns.ACTION_DIST_INPUTS: dist_inputs,
+            Columns.ACTION_LOGP: self.action_logp(dist_inputs, actions),
+            SUB_POLICY: sub,
+            MACRO_START: start.float(),
+            MASTER_LOGP: master_logp,
+        }
+
+    @override(TorchRLModule)
+    def _forward_exploration(self, batch, **kwargs):
+        return self._act(batch, explore=True)
+
+    @override(TorchRLModule)
+    def _forward_inference(self, batch, **kwargs):
+        return self._act(batch, explore=False)
+
+    @override(TorchRLModule)
+    def _forward(self, batch, **kwargs):
+        return self._act(batch, explore=False)
+
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["masters"]

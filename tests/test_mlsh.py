@@ -1,0 +1,206 @@
+"""MLSH: the bandit envs' rules, the hierarchical policy's macro steps, and what each phase updates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tesp.algorithms.mlsh.module import MACRO_START, MASTER_LOGP, SUB_POLICY
+from tesp.envs import make_env
+
+from .runner import results, run_main_train, trial_dirs
+
+
+def greedy_to(target: np.ndarray, pos: np.ndarray) -> int:
+    delta = target - pos
+    if np.all(np.abs(delta) < 10):
+        return 0
+    if abs(delta[0]) >= abs(delta[1]):
+        return 1 if delta[0] > 0 else 2
+    return 3 if delta[1] > 0 else 4
+
+
+def test_movement_bandits_reward_rule_gives_the_reference_levels():
+    env = make_env("movement_bandits")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    levels = {"correct": [], "same": [], "random": []}
+    for task in env.sample_tasks(2000):
+        for kind, returns in levels.items():
+            env.set_task(task)
+            obs, _ = env.reset()
+            target = task["goals"][task["correct"] if kind == "correct" else 0]
+            total = 0.0
+            for t in range(50):
+                pos = obs[:2] * 400
+                action = rng.integers(5) if kind == "random" else greedy_to(target, pos)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += reward
+                assert not terminated and truncated == (t == 49)
+            returns.append(total)
+    # Reference levels (mlsh_mime_notes.md): 43.8, 23.0, 2.4 per episode.
+    assert np.mean(levels["correct"]) == pytest.approx(43.8, abs=0.5)
+    assert np.mean(levels["same"]) == pytest.approx(23.0, abs=1.2)
+    assert np.mean(levels["random"]) == pytest.approx(2.4, abs=0.4)
+
+
+def test_movement_bandits_observation_and_start():
+    env = make_env("movement_bandits")
+    env.set_task({"goals": np.array([[100.0, 300.0], [350.0, 50.0]]), "correct": 1})
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs, np.array([200, 200, 100, 300, 350, 50]) / 400)
+    assert env.action_space.n == 5 and env.observation_space.shape == (6,)
+    obs, reward, *_ = env.step(1)  # +20 in x
+    np.testing.assert_allclose(obs[:2] * 400, [220, 200])
+    assert reward == 0.0
+
+
+def test_ant_bandits_targets_and_reward():
+    env = make_env("ant_bandits")
+    env.reset(seed=0)
+    goals = {tuple(t["goal"]) for t in env.sample_tasks(50)}
+    assert goals == {(5.0, 0.0), (0.0, 5.0)}
+    env.set_task({"goal": np.array([5.0, 0.0])})
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert reward == pytest.approx(-np.linalg.norm(env.position() - [5.0, 0.0]) / 5.0)
+    assert not terminated and env.horizon == 1000 and env.observation_space.shape == (29,)
+
+
+@pytest.fixture(scope="module")
+def algo(ray_session):
+    from tesp.cli import resolve_config
+
+    config, _, _ = resolve_config(
+        "mlsh",
+        "movement_bandits",
+        {"seed": 0, "episodes_per_task": 4, "num_envs_per_env_runner": 4, "warmup_iters": 2},
+    )
+    algo = config.build_algo()
+    yield algo
+    algo.stop()
+
+
+@pytest.mark.ray
+def test_master_acts_every_macro_duration_and_the_chosen_sub_policy_acts(algo):
+    from tesp.meta.sampler import SampleJob
+
+    learner = algo.learner_group._learner
+    policy = learner.policy
+    weights = learner.slot_weights([0])[0]
+    task = algo.slots[0]["task"]
+    batch = algo.sampler.sample([SampleJob(0, task, weights)])[0].batch
+    n = algo.config.macro_duration
+    for e in range(batch.obs.shape[0]):
+        length = int(batch.mask[e].sum())
+        starts = batch.extras[MACRO_START][e, :length]
+        np.testing.assert_array_equal(np.flatnonzero(starts), np.arange(0, length, n))  # every N steps
+        subs = batch.extras[SUB_POLICY][e, :length]
+        for start in range(0, length, n):
+            assert np.all(subs[start : start + n] == subs[start])  # one sub-policy per macro step
+    flat = batch.to_torch()
+    with torch.no_grad():
+        # The executed actions were drawn from the chosen sub-policy's distribution ...
+        expected = policy.sub_dist_inputs(flat["obs"], flat[SUB_POLICY])
+        torch.testing.assert_close(flat["dist_inputs"], expected, rtol=1e-5, atol=1e-6)
+        # ... which another sub-policy would not give,
+        other = policy.sub_dist_inputs(flat["obs"], 1 - flat[SUB_POLICY])
+        assert not torch.allclose(flat["dist_inputs"], other, atol=1e-4)
+        # and the recorded master log-probability is the slot's master's.
+        master = policy.masters[0]
+        logp = torch.log_softmax(master(flat["obs"]), -1).gather(-1, flat[SUB_POLICY].long().view(-1, 1))
+        at = flat[MACRO_START] > 0
+        torch.testing.assert_close(flat[MASTER_LOGP][at], logp.squeeze(-1)[at], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.ray
+def test_warmup_updates_only_the_master_and_the_joint_phase_both(algo):
+    from tesp.meta.sampler import SampleJob
+
+    learner = algo.learner_group._learner
+    policy = learner.policy
+
+    def snapshot():
+        return {k: v.detach().clone() for k, v in policy.state_dict().items()}
+
+    def changed(before, prefix):
+        return any(
+            not torch.equal(v, before[k]) for k, v in policy.state_dict().items() if k.startswith(prefix)
+        )
+
+    weights = learner.slot_weights([0, 1])
+    jobs = [SampleJob(g, algo.slots[g]["task"], weights[g]) for g in (0, 1)]
+    batches = {g: r.batch for g, r in algo.sampler.sample(jobs).items()}
+    before = snapshot()
+    learner.update_mlsh(batches, joint=[])
+    assert changed(before, "masters.0.") and changed(before, "masters.1.")
+    assert not changed(before, "subs.")
+    before = snapshot()
+    stats = learner.update_mlsh(batches, joint=[1])
+    assert changed(before, "subs.") and changed(before, "masters.0.")
+    assert np.isfinite(stats["sub_loss"]) and np.isfinite(stats["master_loss"])
+    # A new task re-initialises its slot's master and forgets its optimizer state.
+    before = snapshot()
+    learner.reset_master(0)
+    assert (
+        changed(before, "masters.0.") and not changed(before, "masters.1.") and not changed(before, "subs.")
+    )
+    optimizer = learner.get_optimizer("default_policy", "master_0")
+    assert not optimizer.state
+
+
+@pytest.mark.ray
+def test_schedule_runs_warmup_then_joint_and_moves_to_new_tasks(algo):
+    cfg = algo.config  # W = 2, U = 1, two slots staggered by (W + U) // 2 = 1
+    assert [s["step"] for s in algo.slots] == [0, 1]
+    first_tasks = [s["task"] for s in algo.slots]
+    joint = []
+    for _ in range(3):
+        result = algo.train()["mlsh"]
+        joint.append(result["joint_slots"])
+    # steps (0, 1) -> (1, 2*) -> (2*, 0) -> ...: one slot is in its joint phase in iterations 2 and 3.
+    assert joint == [0, 1, 1]
+    assert result["tasks_done"] == 2
+    assert all(s["task"] is not t for s, t in zip(algo.slots, first_tasks, strict=True))
+    assert cfg.warmup_iters + cfg.joint_iters == 3
+
+
+@pytest.mark.ray
+def test_mlsh_smoke_run_and_bad_flags(tmp_path):
+    proc = run_main_train(
+        "--env", "movement_bandits", "--alg", "mlsh", "-W", "2", "-U", "1", "--num-subs", "3",
+        "--macro-duration", "5", "--stop-iters", "4", "--checkpoint-freq", "2",
+        "--storage-path", str(tmp_path), "--name", "mlsh",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "mlsh")
+    rows = results(trial)
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+    last = rows[-1]["mlsh"]
+    for key in (
+        "return",
+        "return_post_warmup",
+        "return_post_joint",
+        "sub_choice_freq_2",
+        "master_loss",
+        "env_steps_per_s",
+    ):
+        assert key in last, key
+    assert last["tasks_done"] >= 2 and np.isfinite(last["return_post_warmup"])
+    assert (trial / "checkpoint_000001").is_dir() or list(trial.glob("checkpoint_*"))
+    assert "after warm-up" in proc.stdout
+    bad = run_main_train("--env", "movement_bandits", "--alg", "mlsh", "--num-subs", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: num_subs=0 is invalid")
+
+
+@pytest.mark.ray
+def test_ant_bandits_runs_at_a_quick_scale(tmp_path):
+    proc = run_main_train(
+        "--env", "ant_bandits", "--alg", "mlsh", "-W", "1", "-U", "1", "--macro-duration", "50",
+        "--set", "env_config.horizon=100", "--stop-iters", "2", "--storage-path", str(tmp_path), "--name", "ant",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = results(trial_dirs(tmp_path / "ant")[0])
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    assert rows[-1]["mlsh"]["env_steps"] == 2 * 2 * 100  # 2 slots x 2 episodes x 100 steps
