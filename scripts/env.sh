@@ -14,6 +14,7 @@
 #   TESP_PYTHON             python3.11 used to create the nodes' environment  [python3.11]
 #   TESP_VENV               the nodes' virtual environment                    [$TESP_REMOTE_DIR/.venv]
 #   TESP_NUM_CPUS           CPUs Ray may use per node                         [all]
+#   TESP_HEAD_NUM_CPUS      CPUs Ray may use on the head                      [TESP_NUM_CPUS]
 #   TESP_OBJECT_STORE_BYTES object store size per node                        [Ray's default]
 #   TESP_TOKEN_FILE         Ray auth token shared by every node               [~/.ray/auth_token]
 #
@@ -52,10 +53,14 @@ tesp_load_settings() {
     : "${TESP_PYTHON:=python3.11}"
     : "${TESP_VENV:=$TESP_REMOTE_DIR/.venv}"
     : "${TESP_NUM_CPUS:=}"
+    : "${TESP_HEAD_NUM_CPUS:=$TESP_NUM_CPUS}"
     : "${TESP_OBJECT_STORE_BYTES:=}"
     : "${TESP_TOKEN_FILE:=$HOME/.ray/auth_token}"
     [[ "$TESP_HEAD_PORT" =~ ^[0-9]+$ ]] || tesp_die "TESP_HEAD_PORT='$TESP_HEAD_PORT' is not a port number"
-    [[ -z "$TESP_NUM_CPUS" || "$TESP_NUM_CPUS" =~ ^[0-9]+$ ]] || tesp_die "TESP_NUM_CPUS='$TESP_NUM_CPUS' is not an integer"
+    local var
+    for var in TESP_NUM_CPUS TESP_HEAD_NUM_CPUS; do
+        [[ -z "${!var}" || "${!var}" =~ ^[0-9]+$ ]] || tesp_die "$var='${!var}' is not an integer"
+    done
     [[ -z "$TESP_OBJECT_STORE_BYTES" || "$TESP_OBJECT_STORE_BYTES" =~ ^[0-9]+$ ]] \
         || tesp_die "TESP_OBJECT_STORE_BYTES='$TESP_OBJECT_STORE_BYTES' is not a number of bytes"
 }
@@ -102,7 +107,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     tesp_load_settings
     tesp_require TESP_HEAD_HOST
     for var in TESP_HEAD_HOST TESP_HEAD_PORT TESP_WORKER_HOSTS TESP_SSH_USER TESP_SSH_OPTS TESP_REMOTE_DIR \
-        TESP_PYTHON TESP_VENV TESP_NUM_CPUS TESP_OBJECT_STORE_BYTES TESP_TOKEN_FILE; do
+        TESP_PYTHON TESP_VENV TESP_NUM_CPUS TESP_HEAD_NUM_CPUS TESP_OBJECT_STORE_BYTES TESP_TOKEN_FILE; do
         printf '%s=%s\n' "$var" "${!var}"
     done
 fi

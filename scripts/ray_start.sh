@@ -36,13 +36,15 @@ share_token() {  # copy the token to a remote node, readable by its owner only
 node_env="ulimit -n 65536 2>/dev/null || ulimit -n \$(ulimit -Hn); $(tesp_activate);"
 node_env+=" export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$TESP_TOKEN_FILE RAY_USAGE_STATS_ENABLED=0;"
 resources=""
-[[ -n "$TESP_NUM_CPUS" ]] && resources+=" --num-cpus=$TESP_NUM_CPUS"
 [[ -n "$TESP_OBJECT_STORE_BYTES" ]] && resources+=" --object-store-memory=$TESP_OBJECT_STORE_BYTES"
+head_resources="$resources"
+[[ -n "$TESP_HEAD_NUM_CPUS" ]] && head_resources+=" --num-cpus=$TESP_HEAD_NUM_CPUS"
+[[ -n "$TESP_NUM_CPUS" ]] && resources+=" --num-cpus=$TESP_NUM_CPUS"
 address="$TESP_HEAD_HOST:$TESP_HEAD_PORT"
 
 echo "starting the head on $TESP_HEAD_HOST (port $TESP_HEAD_PORT)"
 share_token "$TESP_HEAD_HOST"
-tesp_on "$TESP_HEAD_HOST" "$node_env ray start --head --node-ip-address=$TESP_HEAD_HOST --port=$TESP_HEAD_PORT$resources --disable-usage-stats" \
+tesp_on "$TESP_HEAD_HOST" "$node_env ray start --head --node-ip-address=$TESP_HEAD_HOST --port=$TESP_HEAD_PORT$head_resources --disable-usage-stats" \
     || tesp_die "the head did not start on $TESP_HEAD_HOST"
 
 for host in $TESP_WORKER_HOSTS; do

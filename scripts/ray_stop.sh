@@ -25,6 +25,6 @@ for host in $TESP_WORKER_HOSTS "$TESP_HEAD_HOST"; do
     [[ "$stopped" == *" $key "* ]] && continue  # one `ray stop` per machine
     stopped+="$key "
     echo "stopping Ray on $host"
-    tesp_on "$host" "$(tesp_activate); ray stop$force" || { echo "warning: ray stop failed on $host" >&2; status=1; }
+    tesp_on "$host" "$(tesp_activate); ray stop$force 2>&1 | tail -n 1" || { echo "warning: ray stop failed on $host" >&2; status=1; }
 done
 exit $status

@@ -96,7 +96,9 @@ def check_type(key: str, value: Any, default: Any) -> None:
         return
     if default is None or value is None:
         return
-    if isinstance(default, bool):
+    if default == "auto":  # RLlib's "decide for me" defaults (e.g. num_cpus_per_learner) also take numbers
+        ok = value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool))
+    elif isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)

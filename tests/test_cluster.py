@@ -106,18 +106,17 @@ def test_two_node_cluster_from_the_scripts_runs_main_train_on_both_nodes(tmp_pat
         "TESP_HEAD_HOST": "127.0.0.1",
         "TESP_WORKER_HOSTS": "127.0.0.1",
         "TESP_HEAD_PORT": str(port),
-        "TESP_NUM_CPUS": "1",
+        "TESP_NUM_CPUS": "1",  # the worker node
+        "TESP_HEAD_NUM_CPUS": "2",  # the trial's own process and one EnvRunner
         "TESP_TOKEN_FILE": str(token),
     }
     try:
         up = script("ray_start.sh", env=cluster)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "cluster up" in up.stdout
-        # One CPU per node and one per EnvRunner: the two runners must sit on different nodes.
-        on_nodes = [
-            "--set", "num_env_runners=2", "--set", "num_cpus_per_env_runner=1",
-            "--set", "num_cpus_for_main_process=0",
-        ]  # fmt: skip
+        # The trial (1 CPU) and two EnvRunners (1 CPU each) on 2 + 1 CPUs: the runners must sit on
+        # different nodes.
+        on_nodes = ["--set", "num_env_runners=2", "--set", "num_cpus_per_env_runner=1"]
         args = ["--env", "point", "--alg", "maml", "--stop-iters", "2", *SMALL, *on_nodes]
         proc = run_main_train(
             *args, "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path), "--name", "cluster"

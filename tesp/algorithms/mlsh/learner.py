@@ -115,8 +115,8 @@ class MLSHLearner(TorchLearner):
             master = self.policy.masters[slot]
 
             def master_loss(d, master=master):
-                logp = torch.log_softmax(master(d["obs"]), -1).gather(-1, d["actions"].long().view(-1, 1))
-                return ppo_clip_loss(logp.squeeze(-1), d["logp"], d["advantages"], cfg.clip_param)
+                logp = self.policy.master_logp(master(d["obs"]), d["actions"])
+                return ppo_clip_loss(logp, d["logp"], d["advantages"], cfg.clip_param)
 
             master_losses.append(self._ppo(f"master_{slot}", master_loss, data))
         stats["master_loss"] = float(np.mean(master_losses)) if master_losses else 0.0

@@ -15,7 +15,7 @@ the current macro step (``macro_t``) and the sub-policy in charge (``sub_policy`
 ``macro_t == 0`` the module samples a new choice from the master (replaced by a uniformly random
 sub-policy with probability ``random_sub_prob``). It records with every step the sub-policy that
 acted, whether a macro step started (``macro_start``) and the master's log-probability of that
-choice (``master_logp``); the learner builds the master's macro-step batch from these.
+choice under that exploring policy (``master_logp``); the learner builds the master's macro-step batch from these.
 """
 
 from __future__ import annotations
@@ -116,6 +116,14 @@ class MLSHModule(TorchRLModule, InferenceOnlyAPI):
         mean, log_std = dist_inputs.chunk(2, dim=-1)
         return mean + torch.exp(log_std) * torch.randn_like(mean) if explore else mean
 
+    def master_logp(self, logits: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+        """log-probability of choosing ``sub`` under the master's exploring policy: the master's
+        softmax mixed with the uniform choice made with probability ``random_sub_prob``. PPO's
+        ratio uses this behaviour distribution, so a random choice never has probability ~0."""
+        eps = self.random_sub_prob
+        probs = (1 - eps) * torch.softmax(logits, -1) + eps / self.num_subs
+        return torch.log(probs.gather(-1, sub.long().view(-1, 1)).squeeze(-1))
+
     # -- RLModule API -------------------------------------------------------------------
     def _act(self, batch, explore: bool):
         obs = batch[Columns.OBS]
@@ -131,7 +139,7 @@ class MLSHModule(TorchRLModule, InferenceOnlyAPI):
             sub = torch.where(start, choice, batch[SUB_POLICY].long())
             dist_inputs = self.sub_dist_inputs(obs, sub)
             actions = self.sample_actions(dist_inputs, explore)
-            master_logp = torch.log_softmax(logits, -1).gather(-1, sub.view(-1, 1)).squeeze(-1)
+            master_logp = self.master_logp(logits, sub) if explore else torch.zeros(sub.shape)
         return {
             Columns.ACTIONS: actions,
             Columns.ACTION_DIST_INPUTS: dist_inputs,
