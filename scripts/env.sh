@@ -28,6 +28,14 @@ tesp_usage() {  # print the header comment of a script
     sed -n '2,/^$/p' "$1" | sed -e 's/^# \{0,1\}//' -e '/^!/d'
 }
 
+tesp_help_or_no_args() {  # for scripts that take no arguments but --help
+    if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
+        tesp_usage "$0"
+        exit 0
+    fi
+    [[ $# -eq 0 ]] || tesp_die "unexpected argument '$1' (see --help)"
+}
+
 tesp_die() {
     echo "error: $*" >&2
     exit 2

@@ -10,11 +10,7 @@
 
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-    tesp_usage "$0"
-    exit 0
-fi
-[[ $# -eq 0 ]] || tesp_die "unexpected argument '$1' (see --help)"
+tesp_help_or_no_args "$@"
 tesp_load_settings
 tesp_require TESP_HEAD_HOST
 command -v ray > /dev/null || [[ -x "${TESP_VENV/#\~/$HOME}/bin/ray" ]] || tesp_die "ray is not installed here (pip install -r requirements.txt)"

@@ -7,11 +7,7 @@
 
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-    tesp_usage "$0"
-    exit 0
-fi
-[[ $# -eq 0 ]] || tesp_die "unexpected argument '$1' (see --help)"
+tesp_help_or_no_args "$@"
 tesp_load_settings
 tesp_require TESP_HEAD_HOST TESP_REMOTE_DIR
 command -v git > /dev/null || tesp_die "git is needed to list the files to upload"

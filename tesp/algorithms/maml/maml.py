@@ -18,21 +18,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
-from ray.util import log_once
 
-from tesp.envs import make_env
+from tesp.algorithms.base import TaskAlgorithm, TaskAlgorithmConfig
 from tesp.envs.base import POOLS, Task
 from tesp.meta.episode_buffer import EpisodeBuffer
 from tesp.meta.learner import MetaLearner
-from tesp.meta.sampler import MultiTaskSampler, SampleJob, SampleResult
+from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.models import connectors
 from tesp.models.gaussian_mlp import LATENT_KINDS, PARAM_GROUPS, GaussianMLPModule
 
@@ -81,14 +80,13 @@ def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
     return out
 
 
-class MAMLConfig(AlgorithmConfig):
+class MAMLConfig(TaskAlgorithmConfig):
     """Settings of the meta-RL loop; every field below has a default and a one-line meaning."""
 
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or MAML)
-        # Tasks and sampling.
+        super().__init__(algo_class or MAML, connectors.env_to_module, connectors.module_to_env)
+        # Tasks and sampling (episodes_per_task, gamma, gae_lambda: see TaskAlgorithmConfig).
         self.meta_batch_size = 20  # T: tasks per meta-iteration
-        self.episodes_per_task = 20  # complete episodes per task per sampling round
         # Inner loop.
         self.num_inner_steps = 1  # K
         self.inner_lr = 0.1  # MAML's fixed step size; Meta-SGD's initial per-parameter step size
@@ -104,8 +102,6 @@ class MAMLConfig(AlgorithmConfig):
         # Validation (spec §2.3): every N iterations adapt to the pools' tasks (D, D', D'').
         self.validation_freq = 25  # 0 disables
         self.validation_pool_size = 0  # tasks per pool to validate on; 0: all
-        self.gae_lambda = 0.97
-        self.gamma = 0.99
         # Outer loop.
         self.outer_optimizer = "ppo"  # "ppo" (clip, Adam steps) or "trpo" (MAML paper)
         self.lr = 3e-4  # outer Adam learning rate (ppo)
@@ -116,60 +112,10 @@ class MAMLConfig(AlgorithmConfig):
         self.cg_damping = 1e-5  # TRPO Fisher damping
         self.ls_backtrack_ratio = 0.8  # TRPO line-search shrink factor
         self.ls_max_steps = 15  # TRPO line-search trials
-        # RLlib settings this loop relies on.
-        self.num_env_runners = 0
-        self.num_envs_per_env_runner = 20
-        self.num_cpus_per_env_runner = 0.5
-        self.batch_mode = "complete_episodes"
-        self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
-        self.clip_actions = False
-        # Lean sampling pipelines (see tesp/models/connectors.py).
-        self._env_to_module_connector = connectors.env_to_module
-        self._module_to_env_connector = connectors.module_to_env
-        self.add_default_connectors_to_env_to_module_pipeline = False
-        self.add_default_connectors_to_module_to_env_pipeline = False
         self._model_config = {"hidden": [64, 64], "activation": "tanh", "free_log_std": True}
 
     @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        meta_batch_size: int = NotProvided,
-        episodes_per_task: int = NotProvided,
-        num_inner_steps: int = NotProvided,
-        inner_lr: float = NotProvided,
-        adapted_params: list[str] = NotProvided,
-        learn_step_sizes: bool = NotProvided,
-        step_size_bound: float = NotProvided,
-        inner_grad_clip: float = NotProvided,
-        second_order: bool = NotProvided,
-        normalize_advantages: bool = NotProvided,
-        embedding_reg_coeff: float = NotProvided,
-        latent_prior_coeff: float = NotProvided,
-        buffer_size: int = NotProvided,
-        validation_freq: int = NotProvided,
-        validation_pool_size: int = NotProvided,
-        gae_lambda: float = NotProvided,
-        outer_optimizer: str = NotProvided,
-        num_outer_steps: int = NotProvided,
-        clip_param: float = NotProvided,
-        max_kl: float = NotProvided,
-        cg_iters: int = NotProvided,
-        cg_damping: float = NotProvided,
-        ls_backtrack_ratio: float = NotProvided,
-        ls_max_steps: int = NotProvided,
-        **kwargs: Any,
-    ) -> Self:
-        super().training(**kwargs)
-        for name, value in list(locals().items()):
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
-                setattr(self, name, value)
-        return self
-
-    @override(AlgorithmConfig)
     def validate(self) -> None:
-        # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
-        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         super().validate()
         latent = self.model_config.get("latent_dim", 0) > 0
         kind = self.model_config.get("latent_kind", "vector") if latent else None
@@ -205,9 +151,7 @@ class MAMLConfig(AlgorithmConfig):
                 "without 'encoder' unless model.latent_dim > 0 and model.latent_kind is encoder",
             ),
         ]
-        for ok, name, valid in checks:
-            if not ok:
-                self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        self.check(checks)
         latent_kind = self.model_config.get("latent_kind", "vector")
         if latent_kind not in LATENT_KINDS:
             self._value_error(f"model.latent_kind={latent_kind!r} is invalid: must be one of {LATENT_KINDS}")
@@ -230,7 +174,7 @@ class MAMLConfig(AlgorithmConfig):
         return MetaLearner
 
 
-class MAML(Algorithm):
+class MAML(TaskAlgorithm):
     @classmethod
     @override(Algorithm)
     def get_default_config(cls) -> MAMLConfig:
@@ -239,21 +183,7 @@ class MAML(Algorithm):
     @override(Algorithm)
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
-        # The driver's own env instance draws the tasks; its rng is part of the checkpoint.
-        self.task_env = make_env(self.config.env, self.config.env_config)
-        self.task_env.reset(seed=self.config.seed)
-        self.sampler = MultiTaskSampler(
-            self.env_runner_group,
-            num_episodes=self.config.episodes_per_task,
-            gamma=self.config.gamma,
-            lam=self.config.gae_lambda,
-        )
         self._resampled = 0
-
-    def on_learner(self, fn):
-        """Run ``fn(learner)`` on the (single) learner and return its result."""
-        results = self.learner_group.foreach_learner(fn)
-        return next(iter(results)).get()
 
     @override(Algorithm)
     def training_step(self) -> None:
@@ -394,16 +324,3 @@ class MAML(Algorithm):
         if self._validation:
             result[VALIDATION] = self._validation
         return result
-
-    # -- checkpointing of the task rng ---------------------------------------------------
-    @override(Algorithm)
-    def get_state(self, *args, **kwargs) -> dict:
-        state = super().get_state(*args, **kwargs)
-        state["task_rng"] = self.task_env.np_random.bit_generator.state
-        return state
-
-    @override(Algorithm)
-    def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        if "task_rng" in state:
-            self.task_env.np_random.bit_generator.state = state["task_rng"]

@@ -23,21 +23,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
-from ray.util import log_once
 
+from tesp.algorithms.base import TaskAlgorithm, TaskAlgorithmConfig
 from tesp.algorithms.mlsh import connectors
 from tesp.algorithms.mlsh.learner import MLSHLearner
 from tesp.algorithms.mlsh.module import MACRO_START, SUB_POLICY, MLSHModule
-from tesp.envs import make_env
-from tesp.meta.sampler import MultiTaskSampler, SampleJob
+from tesp.meta.sampler import SampleJob
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,9 @@ MLSH = "mlsh"  # metric namespace
 RECENT_TASKS = 10
 
 
-class MLSHConfig(AlgorithmConfig):
+class MLSHConfig(TaskAlgorithmConfig):
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or MLSHAlgorithm)
+        super().__init__(algo_class or MLSHAlgorithm, connectors.env_to_module, connectors.module_to_env)
         self.num_subs = 2  # K sub-policies
         self.macro_duration = 10  # N: steps per master decision
         self.warmup_iters = 60  # W: master-only iterations per task
@@ -60,48 +59,11 @@ class MLSHConfig(AlgorithmConfig):
         self.minibatch_size = 64
         self.clip_param = 0.2
         self.random_sub_prob = 0.1  # the master's choice is replaced by a random sub-policy
-        self.gamma = 0.99
         self.gae_lambda = 0.98
-        self.num_env_runners = 0
-        self.num_envs_per_env_runner = 20
-        self.num_cpus_per_env_runner = 0.5
-        self.batch_mode = "complete_episodes"
-        self.normalize_actions = False
-        self.clip_actions = False
-        self._env_to_module_connector = connectors.env_to_module
-        self._module_to_env_connector = connectors.module_to_env
-        self.add_default_connectors_to_env_to_module_pipeline = False
-        self.add_default_connectors_to_module_to_env_pipeline = False
         self._model_config = {"hidden": [64, 64], "activation": "tanh"}
 
     @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        num_subs: int = NotProvided,
-        macro_duration: int = NotProvided,
-        warmup_iters: int = NotProvided,
-        joint_iters: int = NotProvided,
-        num_parallel_tasks: int = NotProvided,
-        episodes_per_task: int = NotProvided,
-        master_lr: float = NotProvided,
-        sub_lr: float = NotProvided,
-        num_epochs: int = NotProvided,
-        minibatch_size: int = NotProvided,
-        clip_param: float = NotProvided,
-        random_sub_prob: float = NotProvided,
-        gae_lambda: float = NotProvided,
-        **kwargs: Any,
-    ) -> Self:
-        super().training(**kwargs)
-        for name, value in list(locals().items()):
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
-                setattr(self, name, value)
-        return self
-
-    @override(AlgorithmConfig)
     def validate(self) -> None:
-        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         checks = [
             (self.num_subs >= 1, "num_subs", "an integer >= 1"),
             (self.macro_duration >= 1, "macro_duration", "an integer >= 1"),
@@ -115,9 +77,7 @@ class MLSHConfig(AlgorithmConfig):
             (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
             (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
         ]
-        for ok, name, valid in checks:
-            if not ok:
-                self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        self.check(checks)
         super().validate()
 
     @property
@@ -139,7 +99,7 @@ class MLSHConfig(AlgorithmConfig):
         return MLSHLearner
 
 
-class MLSHAlgorithm(Algorithm):
+class MLSHAlgorithm(TaskAlgorithm):
     @classmethod
     @override(Algorithm)
     def get_default_config(cls) -> MLSHConfig:
@@ -149,11 +109,6 @@ class MLSHAlgorithm(Algorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         cfg = self.config
-        self.task_env = make_env(cfg.env, cfg.env_config)
-        self.task_env.reset(seed=cfg.seed)
-        self.sampler = MultiTaskSampler(
-            self.env_runner_group, num_episodes=cfg.episodes_per_task, gamma=cfg.gamma, lam=cfg.gae_lambda
-        )
         period = cfg.warmup_iters + cfg.joint_iters
         # Slot g starts g/G of the way into its schedule, so that the slots' joint phases spread out.
         self.slots = [
@@ -162,9 +117,6 @@ class MLSHAlgorithm(Algorithm):
         ]
         self.finished = {"post_warmup": deque(maxlen=RECENT_TASKS), "post_joint": deque(maxlen=RECENT_TASKS)}
         self.tasks_done = 0
-
-    def on_learner(self, fn):
-        return next(iter(self.learner_group.foreach_learner(fn))).get()
 
     @override(Algorithm)
     def training_step(self) -> None:
@@ -224,7 +176,6 @@ class MLSHAlgorithm(Algorithm):
             "slots": self.slots,
             "finished": {k: list(v) for k, v in self.finished.items()},
             "tasks_done": self.tasks_done,
-            "task_rng": self.task_env.np_random.bit_generator.state,
         }
         return state
 
@@ -236,4 +187,3 @@ class MLSHAlgorithm(Algorithm):
             self.slots = saved["slots"]
             self.finished = {k: deque(v, maxlen=RECENT_TASKS) for k, v in saved["finished"].items()}
             self.tasks_done = saved["tasks_done"]
-            self.task_env.np_random.bit_generator.state = saved["task_rng"]

@@ -1,0 +1,89 @@
+"""What every tesp algorithm shares: tasks drawn on the driver, sampled on EnvRunners.
+
+- :class:`TaskAlgorithmConfig`: the RLlib settings the multi-task sampler relies on (complete
+  episodes, raw actions, lean connector pipelines), ``training(**kwargs)`` for the subclass's
+  own fields, and one-line validation errors;
+- :class:`TaskAlgorithm`: the driver's task env (whose rng draws the tasks and is checkpointed),
+  the :class:`~tesp.meta.sampler.MultiTaskSampler`, and ``on_learner`` to call the (single,
+  local) learner.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any, Self
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.utils.annotations import override
+from ray.util import log_once
+
+from tesp.envs import make_env
+from tesp.meta.sampler import MultiTaskSampler
+
+
+class TaskAlgorithmConfig(AlgorithmConfig):
+    def __init__(self, algo_class: type, env_to_module, module_to_env) -> None:
+        super().__init__(algo_class=algo_class)
+        self.episodes_per_task = 20  # complete episodes per task per sampling round
+        self.gamma = 0.99
+        self.gae_lambda = 0.97
+        self.num_env_runners = 0
+        self.num_envs_per_env_runner = 20
+        self.num_cpus_per_env_runner = 0.5
+        self.batch_mode = "complete_episodes"
+        self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
+        self.clip_actions = False
+        self._env_to_module_connector = env_to_module
+        self._module_to_env_connector = module_to_env
+        self.add_default_connectors_to_env_to_module_pipeline = False
+        self.add_default_connectors_to_module_to_env_pipeline = False
+
+    @override(AlgorithmConfig)
+    def training(self, **kwargs: Any) -> Self:
+        """RLlib's training settings, plus any setting this config class defines itself."""
+        rllib = inspect.signature(AlgorithmConfig.training).parameters
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in rllib and hasattr(self, k)}
+        super().training(**kwargs)
+        for name, value in own.items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:
+        """``(ok, name, valid)`` triples: the first failing one raises a one-line error."""
+        # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
+        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
+        for ok, name, valid in checks:
+            if not ok:
+                self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+
+
+class TaskAlgorithm(Algorithm):
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:
+        super().setup(config)
+        cfg = self.config
+        # The driver's own env instance draws the tasks; its rng is part of the checkpoint.
+        self.task_env = make_env(cfg.env, cfg.env_config)
+        self.task_env.reset(seed=cfg.seed)
+        self.sampler = MultiTaskSampler(
+            self.env_runner_group, num_episodes=cfg.episodes_per_task, gamma=cfg.gamma, lam=cfg.gae_lambda
+        )
+
+    def on_learner(self, fn):
+        """Run ``fn(learner)`` on the (single) learner and return its result."""
+        return next(iter(self.learner_group.foreach_learner(fn))).get()
+
+    @override(Algorithm)
+    def get_state(self, *args, **kwargs) -> dict:
+        state = super().get_state(*args, **kwargs)
+        state["task_rng"] = self.task_env.np_random.bit_generator.state
+        return state
+
+    @override(Algorithm)
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if "task_rng" in state:
+            self.task_env.np_random.bit_generator.state = state["task_rng"]
