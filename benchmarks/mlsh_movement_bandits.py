@@ -23,7 +23,9 @@ REFERENCE = {"steps_per_s": 2200, "steps_per_task": 124e3, "s_per_task": 56, "me
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--target", type=float, default=23.0)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -45,24 +47,35 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             if m["tasks_done"] >= 10 and (not curve or curve[-1][0] != m["tasks_done"]):
                 curve.append((int(m["tasks_done"]), elapsed, steps, m["return_post_warmup"]))
-                print(f"tasks {int(m['tasks_done']):4d} | {elapsed / 60:5.1f} min | {steps / 1e6:5.2f} M steps | "
-                      f"10-task mean after warm-up {m['return_post_warmup']:.1f}", flush=True)
+                print(
+                    f"tasks {int(m['tasks_done']):4d} | {elapsed / 60:5.1f} min | {steps / 1e6:5.2f} M steps | "
+                    f"10-task mean after warm-up {m['return_post_warmup']:.1f}",
+                    flush=True,
+                )
                 if reached is None and m["return_post_warmup"] >= args.target:
                     reached = (elapsed, steps, int(m["tasks_done"]))
     finally:
         algo.stop()
     elapsed = time.perf_counter() - start
     print(f"\nMLSH on MovementBandits, one core, {args.minutes:g} min budget, seed {args.seed}")
-    print(f"env steps/s: {steps / elapsed:,.0f} (reference {REFERENCE['steps_per_s']:,}; "
-          f"ratio {steps / elapsed / REFERENCE['steps_per_s']:.2f})")
+    print(
+        f"env steps/s: {steps / elapsed:,.0f} (reference {REFERENCE['steps_per_s']:,}; "
+        f"ratio {steps / elapsed / REFERENCE['steps_per_s']:.2f})"
+    )
     tasks = curve[-1][0] if curve else 0
     if tasks:
-        print(f"per task: {steps / tasks / 1e3:.0f}k env steps, {elapsed / tasks:.1f} s "
-              f"(reference {REFERENCE['steps_per_task'] / 1e3:.0f}k, {REFERENCE['s_per_task']} s)")
+        print(
+            f"per task: {steps / tasks / 1e3:.0f}k env steps, {elapsed / tasks:.1f} s "
+            f"(reference {REFERENCE['steps_per_task'] / 1e3:.0f}k, {REFERENCE['s_per_task']} s)"
+        )
     final = np.mean([c[3] for c in curve[-1:]]) if curve else float("nan")
-    print(f"final 10-task mean after warm-up: {final:.1f} (reference after 30 min: {REFERENCE['mean_after_30_min']})")
+    print(
+        f"final 10-task mean after warm-up: {final:.1f} (reference after 30 min: {REFERENCE['mean_after_30_min']})"
+    )
     if reached:
-        print(f"reached {args.target:g} after {reached[0] / 60:.1f} min, {reached[1] / 1e6:.2f} M env steps, {reached[2]} tasks")
+        print(
+            f"reached {args.target:g} after {reached[0] / 60:.1f} min, {reached[1] / 1e6:.2f} M env steps, {reached[2]} tasks"
+        )
     else:
         print(f"did not reach {args.target:g} within {args.minutes:g} min")
 

@@ -109,7 +109,9 @@ def test_master_acts_every_macro_duration_and_the_chosen_sub_policy_acts(algo):
         assert not torch.allclose(flat["dist_inputs"], other, atol=1e-4)
         # and the recorded master log-probability is the slot's master's.
         # (its softmax mixed with the uniform random choice: probability (1 - 0.1) p_k + 0.1 / K).
-        probs = torch.softmax(policy.masters[0](flat["obs"]), -1).gather(-1, flat[SUB_POLICY].long().view(-1, 1))
+        probs = torch.softmax(policy.masters[0](flat["obs"]), -1).gather(
+            -1, flat[SUB_POLICY].long().view(-1, 1)
+        )
         expected_logp = torch.log(0.9 * probs.squeeze(-1) + 0.1 / policy.num_subs)
         at = flat[MACRO_START] > 0
         torch.testing.assert_close(flat[MASTER_LOGP][at], expected_logp[at], rtol=1e-5, atol=1e-6)
