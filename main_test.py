@@ -2,7 +2,11 @@
 
 import sys
 
-from tesp.evaluate import main
+from tesp.auth import prepare_client_auth
+
+prepare_client_auth(sys.argv[1:])  # before Ray is imported
+
+from tesp.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,11 @@
 
 import sys
 
-from tesp.cli import main
+from tesp.auth import prepare_client_auth
+
+prepare_client_auth(sys.argv[1:])  # before Ray is imported
+
+from tesp.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
