@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import time
 
 
@@ -11,9 +12,12 @@ def start_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))  # no ~/.ray/auth_token left behind
     import ray
+    import ray.tune.trainable.trainable as trainable
 
     from tesp.envs import register_envs
 
+    # Algorithms built outside Tune log to ~/ray_results/<timestamp>; keep benchmarks out of it.
+    trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-benchmark-")
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     register_envs()
 
