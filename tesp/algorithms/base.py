@@ -51,10 +51,14 @@ class TaskAlgorithmConfig(AlgorithmConfig):
                 setattr(self, name, value)
         return self
 
-    def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:
-        """``(ok, name, valid)`` triples: the first failing one raises a one-line error."""
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
         # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
         log_once(f"{self.algo_class.__name__}_on_new_api_stack")
+        super().validate()
+
+    def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:
+        """``(ok, name, valid)`` triples: the first failing one raises a one-line error."""
         for ok, name, valid in checks:
             if not ok:
                 self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
