@@ -44,6 +44,7 @@ from ray.rllib.utils.annotations import override
 from torch import nn
 from torch.func import functional_call
 
+from tesp.meta.adaptation import per_task
 from tesp.models.init import normc_
 from tesp.models.task_encoder import TaskEncoder
 
@@ -179,11 +180,10 @@ class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
         distribution is the row ``task_index[t]`` of the per-task tables, or the prior
         N(0, I) for tasks outside the training pool (``task_index`` None or -1).
         """
-        params = {
-            n: p.unsqueeze(0).expand(num_tasks, *p.shape)
-            for n, p in self._single_task_params().items()
-            if n not in ("latent_mean", "latent_log_std")
+        shared = {
+            n: p for n, p in self._single_task_params().items() if n not in ("latent_mean", "latent_log_std")
         }
+        params = per_task(shared, num_tasks)
         if self.latent_kind == "distribution":
             prior = torch.zeros(num_tasks, self.latent_dim)
             if task_index is None:
