@@ -206,4 +206,6 @@ def test_ant_bandits_runs_at_a_quick_scale(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = results(trial_dirs(tmp_path / "ant")[0])
     assert [r["training_iteration"] for r in rows] == [1, 2]
-    assert rows[-1]["mlsh"]["env_steps"] == 2 * 2 * 100  # 2 slots x 2 episodes x 100 steps
+    # 2 slots x 2 episodes of at most 100 steps (an ant that falls over ends its episode early).
+    assert 2 * 2 <= rows[-1]["mlsh"]["env_steps"] <= 2 * 2 * 100
+    assert np.isfinite(rows[-1]["mlsh"]["master_loss"])
