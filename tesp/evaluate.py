@@ -19,6 +19,8 @@ import argparse
 import csv
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         fail(str(e))
     import ray
+    import ray.tune.trainable.trainable as trainable
     from ray.rllib.algorithms.algorithm import Algorithm
 
     from tesp.envs import register_envs
 
+    # An Algorithm built outside Tune logs to ~/ray_results/<timestamp>; evaluation needs no log.
+    scratch = tempfile.mkdtemp(prefix="tesp-eval-")
+    trainable.DEFAULT_STORAGE_PATH = scratch
     try:
         register_envs()
         algo = Algorithm.from_checkpoint(str(checkpoint))
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
     finally:
         ray.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
     for pool, by_sigma in summary.items():
         for sigma, values in by_sigma.items():
             print(f"{pool:<3} sigma {sigma:<5}: post-adaptation return {values['return_post']:.2f}")

@@ -15,6 +15,8 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 _token_existed = TOKEN_FILE.exists()
+RESULTS_DIR = Path.home() / "ray_results"
+_results_before = set(RESULTS_DIR.iterdir()) if RESULTS_DIR.is_dir() else set()
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +43,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    new = (set(RESULTS_DIR.iterdir()) if RESULTS_DIR.is_dir() else set()) - _results_before
+    if new:
+        raise RuntimeError(f"tests wrote into {RESULTS_DIR}: {sorted(p.name for p in new)}; use a temp dir")
     if not _token_existed and TOKEN_FILE.exists():
         TOKEN_FILE.unlink()
         raise RuntimeError(f"a test wrote {TOKEN_FILE}; tests must use RAY_AUTH_TOKEN instead")
