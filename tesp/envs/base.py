@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 Task = dict[str, Any]
 
@@ -38,6 +39,22 @@ class TaskEnv(gym.Env):
     def task_pools(self) -> dict[str, list[Task]]:
         """The fixed pools ``{"D": [...], "D'": [...], "D''": [...]}``; empty when there are none."""
         return {}
+
+    # -- test-time observation noise (spec §2.3), for envs that support it --------------------
+    def init_noise(self, obs_noise_std: float) -> None:
+        """The env's default noise level; a task's ``"obs_noise_std"`` overrides it while set."""
+        if obs_noise_std < 0:
+            raise ValueError(f"obs_noise_std must be >= 0, got {obs_noise_std}")
+        self.default_noise_std = self.obs_noise_std = float(obs_noise_std)
+
+    def set_task_noise(self, task: Task) -> None:
+        self.obs_noise_std = float(task.get("obs_noise_std", self.default_noise_std))
+
+    def noisy(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` plus N(0, sigma^2) per entry when the current noise level sigma is > 0."""
+        if self.obs_noise_std <= 0:
+            return obs
+        return obs + self.np_random.normal(0.0, self.obs_noise_std, size=obs.shape).astype(obs.dtype)
 
     def sample_tasks(self, n: int) -> list[Task]:
         """``n`` training tasks: distinct members of D (with their ``"index"``) if the env has

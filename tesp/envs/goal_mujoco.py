@@ -65,8 +65,9 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if obs_noise_std < 0 or ctrl_cost_coeff < 0:
-            raise ValueError("obs_noise_std and ctrl_cost_coeff must be >= 0")
+        if ctrl_cost_coeff < 0:
+            raise ValueError(f"ctrl_cost_coeff must be >= 0, got {ctrl_cost_coeff}")
+        self.init_noise(obs_noise_std)
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         obs_space = spaces.Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float64)
@@ -82,8 +83,6 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         self.ctrl_max = self.model.actuator_ctrlrange[:, 1].copy()
         self.ctrl_cost_coeff = float(ctrl_cost_coeff)
         self.horizon = int(horizon)
-        self.default_noise_std = float(obs_noise_std)
-        self.obs_noise_std = self.default_noise_std
         self._pools = _pools(int(pool_seed), int(pool_size), self.pool_threshold)
         self._goal = np.zeros(2)
         self._t = 0
@@ -106,7 +105,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
     def set_task(self, task: Task) -> None:
         """Switch goal (and, if the task says so, the observation noise); takes effect at once."""
         self._goal = np.asarray(task["goal"], dtype=np.float64).copy()
-        self.obs_noise_std = float(task.get("obs_noise_std", self.default_noise_std))
+        self.set_task_noise(task)
 
     def get_task(self) -> Task:
         return {"goal": self._goal.copy(), "obs_noise_std": self.obs_noise_std}
@@ -123,10 +122,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         return False
 
     def _observe(self) -> np.ndarray:
-        obs = self.true_obs()
-        if self.obs_noise_std > 0:
-            obs = obs + self.np_random.normal(0.0, self.obs_noise_std, size=obs.shape)
-        return obs
+        return self.noisy(self.true_obs())
 
     def reset_model(self) -> np.ndarray:
         self.set_state(self.init_qpos, self.init_qvel)

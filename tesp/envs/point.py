@@ -46,9 +46,7 @@ class PointNavEnv(TaskEnv):
             raise ValueError(f"goal_low ({goal_low}) must be below goal_high ({goal_high})")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if obs_noise_std < 0:
-            raise ValueError(f"obs_noise_std must be >= 0, got {obs_noise_std}")
-        self.default_noise_std = self.obs_noise_std = float(obs_noise_std)
+        self.init_noise(obs_noise_std)
         if pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         self.goal_low, self.goal_high = float(goal_low), float(goal_high)
@@ -90,16 +88,13 @@ class PointNavEnv(TaskEnv):
     def set_task(self, task: Task) -> None:
         """Takes effect at once; the sampler resets every sub-env after switching tasks."""
         self._goal = np.asarray(task["goal"], dtype=np.float64).copy()
-        self.obs_noise_std = float(task.get("obs_noise_std", self.default_noise_std))
+        self.set_task_noise(task)
 
     def get_task(self) -> Task:
         return {"goal": self._goal.copy(), "obs_noise_std": self.obs_noise_std}
 
     def _observe(self) -> np.ndarray:
-        obs = self._pos.astype(np.float32)
-        if self.obs_noise_std > 0:
-            obs = obs + self.np_random.normal(0.0, self.obs_noise_std, size=2).astype(np.float32)
-        return obs
+        return self.noisy(self._pos.astype(np.float32))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
