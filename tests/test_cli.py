@@ -70,7 +70,10 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--env", "nope", "--alg", "maml"], "unknown --env 'nope'; choose from: ant, ant_bandits, movement_bandits, point"),
+        (
+            ["--env", "nope", "--alg", "maml"],
+            "unknown --env 'nope'; choose from: ant, ant_bandits, movement_bandits, point",
+        ),
         (
             ["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"],
             "--address '127.0.0.1:9' is unreachable",
@@ -90,7 +93,10 @@ def test_help_lists_envs_and_algorithms(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "registered envs: ant, ant_bandits, movement_bandits, point, reacher_2_link, reacher_4_link, wheeled" in out
+    assert (
+        "registered envs: ant, ant_bandits, movement_bandits, point, reacher_2_link, reacher_4_link, wheeled"
+        in out
+    )
     assert "reacher_2-link (= reacher_2_link)" in out
     for alg in ("adaptsv", "maesn", "maml", "meta_sgd", "mlsh", "tesp", "tesp_adapt_policy"):
         assert alg in out
