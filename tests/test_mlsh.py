@@ -30,7 +30,7 @@ def test_movement_bandits_reward_rule_gives_the_reference_levels():
         for kind, returns in levels.items():
             env.set_task(task)
             obs, _ = env.reset()
-            target = task["goals"][task["correct"] if kind == "correct" else 0]
+            target = env.goals[task["correct"] if kind == "correct" else 0]
             total = 0.0
             for t in range(50):
                 pos = obs[:2] * 400
@@ -45,15 +45,23 @@ def test_movement_bandits_reward_rule_gives_the_reference_levels():
     assert np.mean(levels["random"]) == pytest.approx(2.4, abs=0.4)
 
 
-def test_movement_bandits_observation_and_start():
+def test_movement_bandits_observation_start_and_goals_per_episode():
     env = make_env("movement_bandits")
-    env.set_task({"goals": np.array([[100.0, 300.0], [350.0, 50.0]]), "correct": 1})
+    env.set_task({"correct": 1})
     obs, _ = env.reset(seed=0)
-    np.testing.assert_allclose(obs, np.array([200, 200, 100, 300, 350, 50]) / 400)
+    goals = env.goals
+    np.testing.assert_allclose(obs, np.concatenate([[200, 200], goals.ravel()]) / 400)
     assert env.action_space.n == 5 and env.observation_space.shape == (6,)
+    assert env.get_task() == {"correct": 1}
     obs, reward, *_ = env.step(1)  # +20 in x
     np.testing.assert_allclose(obs[:2] * 400, [220, 200])
-    assert reward == 0.0
+    assert reward == float(np.linalg.norm([220, 200] - goals[1]) < 50)
+    # As in the reference, the goals move at every reset; the task (which goal pays) stays.
+    drawn = np.array([env.reset()[0][2:] * 400 for _ in range(500)])
+    assert drawn.min() >= 0 and drawn.max() <= 400 and drawn.std(0).min() > 100
+    assert env.get_task() == {"correct": 1}
+    with pytest.raises(ValueError, match="correct"):
+        env.set_task({"correct": 2})
 
 
 def test_ant_bandits_targets_and_reward():

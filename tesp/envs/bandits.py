@@ -4,8 +4,9 @@
 
 - Observation (6): the agent's xy and both goals' xy, divided by 400.
 - Action: Discrete(5): stay, +20 x, -20 x, +20 y, -20 y.
-- Start: (200, 200). Task: two goals drawn uniformly in [0, 400]^2, and which one is correct
-  (not observed).
+- Start: (200, 200); two goals drawn uniformly in [0, 400]^2 at every reset (openai/mlsh's
+  ``MovementBandits._reset``). The task is which of the two is correct (not observed), so a
+  policy has to learn "go to the first/second goal" for goals anywhere.
 - Reward: 1 for every step that ends within distance 50 of the correct goal, else 0.
 - 50 steps per episode, no early termination.
 
@@ -45,16 +46,20 @@ class MovementBanditsEnv(TaskEnv):
         self._t = 0
 
     def draw_tasks(self, n: int) -> list[Task]:
-        goals = self.np_random.uniform(0.0, self.size, size=(n, 2, 2))
-        correct = self.np_random.integers(0, 2, size=n)
-        return [{"goals": g, "correct": int(c)} for g, c in zip(goals, correct, strict=True)]
+        return [{"correct": int(c)} for c in self.np_random.integers(0, 2, size=n)]
 
     def set_task(self, task: Task) -> None:
-        self._goals = np.asarray(task["goals"], dtype=np.float64).reshape(2, 2).copy()
+        if task.get("correct") not in (0, 1):
+            raise ValueError(f"a movement_bandits task is {{'correct': 0 or 1}}, got {task!r}")
         self._correct = int(task["correct"])
 
     def get_task(self) -> Task:
-        return {"goals": self._goals.copy(), "correct": self._correct}
+        return {"correct": self._correct}
+
+    @property
+    def goals(self) -> np.ndarray:
+        """The current episode's two goals, ``[2, 2]``."""
+        return self._goals.copy()
 
     def _obs(self) -> np.ndarray:
         return (np.concatenate([self._pos, self._goals.reshape(-1)]) / self.size).astype(np.float32)
@@ -62,6 +67,7 @@ class MovementBanditsEnv(TaskEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._pos = np.full(2, self.size / 2)
+        self._goals = self.np_random.uniform(0.0, self.size, size=(2, 2))
         self._t = 0
         return self._obs(), {}
 
