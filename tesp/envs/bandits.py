@@ -74,7 +74,8 @@ class MovementBanditsEnv(TaskEnv):
     def step(self, action):
         self._pos = self._pos + MOVES[int(action)]
         self._t += 1
-        near = np.linalg.norm(self._pos - self._goals[self._correct]) < self.radius
+        dx, dy = self._pos - self._goals[self._correct]
+        near = dx * dx + dy * dy < self.radius * self.radius
         return self._obs(), float(near), False, self._t >= self.horizon, {}
 
 

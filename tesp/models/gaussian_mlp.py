@@ -46,6 +46,7 @@ from torch.func import functional_call
 
 from tesp.meta.adaptation import per_task
 from tesp.models.init import normc_
+from tesp.models.rl_module import StatelessModeTorchRLModule
 from tesp.models.task_encoder import TaskEncoder
 
 Params = dict[str, torch.Tensor]
@@ -74,7 +75,7 @@ DEFAULT_MODEL_CONFIG = {
 }
 
 
-class GaussianMLPModule(TorchRLModule, InferenceOnlyAPI):
+class GaussianMLPModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
     @override(TorchRLModule)
     def setup(self) -> None:
         cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}

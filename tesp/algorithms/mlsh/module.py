@@ -32,6 +32,7 @@ from ray.rllib.utils.annotations import override
 from torch import nn
 
 from tesp.models.init import normc_
+from tesp.models.rl_module import StatelessModeTorchRLModule
 
 SUB_POLICY = "sub_policy"
 MACRO_T = "macro_t"
@@ -64,7 +65,13 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str) -> nn.Seq
     return nn.Sequential(*layers, head)
 
 
-class MLSHModule(TorchRLModule, InferenceOnlyAPI):
+def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
+    """One draw per row from softmax(logits) (torch.distributions.Categorical builds and checks a
+    distribution object per call, a visible cost at one call per env step)."""
+    return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+
+
+class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
     @override(TorchRLModule)
     def setup(self) -> None:
         cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
@@ -110,9 +117,7 @@ class MLSHModule(TorchRLModule, InferenceOnlyAPI):
 
     def sample_actions(self, dist_inputs: torch.Tensor, explore: bool) -> torch.Tensor:
         if self.discrete:
-            if not explore:
-                return dist_inputs.argmax(-1)
-            return torch.distributions.Categorical(logits=dist_inputs).sample()
+            return sample_categorical(dist_inputs) if explore else dist_inputs.argmax(-1)
         mean, log_std = dist_inputs.chunk(2, dim=-1)
         return mean + torch.exp(log_std) * torch.randn_like(mean) if explore else mean
 
@@ -130,7 +135,7 @@ class MLSHModule(TorchRLModule, InferenceOnlyAPI):
         with torch.no_grad():
             logits = self.master(obs)
             if explore:
-                choice = torch.distributions.Categorical(logits=logits).sample()
+                choice = sample_categorical(logits)
                 swap = torch.rand(choice.shape) < self.random_sub_prob
                 choice = torch.where(swap, torch.randint(0, self.num_subs, choice.shape), choice)
             else:
