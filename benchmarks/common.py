@@ -9,6 +9,12 @@ import time
 
 
 def start_ray(num_cpus: int | None = None) -> None:
+    import torch
+
+    # The algorithm runs in this process (not in a Ray actor, which Ray gives OMP_NUM_THREADS
+    # equal to its CPUs); keep torch to the CPUs the benchmark claims. Two benchmarks at once
+    # with torch's default of one thread per core ran ~10x slower each (spin-waiting threads).
+    torch.set_num_threads(num_cpus or os.cpu_count() or 1)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))  # no ~/.ray/auth_token left behind
     import ray

@@ -24,8 +24,13 @@ def ray_session(tmp_path_factory):
     """One local Ray for all in-process tests that need it (2 CPUs, like the machine)."""
     import ray
     import ray.tune.trainable.trainable as trainable
+    import torch
 
     from tesp.envs import register_envs
+
+    # In-process algorithms run here, beside Ray's actors: one torch thread, as Ray gives its
+    # 1-CPU actors (OMP_NUM_THREADS), so spin-waiting threads do not fight over the 2 cores.
+    torch.set_num_threads(1)
 
     # Algorithms built outside Tune log to ~/ray_results/<timestamp>; keep tests out of it.
     trainable.DEFAULT_STORAGE_PATH = str(tmp_path_factory.mktemp("ray_results"))
