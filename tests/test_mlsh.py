@@ -143,6 +143,12 @@ def test_warmup_updates_only_the_master_and_the_joint_phase_both(algo):
     weights = learner.slot_weights([0, 1])
     jobs = [SampleJob(g, algo.slots[g]["task"], weights[g]) for g in (0, 1)]
     batches = {g: r.batch for g, r in algo.sampler.sample(jobs).items()}
+    # A few episodes of an untrained policy often score 0 everywhere (zero advantages, zero
+    # gradients); random rewards and advantages make every loss depend on the parameters.
+    rng = np.random.default_rng(0)
+    for b in batches.values():
+        b.rewards = rng.normal(size=b.rewards.shape).astype(np.float32) * b.mask
+        b.advantages = rng.normal(size=b.advantages.shape).astype(np.float32) * b.mask
     before = snapshot()
     learner.update_mlsh(batches, joint=[])
     assert changed(before, "masters.0.") and changed(before, "masters.1.")

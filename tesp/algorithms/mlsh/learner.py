@@ -10,8 +10,8 @@ own Adam optimizer (lr ``master_lr``); the sub-policies have one Adam optimizer 
 - sub-policies: every step, with the per-step GAE computed on the EnvRunner, pooled over the
   slots in their joint phase; each step's loss uses the sub-policy that acted.
 
-Advantages are standardised per minibatch source (per task for the master, over the pooled
-batch for the sub-policies).
+Advantages are standardised per task for the master and, as in the reference, per sub-policy
+over the steps it acted for the sub-policies.
 """
 
 from __future__ import annotations
@@ -126,7 +126,9 @@ class MLSHLearner(TorchLearner):
                 k: torch.cat([f[k] for f in flat]) for k in ("obs", "actions", "dist_inputs", "advantages")
             }
             data[SUB_POLICY] = torch.cat([f[SUB_POLICY] for f in flat])
-            data["advantages"] = standardize(data["advantages"])
+            for k in range(self.policy.num_subs):  # each sub-policy on its own steps
+                own = data[SUB_POLICY] == k
+                data["advantages"][own] = standardize(data["advantages"][own])
             policy = self.policy
             data["logp"] = policy.action_logp(data["dist_inputs"], data["actions"]).detach()
 
