@@ -76,6 +76,20 @@ def test_ant_bandits_targets_and_reward():
     assert not terminated and env.horizon == 1000 and env.observation_space.shape == (29,)
 
 
+def test_sub_policy_advantages_are_standardised_per_sub_policy():
+    from tesp.algorithms.mlsh.learner import standardize_per_group
+
+    rng = np.random.default_rng(0)
+    groups = torch.as_tensor(rng.integers(0, 3, size=300))
+    x = torch.as_tensor(rng.normal(size=300) + 5.0 * groups.numpy(), dtype=torch.float32)
+    out = standardize_per_group(x, groups)
+    for g in range(3):
+        own = out[groups == g]
+        assert abs(own.mean().item()) < 1e-5 and own.std().item() == pytest.approx(1.0, abs=1e-4)
+    # Pooled standardisation would leave the groups' means apart.
+    assert abs(out[groups == 2].mean() - out[groups == 0].mean()) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def algo(ray_session):
     from tesp.cli import resolve_config

@@ -57,6 +57,15 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + 1e-8) if len(x) > 1 else x * 0
 
 
+def standardize_per_group(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``x`` standardised within each group (each sub-policy's steps on their own)."""
+    out = torch.empty_like(x)
+    for g in torch.unique(groups):
+        own = groups == g
+        out[own] = standardize(x[own])
+    return out
+
+
 class MLSHLearner(TorchLearner):
     @property
     def policy(self) -> MLSHModule:
@@ -126,9 +135,7 @@ class MLSHLearner(TorchLearner):
                 k: torch.cat([f[k] for f in flat]) for k in ("obs", "actions", "dist_inputs", "advantages")
             }
             data[SUB_POLICY] = torch.cat([f[SUB_POLICY] for f in flat])
-            for k in range(self.policy.num_subs):  # each sub-policy on its own steps
-                own = data[SUB_POLICY] == k
-                data["advantages"][own] = standardize(data["advantages"][own])
+            data["advantages"] = standardize_per_group(data["advantages"], data[SUB_POLICY])
             policy = self.policy
             data["logp"] = policy.action_logp(data["dist_inputs"], data["actions"]).detach()
 
