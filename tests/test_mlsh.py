@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -179,6 +180,52 @@ def test_warmup_updates_only_the_master_and_the_joint_phase_both(algo):
     )
     optimizer = learner.get_optimizer("default_policy", "master_0")
     assert not optimizer.state
+
+
+def test_action_entropy_matches_torch_distributions():
+    from tesp.algorithms.mlsh.module import MLSHModule
+
+    for space in (gym.spaces.Discrete(5), gym.spaces.Box(-1, 1, (3,))):
+        module = MLSHModule(
+            observation_space=gym.spaces.Box(-1, 1, (4,)), action_space=space, model_config={"num_subs": 2}
+        )
+        dist_inputs = module.sub_dist_inputs(torch.randn(7, 4) * 30, torch.tensor([0, 1] * 3 + [0]))
+        if module.discrete:
+            expected = torch.distributions.Categorical(logits=dist_inputs).entropy()
+        else:
+            mean, log_std = dist_inputs.chunk(2, -1)
+            expected = torch.distributions.Normal(mean, log_std.exp()).entropy().sum(-1)
+        torch.testing.assert_close(module.action_entropy(dist_inputs), expected)
+
+
+@pytest.mark.ray
+def test_sub_entropy_bonus_spreads_the_sub_policies(algo, monkeypatch):
+    from tesp.meta.sampler import SampleJob
+
+    learner = algo.learner_group._learner
+    policy = learner.policy
+    weights = learner.slot_weights([0])
+    batch = algo.sampler.sample([SampleJob(0, algo.slots[0]["task"], weights[0])])[0].batch
+    batch.advantages = np.zeros_like(batch.advantages)  # no policy-gradient signal at all
+    obs = torch.as_tensor(batch.obs[batch.mask > 0])
+    with torch.no_grad():
+        for sub in policy.subs:
+            sub[-1].bias.copy_(torch.tensor([4.0, 0, 0, 0, 0]))  # peaked sub-policies
+
+    def entropy() -> float:
+        with torch.no_grad():
+            return sum(
+                policy.action_entropy(policy.sub_dist_inputs(obs, torch.full((len(obs),), k))).mean().item()
+                for k in range(policy.num_subs)
+            )
+
+    learner.get_optimizer("default_policy", "subs").state.clear()  # no momentum from earlier updates
+    before = entropy()
+    learner.update_mlsh({0: batch}, joint=[0])  # sub_entropy_coeff = 0: zero gradients
+    assert entropy() == pytest.approx(before, abs=1e-6)
+    monkeypatch.setattr(learner.config, "sub_entropy_coeff", 0.1)
+    learner.update_mlsh({0: batch}, joint=[0])
+    assert entropy() > before + 0.05
 
 
 @pytest.mark.ray

@@ -8,7 +8,8 @@ own Adam optimizer (lr ``master_lr``); the sub-policies have one Adam optimizer 
 - master: one sample per macro step, reward = the sum of the macro step's rewards, GAE over
   macro steps (``gamma``, ``gae_lambda``) against a linear baseline refit on the batch;
 - sub-policies: every step, with the per-step GAE computed on the EnvRunner, pooled over the
-  slots in their joint phase; each step's loss uses the sub-policy that acted.
+  slots in their joint phase; each step's loss uses the sub-policy that acted, minus
+  ``sub_entropy_coeff`` times its entropy (0 by default, as in the reference).
 
 Advantages are standardised per task for the master and, as in the reference, per sub-policy
 over the steps it acted for the sub-policies.
@@ -141,9 +142,12 @@ class MLSHLearner(TorchLearner):
 
             def sub_loss(d):
                 dist_inputs = policy.sub_dist_inputs(d["obs"], d[SUB_POLICY])
-                return ppo_clip_loss(
+                loss = ppo_clip_loss(
                     policy.action_logp(dist_inputs, d["actions"]), d["logp"], d["advantages"], cfg.clip_param
                 )
+                if cfg.sub_entropy_coeff:
+                    loss = loss - cfg.sub_entropy_coeff * policy.action_entropy(dist_inputs).mean()
+                return loss
 
             stats["sub_loss"] = self._ppo("subs", sub_loss, data)
         self._weights_seq_no += 1

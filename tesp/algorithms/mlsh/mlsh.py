@@ -60,6 +60,7 @@ class MLSHConfig(TaskAlgorithmConfig):
         self.clip_param = 0.2
         self.random_sub_prob = 0.1  # the master's choice is replaced by a random sub-policy
         self.gae_lambda = 0.98
+        self.sub_entropy_coeff = 0.0  # entropy bonus in the sub-policies' PPO loss
         self._model_config = {"hidden": [64, 64], "activation": "tanh"}
 
     @override(AlgorithmConfig)
@@ -76,6 +77,7 @@ class MLSHConfig(TaskAlgorithmConfig):
             (self.minibatch_size >= 1, "minibatch_size", "an integer >= 1"),
             (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
             (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
+            (self.sub_entropy_coeff >= 0, "sub_entropy_coeff", "a number >= 0"),
         ]
         self.check(checks)
         super().validate()

@@ -115,6 +115,14 @@ class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
         z = (actions - mean) * torch.exp(-log_std)
         return -(0.5 * z.pow(2) + log_std).sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
 
+    def action_entropy(self, dist_inputs: torch.Tensor) -> torch.Tensor:
+        """Entropy of the sub-policy action distribution with inputs ``dist_inputs``."""
+        if self.discrete:
+            logp = torch.log_softmax(dist_inputs, -1)
+            return -(logp.exp() * logp).sum(-1)
+        _, log_std = dist_inputs.chunk(2, dim=-1)
+        return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
     def sample_actions(self, dist_inputs: torch.Tensor, explore: bool) -> torch.Tensor:
         if self.discrete:
             return sample_categorical(dist_inputs) if explore else dist_inputs.argmax(-1)
