@@ -19,6 +19,7 @@ import time
 import numpy as np
 from common import start_ray
 
+GOALS = [{"correct": 0}, {"correct": 1}]
 REFERENCE = {"steps_per_s": 2200, "steps_per_task": 124e3, "s_per_task": 56, "mean_after_30_min": 16.6}
 
 
@@ -32,8 +33,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
+    from tesp.algorithms.mlsh.diagnostics import best_master_return, forced_sub_returns
     from tesp.cli import resolve_config
     from tesp.config_overrides import parse_set
+    from tesp.envs import make_env
 
     start_ray(num_cpus=1)
     overrides = {"seed": args.seed, "num_env_runners": 0, **parse_set(args.set)}
@@ -54,9 +57,12 @@ def main() -> None:
                 )
                 if reached is None and m["return_post_warmup"] >= args.target:
                     reached = (elapsed, steps, int(m["tasks_done"]))
+        elapsed = time.perf_counter() - start
+        forced = forced_sub_returns(
+            algo.on_learner(lambda learner: learner.policy), make_env("movement_bandits"), GOALS, episodes=100
+        )
     finally:
         algo.stop()
-    elapsed = time.perf_counter() - start
     print(f"\nMLSH on MovementBandits, one core, {args.minutes:g} min budget, seed {args.seed}")
     print(
         f"env steps/s: {steps / elapsed:,.0f} (reference {REFERENCE['steps_per_s']:,}; "
@@ -78,6 +84,10 @@ def main() -> None:
         )
     else:
         print(f"did not reach {args.target:g} within {args.minutes:g} min")
+    print("each sub-policy acting alone, return per episode (100 episodes per goal):")
+    for k, row in enumerate(forced):
+        print(f"  sub-policy {k}: goal 0 {row[0]:.1f}, goal 1 {row[1]:.1f}")
+    print(f"  a master always picking the better one: {best_master_return(forced):.1f} (oracle 43.8)")
 
 
 if __name__ == "__main__":

@@ -284,3 +284,51 @@ def test_ant_bandits_runs_at_a_quick_scale(tmp_path):
     # 2 slots x 2 episodes of at most 100 steps (an ant that falls over ends its episode early).
     assert 2 * 2 <= rows[-1]["mlsh"]["env_steps"] <= 2 * 2 * 100
     assert np.isfinite(rows[-1]["mlsh"]["master_loss"])
+
+
+class ToGoal(torch.nn.Module):
+    """Logits of a greedy walk to goal ``goal`` of MovementBandits' observation."""
+
+    def __init__(self, goal: int) -> None:
+        super().__init__()
+        self.goal = goal
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.numpy() * 400
+        actions = [greedy_to(o[2 + 2 * self.goal : 4 + 2 * self.goal], o[:2]) for o in obs]
+        return torch.nn.functional.one_hot(torch.tensor(actions), 5).float() * 50
+
+
+def test_forced_sub_returns_score_each_sub_policy_on_each_task():
+    from tesp.algorithms.mlsh.diagnostics import best_master_return, forced_sub_returns
+    from tesp.algorithms.mlsh.module import MLSHModule
+
+    env = make_env("movement_bandits")
+    env.reset(seed=0)
+    module = MLSHModule(
+        observation_space=env.observation_space, action_space=env.action_space, model_config={"num_subs": 3}
+    )
+    module.subs[0], module.subs[2] = ToGoal(1), ToGoal(0)  # sub-policy 1 stays as initialised: ~random
+    returns = forced_sub_returns(module, env, [{"correct": 0}, {"correct": 1}], episodes=60)
+    # Rows: sub-policies; columns: tasks. The reference levels: 43.8 on the right goal, ~2 on
+    # the other (23.0 on average), 2.4 for a uniformly random policy.
+    assert returns[0, 1] > 40 and returns[2, 0] > 40, returns
+    assert returns[0, 0] < 6 and returns[2, 1] < 6, returns
+    assert np.all(returns[1] < 6), returns
+    assert best_master_return(returns) == pytest.approx((returns[2, 0] + returns[0, 1]) / 2)
+
+
+def test_forced_sub_returns_with_continuous_actions_use_the_mode_when_not_exploring():
+    from tesp.algorithms.mlsh.diagnostics import forced_sub_returns
+    from tesp.algorithms.mlsh.module import MLSHModule
+
+    env = make_env("point")
+    env.reset(seed=0)
+    module = MLSHModule(
+        observation_space=env.observation_space, action_space=env.action_space, model_config={"num_subs": 2}
+    )
+    tasks = env.sample_tasks(2)
+    first = forced_sub_returns(module, env, tasks, episodes=2, explore=False)
+    assert first.shape == (2, 2) and np.all(np.isfinite(first))
+    np.testing.assert_allclose(forced_sub_returns(module, env, tasks, episodes=2, explore=False), first)
+    assert not np.allclose(forced_sub_returns(module, env, tasks, episodes=2), first)

@@ -41,6 +41,20 @@ one seed per core, 2026-11-21):
     c = 0.01,  120 tasks: seed 0 22.0, seed 1 17.9, seed 3 23.1, seed 4 15.6
                200 tasks: seed 1 29.5 (out of its rut: 30.0 at task 200), seed 4 21.7
     c = 0.003, 160 tasks: seed 0 11.7 (now the stuck one), seed 1 34.7, seed 3 21.5, seed 4 39.7
+
+Schedules that give the sub-policies more data per task trade the stuck seeds for a plateau just
+above 23 (same protocol, 120 tasks, 2026-11-21):
+
+    -W 10, 40 episodes per iteration (same cost per task, 2,000-step joint batches):
+        seeds 0-5: 24.0 22.3 22.8 27.8 30.7 21.9
+    -W 20 -U 3 (three joint iterations per task, ~10% more steps per task):
+        seeds 0-5: 23.9 23.7 22.9 23.8 39.4 24.1
+
+No seed stays stuck near 12, but only one in six clears 29 (the baseline: two in five). The
+plateau is half a specialisation: forcing each sub-policy to act alone (sampling, 200 episodes
+per goal) on ``-W 10`` seed 1 after 120 tasks, one sub-policy scores 42.9 on its goal and 1.9 on
+the other, the second 9.0 and 7.1; the masters pick the first on its goal and the second
+elsewhere, about 25 per episode.
 """
 
 from __future__ import annotations
