@@ -51,10 +51,17 @@ above 23 (same protocol, 120 tasks, 2026-11-21):
         seeds 0-5: 23.9 23.7 22.9 23.8 39.4 24.1
 
 No seed stays stuck near 12, but only one in six clears 29 (the baseline: two in five). The
-plateau is half a specialisation: forcing each sub-policy to act alone (sampling, 200 episodes
-per goal) on ``-W 10`` seed 1 after 120 tasks, one sub-policy scores 42.9 on its goal and 1.9 on
-the other, the second 9.0 and 7.1; the masters pick the first on its goal and the second
-elsewhere, about 25 per episode.
+plateau is half a specialisation, and it holds: each sub-policy acting alone (sampling, 200
+episodes per goal; ``tesp.algorithms.mlsh.diagnostics.forced_sub_returns``), goal 0 | goal 1:
+
+    -W 10 seed 1, 120 tasks:        sub 0 42.9 | 1.9   sub 1  9.0 | 7.1
+    -W 20 -U 3 seed 1, 120 tasks:   sub 0 34.8 | 1.6   sub 1  6.1 | 11.3
+                       200 tasks:   sub 0 41.7 | 2.1   sub 1  5.7 | 10.7   (last 30 tasks 25.9)
+    -W 20 -U 3 seed 3, 120 tasks:   sub 0  6.3 | 5.8   sub 1 38.8 | 1.7
+                       200 tasks:   sub 0  3.2 | 6.6   sub 1 42.9 | 1.7   (last 30 tasks 23.8)
+
+One sub-policy masters a goal; the masters pick the other one on the other goal, where it stays
+weak for 80 more tasks.
 """
 
 from __future__ import annotations
