@@ -20,6 +20,7 @@ from ray.rllib.utils.annotations import override
 from ray.util import log_once
 
 from tesp.envs import make_env
+from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.sampler import MultiTaskSampler
 
 
@@ -32,6 +33,9 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 20
         self.num_cpus_per_env_runner = 0.5
+        self.env_runner_cls = TaskEnvRunner  # samples whole episodes of one task per job
+        # Seeded by default, so that a run repeats exactly; `--seed S` picks another stream.
+        self.seed = 0
         self.batch_mode = "complete_episodes"
         self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
         self.clip_actions = False
@@ -73,7 +77,12 @@ class TaskAlgorithm(Algorithm):
         self.task_env = make_env(cfg.env, cfg.env_config)
         self.task_env.reset(seed=cfg.seed)
         self.sampler = MultiTaskSampler(
-            self.env_runner_group, num_episodes=cfg.episodes_per_task, gamma=cfg.gamma, lam=cfg.gae_lambda
+            self.env_runner_group,
+            num_episodes=cfg.episodes_per_task,
+            gamma=cfg.gamma,
+            lam=cfg.gae_lambda,
+            # Its own stream (the tasks come from task_env's), derived from the same seed.
+            seed=None if cfg.seed is None else [cfg.seed, 1],
         )
 
     def on_learner(self, fn):
@@ -84,6 +93,7 @@ class TaskAlgorithm(Algorithm):
     def get_state(self, *args, **kwargs) -> dict:
         state = super().get_state(*args, **kwargs)
         state["task_rng"] = self.task_env.np_random.bit_generator.state
+        state["sampler"] = self.sampler.get_state()
         return state
 
     @override(Algorithm)
@@ -91,3 +101,5 @@ class TaskAlgorithm(Algorithm):
         super().set_state(state)
         if "task_rng" in state:
             self.task_env.np_random.bit_generator.state = state["task_rng"]
+        if "sampler" in state:
+            self.sampler.set_state(state["sampler"])

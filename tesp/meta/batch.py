@@ -1,7 +1,7 @@
 """One task's sampled episodes as zero-padded arrays, with advantages attached.
 
-EnvRunners turn their RLlib episodes into a :class:`TaskBatch` right after sampling
-(:func:`episodes_to_batch`), fit the linear baseline and compute GAE there, in parallel,
+EnvRunners turn their episodes into a :class:`TaskBatch` right after sampling
+(:func:`make_batch`), fit the linear baseline and compute GAE there, in parallel,
 and ship these compact arrays to the learner instead of episode objects.
 """
 
@@ -12,13 +12,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
-from ray.rllib.core.columns import Columns
-from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
 from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
-
-# Extra model outputs that TaskBatch holds as fields already, or that are bookkeeping.
-RECORDED = {Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP, WEIGHTS_SEQ_NO}
 
 
 @dataclass
@@ -80,35 +75,6 @@ def stack_tasks(batches: Sequence[TaskBatch]) -> dict[str, torch.Tensor]:
         ]
     )
     return out
-
-
-def episodes_to_batch(episodes: Sequence, gamma: float, lam: float) -> TaskBatch:
-    """Pad finished RLlib ``SingleAgentEpisode`` s and attach returns and GAE advantages."""
-    if not episodes:
-        raise ValueError("a task batch needs at least one finished episode")
-    lengths = [len(ep) for ep in episodes]
-    num, horizon = len(episodes), max(lengths)
-
-    def pad(seqs: list[np.ndarray]) -> np.ndarray:
-        first = np.asarray(seqs[0])
-        out = np.zeros((num, horizon) + first.shape[1:], dtype=np.float32)
-        for i, s in enumerate(seqs):
-            out[i, : len(s)] = s
-        return out
-
-    obs = pad([np.asarray(ep.get_observations())[:-1] for ep in episodes])
-    actions = pad([np.asarray(ep.get_actions()) for ep in episodes])
-    dist_inputs = pad([np.asarray(ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS)) for ep in episodes])
-    rewards = pad([np.asarray(ep.get_rewards()) for ep in episodes])
-    extras = {
-        key: pad([np.asarray(ep.get_extra_model_outputs(key)) for ep in episodes])
-        for key in episodes[0].extra_model_outputs
-        if key not in RECORDED
-    }
-    mask = np.zeros((num, horizon), dtype=np.float32)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1.0
-    return make_batch(obs, actions, dist_inputs, rewards, mask, gamma, lam, extras)
 
 
 def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: float, extras=None) -> TaskBatch:

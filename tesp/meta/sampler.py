@@ -5,16 +5,13 @@ sample it with (the meta-parameters before adaptation, the task's adapted weight
 Jobs are dealt to the healthy EnvRunners in turn (job i to runner i mod R). Each runner gets
 one remote call carrying only its own jobs; for each job it switches all its vectorised
 sub-envs to the task (the env's ``set_task``), loads the weights into its RLModule, samples
-complete episodes, and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit
+``num_episodes`` complete episodes, and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit
 and GAE happen there, in parallel). Jobs whose runner failed are dealt again to the runners
 that remain healthy, after RLlib has restarted the failed ones where it can.
 
-Episode selection: RLlib's ``sample(num_episodes=n)`` resets the sub-envs and returns the
-first ``n`` episodes to finish; sub-envs that finish early start new episodes, and
-unfinished episodes are dropped. With ``n`` equal to the number of sub-envs this is one
-episode per sub-env unless episodes terminate early, in which case short (usually successful)
-episodes are slightly over-represented, like the reference's "complete episodes until >=
-5,000 steps" (spec §2.2). On ``point`` at the benchmark scale ~2% of steps are lost this way.
+Each job carries a seed the driver drew; :meth:`tesp.meta.env_runner.TaskEnvRunner.sample_task`
+derives every episode's reset seed and the action noise from it and keeps one complete episode
+per sub-env, so a job gives the same batch on whichever runner samples it.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -30,7 +27,7 @@ import ray
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
 
 from tesp.envs.base import Task
-from tesp.meta.batch import TaskBatch, episodes_to_batch
+from tesp.meta.batch import TaskBatch
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +39,7 @@ class SampleJob:
     task_id: int
     task: Task
     weights: WeightDict  # inference-only RLModule state for this task
+    seed: int | None = None  # set by the sampler from its generator; the episodes' seeds derive from it
 
 
 @dataclass
@@ -57,16 +55,10 @@ def run_jobs(
     env_runner, jobs: Sequence[SampleJob], num_episodes: int, gamma: float, lam: float
 ) -> list[SampleResult]:
     """Executed on an EnvRunner: sample every job in turn with its own task and weights."""
-    vector_env = env_runner.env.unwrapped
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     results = []
     for job in jobs:
-        vector_env.call("set_task", job.task)
-        env_runner.module.set_state(dict(job.weights))
-        # Sampling whole episodes resets every sub-env first, so no step of a previous
-        # task or weight set leaks into this batch.
-        episodes = env_runner.sample(num_episodes=num_episodes, explore=True)
-        batch = episodes_to_batch(episodes, gamma, lam)
+        batch = env_runner.sample_task(job.task, job.weights, num_episodes, job.seed, gamma, lam)
         results.append(SampleResult(job.task_id, batch, env_runner.worker_index, batch.num_steps, node))
     return results
 
@@ -88,9 +80,12 @@ class MultiTaskSampler:
         num_episodes: int,
         gamma: float,
         lam: float,
+        seed: int | None = None,
         max_attempts: int = 3,
     ) -> None:
         self.group = env_runner_group
+        # Draws every job's seed; part of the algorithm's checkpoint (see `get_state`).
+        self.rng = np.random.default_rng(seed)
         self.num_episodes = num_episodes
         self.gamma = gamma
         self.lam = lam
@@ -98,8 +93,14 @@ class MultiTaskSampler:
         self.last_resampled = 0  # jobs re-sampled after a runner failure in the last call
 
     def sample(self, jobs: Sequence[SampleJob]) -> dict[int, SampleResult]:
-        """Run ``jobs``; returns ``{task_id: result}`` with every job's result."""
-        pending = list(jobs)
+        """Run ``jobs``; returns ``{task_id: result}`` with every job's result.
+
+        Jobs without a seed get one from the sampler's generator, in job order.
+        """
+        seeds = self.rng.integers(0, 2**63, size=len(jobs))
+        pending = [
+            j if j.seed is not None else replace(j, seed=int(s)) for j, s in zip(jobs, seeds, strict=True)
+        ]
         results: dict[int, SampleResult] = {}
         self.last_resampled = 0
         for attempt in range(self.max_attempts):
@@ -117,6 +118,12 @@ class MultiTaskSampler:
             self.group.probe_unhealthy_env_runners()
             time.sleep(0.5 * (attempt + 1))
         raise RuntimeError(f"could not sample tasks {[j.task_id for j in pending]}: EnvRunners keep failing")
+
+    def get_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
 
     def _sample_once(self, jobs: Sequence[SampleJob]) -> list[SampleResult]:
         run = partial(run_jobs, num_episodes=self.num_episodes, gamma=self.gamma, lam=self.lam)
