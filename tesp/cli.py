@@ -73,7 +73,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=None,
-        help="random seed for tasks, sampling and initialisation (default 0)",
+        help="random seed for tasks, sampling and initialisation (default: the config's seed, 0): "
+        "the same seed repeats a run exactly",
     )
     parser.add_argument(
         "--num-env-runners",

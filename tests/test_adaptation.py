@@ -34,7 +34,7 @@ def test_one_inner_step_equals_manual_sgd():
     policy = make_policy()
     batch = random_batch()
     names = list(policy.meta_params())
-    new, _ = inner_step(
+    new, _, _ = inner_step(
         vmap(task_loss(policy)),
         per_task(policy.meta_params(), 1),
         one(batch),
@@ -95,7 +95,7 @@ def test_meta_sgd_with_constant_rates_equals_maml():
 def test_only_the_named_parameters_are_adapted():
     policy = make_policy()
     params = per_task(policy.meta_params(), 1)
-    new, _ = inner_step(
+    new, _, _ = inner_step(
         vmap(task_loss(policy)),
         params,
         one(random_batch()),
@@ -198,3 +198,28 @@ def test_meta_gradient_reaches_theta_through_the_task_dimension(second_order):
     assert all(
         g.shape == p.shape and torch.isfinite(g).all() for g, p in zip(grads, theta.values(), strict=True)
     )
+
+
+@pytest.mark.parametrize("clip", [None, 60.0])
+def test_second_order_meta_gradient_is_finite_when_an_inner_gradient_is_exactly_zero(clip):
+    # All advantages equal to 0 (a task whose episodes all scored the same): the inner
+    # gradient is exactly 0, and d sqrt(x)/dx at x = 0 is infinite in the global-norm clip.
+    policy = make_policy()
+    names = list(policy.meta_params())
+    theta = policy.meta_params()
+    flat = random_batch(seed=1) | {"advantages": torch.zeros(32)}
+    adapted, _ = adapt(
+        vmap(task_loss(policy)), per_task(theta, 2), [stack(flat, random_batch(seed=2))],
+        names, {n: 0.1 for n in names}, clip, True,
+    )  # fmt: skip
+    loss = vmap(task_loss(policy))(adapted, stack(random_batch(seed=3), random_batch(seed=4))).mean()
+    grads = torch.autograd.grad(loss, list(theta.values()))
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_global_norm_clip_scales_to_the_bound_and_reports_the_norm():
+    grads = [torch.tensor([[3.0, 0.0], [0.0, 0.0]]), torch.tensor([[4.0], [0.0]])]
+    clipped, norm = clip_by_global_norm(grads, 1.0)
+    torch.testing.assert_close(norm, torch.tensor([5.0, 0.0]))
+    torch.testing.assert_close(clipped[0], torch.tensor([[0.6, 0.0], [0.0, 0.0]]))
+    torch.testing.assert_close(clipped[1], torch.tensor([[0.8], [0.0]]))

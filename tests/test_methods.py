@@ -70,7 +70,7 @@ def test_inner_step_changes_exactly_the_adapted_parameters(method):
     learner, index, params, weights, buffers = start(algo, tasks)
     before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     results = sample(algo, tasks, weights)
-    adapted, _ = learner.adapt_tasks(params, [r.batch for r in results], buffers, buffers)
+    adapted, *_ = learner.adapt_tasks(params, [r.batch for r in results], buffers, buffers)
     for task, (old, new) in enumerate(zip(params, adapted, strict=True)):
         assert set(new) == set(old)
         for key in old:
@@ -132,7 +132,7 @@ def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(r
         torch.testing.assert_close(flat["dist_inputs"], expected, rtol=1e-5, atol=1e-6)
 
         before = table.detach().clone()
-        _, adapted_weights = learner.adapt_tasks(params, [r.batch for r in results])
+        _, adapted_weights, *_ = learner.adapt_tasks(params, [r.batch for r in results])
         post = sample(algo, tasks, adapted_weights)
         learner.meta_update([[r.batch, p.batch] for r, p in zip(results, post, strict=True)], index)
         moved = (table.detach() != before).any(dim=1)

@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any, Self
 
+import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.utils.annotations import override
@@ -21,6 +22,7 @@ from ray.util import log_once
 
 from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
+from tesp.meta.finite import NonFiniteError
 from tesp.meta.sampler import MultiTaskSampler
 
 
@@ -85,6 +87,15 @@ class TaskAlgorithm(Algorithm):
             seed=None if cfg.seed is None else [cfg.seed, 1],
         )
 
+    @override(Algorithm)
+    def step(self) -> dict:
+        try:
+            return super().step()
+        except NonFiniteError as e:
+            # Raised before the bad value was applied; Tune ends the trial without another
+            # checkpoint, so the last one on disk holds the last good state.
+            raise NonFiniteError(f"iteration {self.iteration + 1}: {e}") from None
+
     def on_learner(self, fn):
         """Run ``fn(learner)`` on the (single) learner and return its result."""
         return next(iter(self.learner_group.foreach_learner(fn))).get()
@@ -94,6 +105,8 @@ class TaskAlgorithm(Algorithm):
         state = super().get_state(*args, **kwargs)
         state["task_rng"] = self.task_env.np_random.bit_generator.state
         state["sampler"] = self.sampler.get_state()
+        # The (local) learner's own draws, e.g. MLSH's minibatch order and fresh masters.
+        state["torch_rng"] = torch.get_rng_state()
         return state
 
     @override(Algorithm)
@@ -103,3 +116,5 @@ class TaskAlgorithm(Algorithm):
             self.task_env.np_random.bit_generator.state = state["task_rng"]
         if "sampler" in state:
             self.sampler.set_state(state["sampler"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])

@@ -37,10 +37,14 @@ def clip_by_global_norm(
 
     Returns the clipped gradients and the ``[T]`` norms before clipping.
     """
-    norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))
+    squared = sum(g.pow(2).flatten(1).sum(1) for g in grads)
     if max_norm is None or max_norm <= 0:
-        return list(grads), norm
-    scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+        return list(grads), torch.sqrt(squared)
+    # d sqrt(x)/dx is infinite at x = 0 (an exactly zero inner gradient, e.g. a task whose
+    # advantages are all 0), and 0 * inf = NaN in a second-order meta-gradient; below the tiny
+    # floor the clamp passes no gradient, and the scale is 1 there anyway.
+    norm = torch.sqrt(torch.clamp(squared, min=1e-30))
+    scale = torch.clamp(max_norm / norm, max=1.0)
     return [g * scale.view(-1, *([1] * (g.dim() - 1))) for g in grads], norm
 
 
@@ -52,15 +56,18 @@ def inner_step(
     step_sizes: Mapping[str, StepSize],
     grad_clip: float | None,
     create_graph: bool,
-) -> tuple[Params, torch.Tensor]:
-    """One clipped gradient step per task on the ``adapted`` entries; returns (params', [T] losses)."""
+) -> tuple[Params, torch.Tensor, list[torch.Tensor]]:
+    """One clipped gradient step per task on the ``adapted`` entries.
+
+    Returns (params', the [T] losses, the clipped gradients of the ``adapted`` entries).
+    """
     losses = loss_fn(params, batch)
     grads = torch.autograd.grad(losses.sum(), [params[n] for n in adapted], create_graph=create_graph)
     grads, _ = clip_by_global_norm(grads, grad_clip)
     new = dict(params)
     for name, g in zip(adapted, grads, strict=True):
         new[name] = params[name] - step_sizes[name] * g
-    return new, losses
+    return new, losses, grads
 
 
 def adapt(
@@ -75,7 +82,7 @@ def adapt(
     """``len(batches)`` inner steps, step k on ``batches[k]``; returns the adapted params and losses."""
     losses = []
     for batch in batches:
-        params, loss = inner_step(loss_fn, params, batch, adapted, step_sizes, grad_clip, create_graph)
+        params, loss, _ = inner_step(loss_fn, params, batch, adapted, step_sizes, grad_clip, create_graph)
         losses.append(loss)
     return params, losses
 

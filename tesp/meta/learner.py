@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,10 +27,11 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from torch.func import vmap
 
-from tesp.meta.adaptation import Params, StepSize, adapt
+from tesp.meta.adaptation import Params, StepSize, adapt, inner_step
 from tesp.meta.batch import TaskBatch, stack_tasks
 from tesp.meta.episode_buffer import EpisodeBuffer, stack_buffers
-from tesp.meta.outer import masked_mean, policy_gradient_surrogate, ppo_clip_loss, trpo_step
+from tesp.meta.finite import check_finite
+from tesp.meta.outer import best_iterate, masked_mean, policy_gradient_surrogate, ppo_clip_loss, trpo_step
 from tesp.models.gaussian_mlp import GaussianMLPModule, gaussian_kl, gaussian_logp
 
 logger = logging.getLogger(__name__)
@@ -91,8 +93,10 @@ class MetaLearner(TorchLearner):
         # The embedding: z itself (AdaptSV, TESP) or the mean of MAESN's latent distribution.
         z = params.get("latent_mean", latent)
         reg = self.config.embedding_reg_coeff * z.pow(2).mean() if z is not None else torch.zeros(())
+        policy_loss = ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask)
         terms = {
-            "ppo": ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask) + reg,
+            "ppo": policy_loss + reg,
+            "ppo_policy": policy_loss,
             "pg": policy_gradient_surrogate(logp, logp_old, adv, mask) + reg,
             "kl": masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
         }
@@ -133,26 +137,34 @@ class MetaLearner(TorchLearner):
         batches: Sequence[TaskBatch],
         buffers: Sequence[EpisodeBuffer] | None = None,
         next_buffers: Sequence[EpisodeBuffer] | None = None,
-    ) -> tuple[list[Weights], list[Weights]]:
+    ) -> tuple[list[Weights], list[Weights], list[Weights], float]:
         """One inner step per task from its ``params`` on its newest batch (and, for TESP, the
-        buffer the batch was sampled with); returns the new params and the EnvRunner weights
-        for the next round (TESP: with the embedding of ``next_buffers``). No graph is kept."""
+        buffer the batch was sampled with). Returns the new params, the EnvRunner weights for
+        the next round (TESP: with the embedding of ``next_buffers``), each task's clipped
+        inner gradient (what the first-order meta-update keeps fixed) and the mean inner loss.
+        No graph is kept."""
         stacked = {
             k: torch.as_tensor(np.stack([p[k] for p in params])).requires_grad_(True) for k in params[0]
         }
+        names = self.adapted_names()
         sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
-        adapted, _ = adapt(
+        new, losses, grads = inner_step(
             vmap(self.task_inner_loss),
             stacked,
-            [self._stage(batches, buffers)],
-            self.adapted_names(),
+            self._stage(batches, buffers),
+            names,
             sizes,
             self.config.inner_grad_clip,
             create_graph=False,
         )
-        new = [{k: v[t].detach() for k, v in adapted.items()} for t in range(len(params))]
+        check_finite("inner loss", losses)
+        check_finite("inner gradient of", dict(zip(names, grads, strict=True)))
+        new = {k: v.detach() for k, v in new.items()}
+        per_task_params = [{k: v[t] for k, v in new.items()} for t in range(len(params))]
+        per_task_grads = [{n: g[t] for n, g in zip(names, grads, strict=True)} for t in range(len(params))]
         with torch.no_grad():
-            return _numpy(new), self._runner_weights(new, next_buffers)
+            weights = self._runner_weights(per_task_params, next_buffers)
+        return _numpy(per_task_params), weights, _numpy(per_task_grads), losses.mean().item()
 
     def _runner_weights(
         self, params: Sequence[Params], buffers: Sequence[EpisodeBuffer] | None
@@ -184,10 +196,15 @@ class MetaLearner(TorchLearner):
         task_batches: Sequence[Sequence[TaskBatch]],
         task_index: Sequence[int],
         stage_buffers: Sequence[Sequence[EpisodeBuffer]] | None = None,
+        inner_grads: Sequence[Sequence[Weights]] | None = None,
+        inner_loss: float = float("nan"),
     ) -> dict[str, float]:
         """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K:
-        post-adaptation), its index in the training pool, and (TESP) the buffer each stage was
-        sampled with, ``stage_buffers[k][task]``."""
+        post-adaptation), its index in the training pool, (TESP) the buffer each stage was
+        sampled with, ``stage_buffers[k][task]``, and the clipped inner gradients that
+        :meth:`adapt_tasks` took, ``inner_grads[k][task]``, with their mean loss."""
+        cfg = self.config
+        check_finite("meta-parameter", dict(self.policy.named_parameters()))
         num_stages = len(task_batches[0])
         stages = [
             self._stage(
@@ -197,11 +214,20 @@ class MetaLearner(TorchLearner):
             for k in range(num_stages)
         ]
         index = torch.as_tensor(task_index)
-        cfg = self.config
-        if cfg.outer_optimizer == "trpo":
-            stats = self._trpo_update(stages, index)
-        else:
-            stats = self._ppo_update(stages, index)
+        fixed = None
+        if not cfg.second_order and cfg.first_order_mode == "fixed" and num_stages > 1:
+            # G_t = sum_k g_k per adapted parameter, [T, ...]; constants of the outer loss.
+            names = self.adapted_names()
+            fixed = {
+                n: torch.as_tensor(np.stack([sum(g[t][n] for g in inner_grads) for t in range(len(index))]))
+                for n in names
+            }
+        objective = partial(self._objective, stages, index, fixed)
+        update = self._trpo_update if cfg.outer_optimizer == "trpo" else self._ppo_update
+        stats = update(objective)
+        if fixed is not None:
+            stats["inner_loss"] = inner_loss
+        check_finite("meta-parameter after the update:", dict(self.policy.named_parameters()))
         self._weights_seq_no += 1  # EnvRunners only accept weights with a newer seq no.
         if cfg.learn_step_sizes:
             sizes = torch.cat([s.reshape(-1) for s in self.step_sizes().values()])
@@ -211,64 +237,104 @@ class MetaLearner(TorchLearner):
 
     # -- outer objectives --------------------------------------------------------------
     def _objective(
-        self, stages: Sequence[TorchBatch], index: torch.Tensor, create_graph: bool | None = None
+        self,
+        stages: Sequence[TorchBatch],
+        index: torch.Tensor,
+        fixed_grads: Mapping[str, torch.Tensor] | None = None,
+        create_graph: bool | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Task means of the outer losses and KL, recomputing every task's inner loop."""
+        """Task means of the outer losses and KL at the current meta-parameters.
+
+        With ``fixed_grads`` (the first-order update of Lan et al. 2019 and Li et al. 2017), the
+        adapted parameters are ``theta - alpha * G`` with the inner gradients ``G`` summed when
+        the tasks were adapted, held fixed while ``theta`` and ``alpha`` move; the gradient
+        reaches ``alpha`` through that product. Without, every task's inner loop is recomputed
+        from ``theta``: through the inner gradients when ``second_order`` (Finn et al. 2017),
+        else with them as constants at the current ``theta`` (``first_order_mode="recompute"``).
+        """
         cfg = self.config
         create_graph = cfg.second_order if create_graph is None else create_graph
         theta = self.task_params(len(index), index)
-        adapted, inner_losses = adapt(
-            vmap(self.task_inner_loss),
-            theta,
-            stages[:-1],
-            self.adapted_names(),
-            self.step_sizes(),
-            cfg.inner_grad_clip,
-            create_graph,
-        )
+        out: dict[str, torch.Tensor] = {}
+        if fixed_grads is not None:
+            sizes = self.step_sizes()
+            adapted = dict(theta)
+            for name, g in fixed_grads.items():
+                adapted[name] = theta[name] - sizes[name] * g
+        else:
+            adapted, inner_losses = adapt(
+                vmap(self.task_inner_loss),
+                theta,
+                stages[:-1],
+                self.adapted_names(),
+                self.step_sizes(),
+                cfg.inner_grad_clip,
+                create_graph,
+            )
+            out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
         terms = vmap(self.task_outer_terms)(adapted, stages[-1])
-        out = {k: v.mean() for k, v in terms.items()}
+        out |= {k: v.mean() for k, v in terms.items()}
         for key, value in self.task_prior_terms(theta).items():
             out[key] = value.mean()
             penalty = cfg.latent_prior_coeff * out[key]
             out["ppo"], out["pg"] = out["ppo"] + penalty, out["pg"] + penalty
-        out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
+        check_finite("outer loss", out["ppo"])
         return out
 
-    def _ppo_update(self, stages, index) -> dict[str, float]:
+    def _ppo_update(self, objective) -> dict[str, float]:
+        """``num_outer_steps`` full-batch Adam steps on the PPO-clip loss; with
+        ``best_iterate_kl_target`` > 0, then the iterate chosen by :func:`best_iterate` (its
+        policy surrogate, without the regularisers), Adam's moments not rolled back."""
+        cfg = self.config
         optimizer = self.get_optimizer()
-        first = None
-        for _ in range(self.config.num_outer_steps):
-            out = self._objective(stages, index)
-            first = first or {k: v.item() for k, v in out.items()}
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        selecting = cfg.best_iterate_kl_target > 0
+        values, snapshots = [], []
+        for step in range(cfg.num_outer_steps + 1):
+            final = step == cfg.num_outer_steps
+            out = objective(create_graph=False if final else None)
+            values.append({k: v.item() for k, v in out.items()})
+            if selecting:
+                snapshots.append([p.detach().clone() for p in params])
+            if final:
+                break
             optimizer.zero_grad(set_to_none=True)
             out["ppo"].backward()
+            check_finite("outer gradient of", {n: p.grad for n, p in self.policy.named_parameters()})
             optimizer.step()
-        last = self._objective(stages, index, create_graph=False)
+        chosen = len(values) - 1
+        if selecting:
+            kls, losses = [v["kl"] for v in values], [v["ppo_policy"] for v in values]
+            chosen = best_iterate(kls, losses, cfg.best_iterate_kl_target)
+            with torch.no_grad():
+                for p, value in zip(params, snapshots[chosen], strict=True):
+                    p.copy_(value)
+        first, last = values[0], values[chosen]
         stats = {
-            "inner_loss": first["inner_loss"],
+            "inner_loss": first.get("inner_loss", float("nan")),
             "outer_loss_before": first["ppo"],
-            "outer_loss_after": last["ppo"].item(),
-            "kl": last["kl"].item(),
+            "outer_loss_after": last["ppo"],
+            "kl": last["kl"],
         }
-        return stats | {k: last[k].item() for k in EXTRA_STATS if k in last}
+        if selecting:
+            stats["best_iterate"] = chosen
+        return stats | {k: last[k] for k in EXTRA_STATS if k in last}
 
-    def _trpo_update(self, stages, index) -> dict[str, float]:
+    def _trpo_update(self, objective) -> dict[str, float]:
         cfg = self.config
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        inner_loss = []
+        first: dict[str, float] = {}
+        latest: dict[str, float] = {}  # of the last evaluation (the accepted step, if any)
 
-        extra = {}
-
-        def objective():
-            out = self._objective(stages, index)
-            inner_loss.append(out["inner_loss"].item())
-            extra.update({k: out[k].item() for k in EXTRA_STATS if k in out})
+        def losses():
+            out = objective()
+            latest.update({k: v.item() for k, v in out.items()})
+            first.update({} if first else latest)
             return out["pg"], out["kl"]
 
         result = trpo_step(
             params,
-            objective,
+            losses,
             max_kl=cfg.max_kl,
             damping=cfg.cg_damping,
             cg_iters=cfg.cg_iters,
@@ -276,12 +342,12 @@ class MetaLearner(TorchLearner):
             max_backtracks=cfg.ls_max_steps,
         )
         return {
-            "inner_loss": inner_loss[0],
+            "inner_loss": first.get("inner_loss", float("nan")),
             "outer_loss_before": result.loss_before,
             "outer_loss_after": result.loss_after,
             "kl": result.kl,
             "trpo_step_fraction": result.step_fraction,
-        } | extra
+        } | {k: latest[k] for k in EXTRA_STATS if k in latest}
 
 
 def _numpy(params: Sequence[Mapping[str, torch.Tensor]]) -> list[Weights]:

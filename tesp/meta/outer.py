@@ -38,6 +38,14 @@ def policy_gradient_surrogate(
     return -masked_mean(torch.exp(logp - logp_old) * adv, mask)
 
 
+def best_iterate(kls: Sequence[float], losses: Sequence[float], kl_target: float) -> int:
+    """The TESP release's choice among the outer iterates w_0..w_S (Lan et al. 2019): the one with
+    the lowest surrogate loss among those whose mean KL(pi_old || pi_w) is below ``kl_target``.
+    w_0, the start, has KL 0 and always qualifies; so the choice can undo every step."""
+    ok = [i for i, kl in enumerate(kls) if kl < kl_target] or [0]
+    return min(ok, key=lambda i: losses[i])
+
+
 def flat_grad(
     output: torch.Tensor,
     params: Sequence[torch.Tensor],

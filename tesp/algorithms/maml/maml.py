@@ -38,6 +38,7 @@ from tesp.models.gaussian_mlp import LATENT_KINDS, PARAM_GROUPS, GaussianMLPModu
 logger = logging.getLogger(__name__)
 
 OUTER_OPTIMIZERS = ("ppo", "trpo")
+FIRST_ORDER_MODES = ("fixed", "recompute")
 META = "meta"  # metric namespace
 VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
 
@@ -51,6 +52,8 @@ class Rollout:
     stages: list[list[SampleResult]] = field(default_factory=list)  # [stage][task]
     stage_buffers: list[list[EpisodeBuffer] | None] = field(default_factory=list)  # TESP: B_k per stage
     warmup: list[SampleResult] | None = None  # TESP's warm-up round (z = 0)
+    inner_grads: list[list[dict[str, np.ndarray]]] = field(default_factory=list)  # [step][task], clipped
+    inner_losses: list[float] = field(default_factory=list)  # mean inner loss per step
     timings: dict[str, float] = field(default_factory=lambda: {"sample": 0.0, "adapt": 0.0})
 
     @property
@@ -95,6 +98,13 @@ class MAMLConfig(TaskAlgorithmConfig):
         self.step_size_bound = 0.1  # learned step sizes are clamped to [-bound, bound] (spec §1.2)
         self.inner_grad_clip = 60.0  # global-norm clip of each inner gradient; <= 0 disables
         self.second_order = True  # differentiate through the inner gradients (False: first order)
+        # First order only: "fixed" keeps each task's inner gradients G from its adaptation and
+        # re-evaluates theta - alpha * G at every outer step (Lan et al. 2019's release, Meta-SGD's
+        # alpha gradient); "recompute" takes them again, as constants, at the current theta.
+        self.first_order_mode = "fixed"
+        # > 0: after the outer PPO steps keep the iterate with the lowest surrogate among those
+        # whose mean KL(pi_old || pi) is below this (the TESP release's selection); 0: the last.
+        self.best_iterate_kl_target = 0.0
         self.normalize_advantages = False  # standardise advantages per batch in inner and outer losses
         self.embedding_reg_coeff = 0.0  # eta: outer-loss regulariser eta * mean_j z_j^2 on the task embedding
         self.latent_prior_coeff = 1.0  # MAESN: weight of KL(N(mu_i, sigma_i^2) || N(0, I)) in the outer loss
@@ -125,6 +135,8 @@ class MAMLConfig(TaskAlgorithmConfig):
             (self.num_inner_steps >= 0, "num_inner_steps", "an integer >= 0"),
             (self.outer_optimizer in OUTER_OPTIMIZERS, "outer_optimizer", f"one of {OUTER_OPTIMIZERS}"),
             (self.num_outer_steps >= 1, "num_outer_steps", "an integer >= 1"),
+            (self.first_order_mode in FIRST_ORDER_MODES, "first_order_mode", f"one of {FIRST_ORDER_MODES}"),
+            (self.best_iterate_kl_target >= 0, "best_iterate_kl_target", "a number >= 0 (0: off)"),
             (self.step_size_bound > 0, "step_size_bound", "a number > 0"),
             (self.max_kl > 0, "max_kl", "a number > 0"),
             (0 < self.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "a number in (0, 1)"),
@@ -194,7 +206,15 @@ class MAML(TaskAlgorithm):
         t0 = time.perf_counter()
         task_batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(tasks))]
         buffers = rollout.stage_buffers if self.uses_episode_buffer else None
-        stats = self.on_learner(lambda learner: learner.meta_update(task_batches, rollout.index, buffers))
+        stats = self.on_learner(
+            lambda learner: learner.meta_update(
+                task_batches,
+                rollout.index,
+                buffers,
+                rollout.inner_grads,
+                float(np.mean(rollout.inner_losses)) if rollout.inner_losses else float("nan"),
+            )
+        )
         rollout.timings["outer"] = time.perf_counter() - t0
         # Norm of the (shared) parameters this iteration started from.
         theta = rollout.theta
@@ -235,9 +255,11 @@ class MAML(TaskAlgorithm):
                 t0 = time.perf_counter()
                 batches = [r.batch for r in results]
                 nxt = self._add_to_buffers(buffers, results) if buffers is not None else None
-                params, weights = self.on_learner(
+                params, weights, grads, loss = self.on_learner(
                     lambda learner, p=params, b=batches, cur=buffers, n=nxt: learner.adapt_tasks(p, b, cur, n)
                 )
+                rollout.inner_grads.append(grads)
+                rollout.inner_losses.append(loss)
                 buffers = nxt
                 rollout.timings["adapt"] += time.perf_counter() - t0
         return rollout

@@ -27,6 +27,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from tesp.algorithms.mlsh.module import MACRO_START, MASTER_LOGP, SUB_POLICY, MLSHModule
 from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
 from tesp.meta.batch import TaskBatch
+from tesp.meta.finite import check_finite
 from tesp.meta.outer import ppo_clip_loss
 
 Weights = dict[str, np.ndarray]
@@ -163,8 +164,12 @@ class MLSHLearner(TorchLearner):
             for start in range(0, size, self.config.minibatch_size):
                 idx = order[start : start + self.config.minibatch_size]
                 loss = loss_fn({k: v[idx] for k, v in data.items()})
+                check_finite(f"{optimizer_name} loss", loss)
                 first = loss.item() if first is None else first
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                check_finite(
+                    f"{optimizer_name} gradient of", {n: p.grad for n, p in self.policy.named_parameters()}
+                )
                 optimizer.step()
         return float(first if first is not None else 0.0)
