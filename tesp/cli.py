@@ -198,6 +198,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     alg_name = canonical(args.alg)
     name = args.name or f"{alg_name}-{canonical_env(args.env)}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
+    check_writable(storage, "--storage-path")
     return Plan(ALGS[alg_name], config, run, name, storage)
 
 
@@ -219,6 +220,15 @@ def grid_variants(config, groups: dict[str, dict[str, Any]]):
             elif group == "model":
                 variant.rl_module(model_config={**variant._model_config, key: value})
         yield variant
+
+
+def check_writable(path: str, flag: str) -> None:
+    """``path`` exists as a writable folder, or can be created (its nearest existing parent is)."""
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path!r} cannot be written ({str(existing)!r} is not a writable folder)")
 
 
 def check_env_config(env: str, env_config: dict[str, Any]) -> None:

@@ -10,7 +10,12 @@ next to the checkpoint:
 - ``<checkpoint>-eval.json``: per (pool, sigma), the mean return and length over all episodes
   of all tasks at each stage (the paper's curves plot ``return_post``).
 
-Bad input ends the program with one ``error:`` line and exit code 2, as for ``main_train.py``.
+An env without pools (``point`` by default) is evaluated on ``--pool-size`` tasks (default 20)
+drawn from its training distribution with ``--task-seed`` (default 0), reported as pool ``fresh``.
+
+Bad input ends the program with one ``error:`` line and exit code 2 before Ray starts, as for
+``main_train.py``: the checkpoint, its algorithm and env, the pools, the noise levels and where
+the results go are checked from the checkpoint's saved config first.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from typing import Any
 from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
 from tesp.envs.base import POOLS
 
+FRESH = "fresh"  # the pool name for tasks drawn from the distribution of an env without pools
+NUM_FRESH = 20
+
 
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
@@ -38,7 +46,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="a checkpoint folder (checkpoint_NNNNNN), or a trial or experiment folder (its newest checkpoint)",
     )
     parser.add_argument(
-        "--pools", nargs="+", default=list(POOLS), help=f"pools to evaluate (default: {' '.join(POOLS)})"
+        "--pools",
+        nargs="+",
+        default=None,
+        help=f"pools to evaluate (default: {' '.join(POOLS)}; an env without pools: {FRESH})",
     )
     parser.add_argument(
         "--sigmas",
@@ -48,7 +59,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="std of the Gaussian noise added to observations at test time (default: 0)",
     )
     parser.add_argument(
-        "--pool-size", type=int, default=0, help="evaluate the first N tasks of each pool (default 0: all)"
+        "--pool-size",
+        type=int,
+        default=0,
+        help=f"evaluate the first N tasks of each pool (default 0: all; {FRESH}: N fresh tasks, default {NUM_FRESH})",
+    )
+    parser.add_argument(
+        "--task-seed", type=int, default=0, help=f"seed of the {FRESH} tasks' draw (default 0)"
     )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     return parser
@@ -67,28 +84,68 @@ def find_checkpoint(path: str) -> Path:
     return found[-1].parent
 
 
-def check_args(args: argparse.Namespace) -> Path:
-    bad = [p for p in args.pools if p not in POOLS]
-    if bad:
-        raise ConfigError(f"unknown pool {bad[0]!r}; choose from: {', '.join(POOLS)}")
+def saved_config(checkpoint: Path) -> tuple[type, dict[str, Any]]:
+    """The Algorithm class and config state saved with ``checkpoint`` (read without Ray)."""
+    import pickle
+
+    from ray.rllib.utils.checkpoints import Checkpointable
+
+    try:
+        with open(checkpoint / Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME, "rb") as f:
+            info = pickle.load(f)
+        return info["class"], info["ctor_args_and_kwargs"][0][0]
+    except (OSError, pickle.UnpicklingError, AttributeError, KeyError, IndexError, ImportError) as e:
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} is unreadable ({type(e).__name__}: {e})") from None
+
+
+def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """Check everything before Ray starts; returns the checkpoint and the pools to evaluate."""
+    from tesp.envs import make_env
+
     if any(s < 0 for s in args.sigmas):
         raise ConfigError(f"--sigmas {args.sigmas} must all be >= 0")
     if args.pool_size < 0:
         raise ConfigError(f"--pool-size {args.pool_size} must be >= 0")
-    return find_checkpoint(args.checkpoint)
+    checkpoint = find_checkpoint(args.checkpoint)
+    if not os.access(checkpoint.parent, os.W_OK):
+        raise ConfigError(
+            f"cannot write the results next to the checkpoint: {str(checkpoint.parent)!r} is read-only"
+        )
+    algo_cls, config = saved_config(checkpoint)
+    if not hasattr(algo_cls, "evaluate"):
+        raise ConfigError(
+            f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
+            "main_test.py evaluates maml, meta_sgd, adaptsv, maesn, tesp and tesp_adapt_policy checkpoints"
+        )
+    has_pools = bool(make_env(config["env"], config.get("env_config") or {}).task_pools())
+    valid = list(POOLS) if has_pools else [FRESH]
+    pools = args.pools or valid
+    bad = [p for p in pools if p not in valid]
+    if bad:
+        why = "" if has_pools else f" (env {config['env']!r} has no task pools)"
+        raise ConfigError(f"unknown pool {bad[0]!r}{why}; choose from: {', '.join(valid)}")
+    return checkpoint, pools
 
 
-def evaluate(algo, pools: list[str], sigmas: list[float], pool_size: int) -> tuple[list[dict], dict]:
-    """Adapt to every task of ``pools`` at each noise level; returns (per-task rows, summary)."""
+def evaluate(
+    algo, pools: list[str], sigmas: list[float], pool_size: int, task_seed: int = 0
+) -> tuple[list[dict], dict]:
+    """Adapt to every task of ``pools`` at each noise level; returns (per-task rows, summary).
+
+    The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
+    with ``task_seed``.
+    """
+    import numpy as np
     from tqdm import tqdm
 
     from tesp.algorithms.maml.maml import pool_summary
+    from tesp.envs import make_env
 
-    available = algo.task_env.task_pools()
-    if not available:
-        raise ConfigError(
-            f"env {algo.config.env!r} has no task pools (set env_config.pool_size > 0 when training)"
-        )
+    available = dict(algo.task_env.task_pools())
+    if FRESH in pools:
+        drawer = make_env(algo.config.env, algo.config.env_config)
+        drawer.np_random = np.random.default_rng(task_seed)
+        available[FRESH] = drawer.draw_tasks(pool_size or NUM_FRESH)
     jobs = [(p, s, available[p][:pool_size] if pool_size else available[p]) for p in pools for s in sigmas]
     rows, summary = [], {}
     with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting") as bar:
@@ -140,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = make_parser().parse_args(argv)
     try:
-        checkpoint = check_args(args)
+        checkpoint, pools = check_args(args)
         connect_ray(args.address, dashboard=False)
     except ConfigError as e:
         fail(str(e))
@@ -157,13 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         register_envs()
         algo = Algorithm.from_checkpoint(str(checkpoint))
         try:
-            rows, summary = evaluate(algo, args.pools, args.sigmas, args.pool_size)
+            rows, summary = evaluate(algo, pools, args.sigmas, args.pool_size, args.task_seed)
             meta = {
                 "checkpoint": str(checkpoint),
                 "algorithm": type(algo).__name__,
                 "env": algo.config.env,
                 "training_iteration": algo.iteration,
                 "num_inner_steps": algo.config.num_inner_steps,
+                "task_seed": args.task_seed if FRESH in pools else None,
             }
         finally:
             algo.stop()

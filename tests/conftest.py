@@ -42,6 +42,11 @@ def ray_session(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The fast lane (`pytest -m "not slow"`) leaves out the learning tests and the ones that start
+    # whole Ray nodes as well as those marked slow (end-to-end runs of main_train.py).
+    for item in items:
+        if item.get_closest_marker("learning") or item.get_closest_marker("ray_nodes"):
+            item.add_marker(pytest.mark.slow)
     # Tests that start and stop whole Ray nodes run first: `ray stop` ends every Ray process of
     # the machine, so they must finish before this session starts its own Ray.
     items.sort(key=lambda item: 0 if item.get_closest_marker("ray_nodes") else 1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +34,19 @@ def trial_dirs(experiment: Path) -> list[Path]:
 
 def results(trial: Path) -> list[dict]:
     return [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line.strip()]
+
+
+def pids() -> set[int]:
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+
+
+def kill_orphaned_ray(existing: set[int]) -> None:
+    """After a driver was SIGKILLed: end the Ray processes it left (re-parented to init), except
+    those in ``existing`` (the pids before it started). Raylet's agents outlive a killed group."""
+    for pid in pids() - existing:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if ppid == 1 and (cmd.startswith("ray::") or "site-packages/ray/" in cmd):
+                os.kill(pid, signal.SIGKILL)

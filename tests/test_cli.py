@@ -53,6 +53,26 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "tesp", "--set", "model.latent_kind=vectr"], ["'vectr'", "encoder"]),
         (["--env", "point", "--alg", "maml", "--set", "validation_freq=-1"], ["validation_freq=-1", ">= 0"]),
         (["--env", "wheeled", "--alg", "maml", "--set", "env_config.pool_size=-3"], ["pool_size", "-3"]),
+        (["--env", "point", "--alg", "maml", "--seed", "-1"], ["seed=-1", "integer >= 0"]),
+        (["--env", "point", "--alg", "maml", "--num-env-runners", "-1"], ["num_env_runners=-1", ">= 0"]),
+        (["--env", "point", "--alg", "maml", "--set", "gamma=1.5"], ["gamma=1.5", "[0, 1]"]),
+        (["--env", "point", "--alg", "maml", "--set", "lr=0"], ["lr=0", "> 0"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "first_order_mode=exact"],
+            ["first_order_mode='exact'", "fixed", "recompute"],
+        ),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "best_iterate_kl_target=-1"],
+            ["best_iterate_kl_target=-1", ">= 0"],
+        ),
+        (
+            ["--env", "point", "--alg", "mlsh", "--set", "num_envs_per_env_runner=0"],
+            ["num_envs_per_env_runner=0", ">= 1"],
+        ),
+        (
+            ["--env", "point", "--alg", "maml", "--storage-path", "/etc/hostname/results"],
+            ["--storage-path", "/etc/hostname/results", "not a writable folder"],
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):

@@ -12,7 +12,7 @@ import pytest
 from .conftest import REPO
 from .runner import results, run_main_train, trial_dirs
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 POOLS = ["D", "D'", "D''"]
 
@@ -87,7 +87,6 @@ def test_evaluation_command_writes_csv_and_json_next_to_the_checkpoint(wheeled_r
     [
         (["/nonexistent/ckpt"], "checkpoint '/nonexistent/ckpt' does not exist"),
         (["."], "holds no checkpoint"),
-        ([".", "--pools", "E"], "unknown pool 'E'; choose from: D, D', D''"),
         ([".", "--sigmas", "-1"], "must all be >= 0"),
     ],
 )
@@ -96,3 +95,63 @@ def test_bad_evaluation_input_gives_one_line_and_exit_2(args, expected):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], proc.stderr
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The single ``error:`` line of a run that stopped before Ray started (Ray logs to stderr)."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_an_unknown_pool_is_named_with_the_envs_pools(wheeled_run):
+    experiment, _ = wheeled_run
+    line = one_error_line(run_main_test(str(experiment), "--pools", "E"))
+    assert "unknown pool 'E'; choose from: D, D', D''" in line
+
+
+@pytest.fixture(scope="module")
+def point_run(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("point")
+    proc = run_main_train(
+        "--env", "point", "--alg", "maml", "--stop-iters", "1", "--storage-path", str(storage), "--name", "p",
+        "--set", "meta_batch_size=4", "--set", "episodes_per_task=4", "--set", "num_envs_per_env_runner=4",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return storage / "p"
+
+
+def test_a_checkpoint_of_an_env_without_pools_is_evaluated_on_fresh_seeded_tasks(point_run):
+    proc = run_main_test(str(point_run), "--pool-size", "3", "--task-seed", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(point_run)
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    summary = json.loads((trial / f"{checkpoint.name}-eval.json").read_text())
+    assert list(summary["pools"]) == ["fresh"] and summary["task_seed"] == 5
+    assert summary["pools"]["fresh"]["0.0"]["num_tasks"] == 3
+    with open(trial / f"{checkpoint.name}-eval.csv") as f:
+        goals = {(r["goal_x"], r["goal_y"]) for r in csv.DictReader(f)}
+    # The stated seed fixes the tasks: the same goals again, other goals with another seed.
+    again = run_main_test(str(point_run), "--pool-size", "3", "--task-seed", "5")
+    with open(trial / f"{checkpoint.name}-eval.csv") as f:
+        assert {(r["goal_x"], r["goal_y"]) for r in csv.DictReader(f)} == goals
+    assert again.returncode == 0
+    run_main_test(str(point_run), "--pool-size", "3", "--task-seed", "6")
+    with open(trial / f"{checkpoint.name}-eval.csv") as f:
+        assert {(r["goal_x"], r["goal_y"]) for r in csv.DictReader(f)} != goals
+
+
+def test_pools_of_an_env_without_pools_are_refused_before_ray_starts(point_run):
+    line = one_error_line(run_main_test(str(point_run), "--pools", "D"))
+    assert "unknown pool 'D' (env 'point' has no task pools); choose from: fresh" in line
+
+
+def test_a_checkpoint_without_adaptation_is_refused_before_ray_starts(tmp_path):
+    proc = run_main_train(
+        "--env", "movement_bandits", "--alg", "mlsh", "--stop-iters", "1", "--storage-path", str(tmp_path),
+        "--name", "m", "-W", "1", "-U", "1", "--set", "episodes_per_task=2", "--set", "num_envs_per_env_runner=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = one_error_line(run_main_test(str(tmp_path / "m")))
+    assert "is of MLSHAlgorithm, which has no adaptation to evaluate" in line

@@ -9,7 +9,7 @@ import pytest
 
 from tesp.cli import resolve_config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_killed_env_runner_tasks_are_resampled_and_training_continues(ray_session):

@@ -29,6 +29,7 @@ The test runs seed 0.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -43,12 +44,20 @@ SCALE = {
     "num_envs_per_env_runner": 10,
     "num_env_runners": 0,
 }
+# "shared": TESP's claim needs its control, the same shared policy trained by the same outer
+# loop with the encoder's output held at z = 0. With z constant nothing is adapted and only the
+# post-adaptation round reaches the outer loss, so that control is MAML with K = 0 inner steps
+# (same policy, same outer PPO steps, one sampling round per iteration).
+VARIANTS = {"shared": ("maml", {"num_inner_steps": 0})}
 GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0, "tesp": None}
+TESP_ADVANTAGE_MARGIN = 0.0  # calibrated below
 GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0, "tesp": 24.0}
 
 
+@functools.cache
 def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
-    config, _, _ = resolve_config(alg, "point", {**SCALE, "seed": seed})
+    name, extra = VARIANTS.get(alg, (alg, {}))
+    config, _, _ = resolve_config(name, "point", {**SCALE, **extra, "seed": seed})
     algo = config.build_algo()
     try:
         pre, post = [], []
@@ -77,6 +86,17 @@ def test_meta_learning_improves_post_adaptation_return(ray_session, alg):
     if GAP_MARGIN[alg] is not None:
         assert gap > GAP_MARGIN[alg], f"post - pre = {gap:.1f}; post-adaptation curve: {curve}"
     assert gain > GAIN_MARGIN[alg], f"final post - iteration-0 post = {gain:.1f}; curve: {curve}"
+
+
+@pytest.mark.ray
+@pytest.mark.learning
+def test_tesp_beats_the_same_shared_policy_without_its_encoder(ray_session):
+    _, tesp = learning_curve("tesp", seed=0)
+    _, shared = learning_curve("shared", seed=0)
+    advantage = float(tesp[-3:].mean() - shared[-3:].mean())
+    assert advantage > TESP_ADVANTAGE_MARGIN, (
+        f"TESP post-adaptation {tesp[-3:].mean():.1f} vs shared policy with z = 0 {shared[-3:].mean():.1f}"
+    )
 
 
 if __name__ == "__main__" and "--calibrate" in sys.argv:

@@ -17,9 +17,9 @@ import torch
 from tesp.algorithms.maml import MAMLConfig
 
 from .conftest import REPO
-from .runner import SMALL, main_train_cmd, results, run_main_train, trial_dirs
+from .runner import SMALL, kill_orphaned_ray, main_train_cmd, pids, results, run_main_train, trial_dirs
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 STAGE_KEYS = ["meta/return_stage_0", "meta/return_stage_1", "meta/return_pre", "meta/return_post"]
 OTHER_KEYS = [
@@ -161,6 +161,7 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
         "--env", "point", "--alg", "maml", "--stop-iters", str(stop), "--checkpoint-freq", "1",
         "--storage-path", str(tmp_path), "--name", "crash", *SMALL,
     ]  # fmt: skip
+    existing = pids()
     proc = subprocess.Popen(
         main_train_cmd(*args),
         cwd=REPO,
@@ -174,6 +175,8 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        time.sleep(1.0)
+        kill_orphaned_ray(existing)
     (trial,) = trial_dirs(exp)
     # Tune resumes from the newest checkpoint its experiment state had registered; a kill while the
     # next one was being committed can leave that one on disk unregistered. Record every candidate.

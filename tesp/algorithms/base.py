@@ -61,6 +61,17 @@ class TaskAlgorithmConfig(AlgorithmConfig):
     def validate(self) -> None:
         # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
         log_once(f"{self.algo_class.__name__}_on_new_api_stack")
+        self.check(
+            [
+                (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
+                (0 <= self.gamma <= 1, "gamma", "a number in [0, 1]"),
+                (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
+                (self.num_env_runners >= 0, "num_env_runners", "an integer >= 0"),
+                (self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "an integer >= 1"),
+                (self.num_cpus_per_env_runner > 0, "num_cpus_per_env_runner", "a number > 0"),
+                (self.seed is None or self.seed >= 0, "seed", "an integer >= 0"),
+            ]
+        )
         super().validate()
 
     def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:

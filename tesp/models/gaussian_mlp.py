@@ -14,7 +14,7 @@ every observation. Where ``z`` comes from is ``latent_kind``:
   ``latent`` buffer, which the learner fills for each task;
 - ``"distribution"`` (MAESN, Gupta et al. 2018): each of the ``num_task_latents`` training
   tasks has a latent distribution N(mu_i, diag(sigma_i^2)) (``task_latent_mean`` and
-  ``task_latent_log_std``, learner only, initialised to the prior N(0, I)). ``z = mu + sigma * eps``
+  ``task_latent_log_std``, learner only; means drawn from N(0, I), log-stds 0). ``z = mu + sigma * eps``
   with ``eps ~ N(0, I)`` drawn once per episode on the EnvRunner (the env-to-module connector)
   and recorded with every step. EnvRunners hold the task's ``latent_mean`` and
   ``latent_log_std`` buffers (default: the prior, which is where unseen tasks start).
@@ -126,7 +126,7 @@ class GaussianMLPModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
             self.latent_noise_dim = self.latent_dim
             self.register_buffer("latent_mean", torch.zeros(self.latent_dim))
             self.register_buffer("latent_log_std", torch.zeros(self.latent_dim))
-            self.task_latent_mean = nn.Parameter(torch.zeros(num, self.latent_dim))
+            self.task_latent_mean = nn.Parameter(torch.randn(num, self.latent_dim))
             self.task_latent_log_std = nn.Parameter(torch.zeros(num, self.latent_dim))
         elif self.latent_kind is not None:
             raise ValueError(f"latent_kind={self.latent_kind!r} is invalid: choose from {LATENT_KINDS}")

@@ -13,10 +13,18 @@ exploration strategy.
 
 This is the method the original TESP release named ``maesn`` but did not train (its
 ``main_train.py`` replaced the latent model, so it trained Meta-SGD, spec §1.4); the latent
-*vector* baseline that release intended is ``adaptsv`` here. Differences from the paper
-that are choices of this implementation: the inner loop is the engine's VPG with GAE on a
-linear baseline (the paper: VPG), the outer step PPO-clip or TRPO (the paper: TRPO), and the
-policy parameters are adapted only with ``adapted_params=["latent", "policy"]``.
+*vector* baseline that release intended is ``adaptsv`` here.
+
+Defaults, checked against the authors' release (russellmendonca/maesn_suite: its MAESN policy
+and launchers): the inner loop adapts the latent distributions only (their policy-parameter step
+is multiplied by a ``param_deg`` of 0 unless asked for; here ``adapted_params=["latent",
+"policy"]``); the latent step sizes are learned, one per latent dimension shared by the tasks,
+initialised to the launchers' fast learning rate (0.5 and 1 were swept; 0.5 here) and not clipped;
+the prior KL weight was swept over 0.1 and 0.5 (0.1 here); the latent means start from N(0, 1)
+per task and the log-stds from 0; advantages are standardised per batch (rllab's
+``center_adv``). Choices of this implementation: the inner loop is the engine's VPG with GAE on a
+linear baseline, the outer step PPO-clip or TRPO (the release: TRPO), and any number of inner
+steps (the release: one).
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ class MAESNConfig(MAMLConfig):
         super().__init__(algo_class=algo_class or MAESN)
         self.adapted_params = ["latent"]
         self.learn_step_sizes = True
-        self.inner_lr = 0.001  # initial step size of every mu and log-sigma element
-        self.latent_prior_coeff = 1.0
+        self.inner_lr = 0.5  # initial step size of every mu and log-sigma element
+        self.step_size_bound = float("inf")  # the release does not clip its latent step sizes
+        self.latent_prior_coeff = 0.1
+        self.normalize_advantages = True
         self._model_config = {**self._model_config, "latent_dim": 4, "latent_kind": "distribution"}
 
     def train_pool_size(self) -> int:

@@ -131,7 +131,6 @@ class MAMLConfig(TaskAlgorithmConfig):
         kind = self.model_config.get("latent_kind", "vector") if latent else None
         checks = [
             (self.meta_batch_size >= 1, "meta_batch_size", "an integer >= 1"),
-            (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
             (self.num_inner_steps >= 0, "num_inner_steps", "an integer >= 0"),
             (self.outer_optimizer in OUTER_OPTIMIZERS, "outer_optimizer", f"one of {OUTER_OPTIMIZERS}"),
             (self.num_outer_steps >= 1, "num_outer_steps", "an integer >= 1"),
@@ -140,7 +139,10 @@ class MAMLConfig(TaskAlgorithmConfig):
             (self.step_size_bound > 0, "step_size_bound", "a number > 0"),
             (self.max_kl > 0, "max_kl", "a number > 0"),
             (0 < self.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "a number in (0, 1)"),
-            (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
+            (self.lr > 0, "lr", "a number > 0"),
+            (self.cg_iters >= 1, "cg_iters", "an integer >= 1"),
+            (self.cg_damping >= 0, "cg_damping", "a number >= 0"),
+            (self.ls_max_steps >= 1, "ls_max_steps", "an integer >= 1"),
             (self.clip_param > 0, "clip_param", "a number > 0"),
             (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
             (self.latent_prior_coeff >= 0, "latent_prior_coeff", "a number >= 0"),

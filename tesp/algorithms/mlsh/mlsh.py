@@ -71,12 +71,10 @@ class MLSHConfig(TaskAlgorithmConfig):
             (self.warmup_iters >= 0, "warmup_iters", "an integer >= 0"),
             (self.joint_iters >= 1, "joint_iters", "an integer >= 1"),
             (self.num_parallel_tasks >= 1, "num_parallel_tasks", "an integer >= 1"),
-            (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
             (self.master_lr > 0 and self.sub_lr > 0, "master_lr", "a number > 0 (sub_lr too)"),
             (self.num_epochs >= 1, "num_epochs", "an integer >= 1"),
             (self.minibatch_size >= 1, "minibatch_size", "an integer >= 1"),
             (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
-            (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
             (self.sub_entropy_coeff >= 0, "sub_entropy_coeff", "a number >= 0"),
         ]
         self.check(checks)
