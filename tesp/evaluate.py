@@ -112,7 +112,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
             f"cannot write the results next to the checkpoint: {str(checkpoint.parent)!r} is read-only"
         )
     algo_cls, config = saved_config(checkpoint)
-    if not hasattr(algo_cls, "evaluate"):
+    if not hasattr(algo_cls, "evaluate_adaptation"):
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
             "main_test.py evaluates maml, meta_sgd, adaptsv, maesn, tesp and tesp_adapt_policy checkpoints"
@@ -152,7 +152,7 @@ def evaluate(
         for pool, sigma, tasks in jobs:
             bar.set_postfix(pool=pool, sigma=sigma)
             noisy = [dict(t, obs_noise_std=sigma) for t in tasks]
-            rollouts = algo.evaluate(noisy, progress=bar.update)
+            rollouts = algo.evaluate_adaptation(noisy, progress=bar.update)
             summary.setdefault(pool, {})[str(sigma)] = pool_summary(rollouts) | {"num_tasks": len(tasks)}
             rows += task_rows(pool, sigma, tasks, rollouts)
     return rows, summary

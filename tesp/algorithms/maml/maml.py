@@ -266,7 +266,7 @@ class MAML(TaskAlgorithm):
                 rollout.timings["adapt"] += time.perf_counter() - t0
         return rollout
 
-    def evaluate(
+    def evaluate_adaptation(
         self, tasks: list[Task], chunk: int | None = None, progress: Callable[[int], None] | None = None
     ) -> list[Rollout]:
         """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time."""
@@ -291,7 +291,7 @@ class MAML(TaskAlgorithm):
             tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
             if not tasks:
                 continue
-            out[name] = pool_summary(self.evaluate(tasks))
+            out[name] = pool_summary(self.evaluate_adaptation(tasks))
         return out
 
     @property
