@@ -2,8 +2,8 @@
 
 :class:`TaskEnvRunner` is RLlib's ``SingleAgentEnvRunner`` (same env creation, RLModule, connector
 pipelines, weight loading, fault tolerance) with one more entry point, :meth:`sample_task`, that
-collects exactly what the methods assume of a sampling round (Lan et al. 2019, §4; Finn et al.
-2017, §3): ``num_episodes`` complete episodes of one task, **one complete episode per sub-env**,
+collects exactly what the methods assume of a sampling round (Lan et al. 2019; Finn et al.
+2017): ``num_episodes`` complete episodes of one task, **one complete episode per sub-env**,
 every episode kept to its end whatever its length. RLlib's ``sample(num_episodes=n)`` instead
 returns the first ``n`` episodes to finish, which over-represents short (usually successful)
 episodes, and re-seeds every sub-env with the same seed at every call, which replays the same env
