@@ -206,7 +206,11 @@ def test_sub_entropy_bonus_spreads_the_sub_policies(algo, monkeypatch):
     policy = learner.policy
     weights = learner.slot_weights([0])
     batch = algo.sampler.sample([SampleJob(0, algo.slots[0]["task"], weights[0])])[0].batch
-    batch.advantages = np.zeros_like(batch.advantages)  # no policy-gradient signal at all
+    # No policy-gradient signal at all: zero advantages (the linear-baseline mode takes them
+    # from the batch) and a fixed observation filter.
+    batch.advantages = np.zeros_like(batch.advantages)
+    monkeypatch.setattr(learner.config, "baseline", "linear")
+    monkeypatch.setattr(policy, "obs_normalization", False)
     obs = torch.as_tensor(batch.obs[batch.mask > 0])
     with torch.no_grad():
         for sub in policy.subs:
@@ -226,6 +230,72 @@ def test_sub_entropy_bonus_spreads_the_sub_policies(algo, monkeypatch):
     monkeypatch.setattr(learner.config, "sub_entropy_coeff", 0.1)
     learner.update_mlsh({0: batch}, joint=[0])
     assert entropy() > before + 0.05
+
+
+@pytest.mark.ray
+def test_advantages_use_the_value_function_of_the_policy_that_acted(algo):
+    """Sub-policy steps are credited against the acting sub-policy's value function, macro steps
+    against the slot's master's; PPO's value loss then moves each value toward its targets."""
+    from tesp.algorithms.mlsh.learner import advantages_and_targets, macro_steps
+    from tesp.meta.sampler import SampleJob
+
+    learner = algo.learner_group._learner
+    policy, cfg = learner.policy, learner.config
+    weights = learner.slot_weights([0])
+    batch = algo.sampler.sample([SampleJob(0, algo.slots[0]["task"], weights[0])])[0].batch
+    batch.rewards = np.ones_like(batch.rewards) * batch.mask  # a return every value must learn
+    with torch.no_grad():  # constant value functions: 3 for sub-policy 0, 7 for 1, -2 for the master
+        for vf, level in [(policy.sub_vfs[0], 3.0), (policy.sub_vfs[1], 7.0), (policy.masters[0].vf, -2.0)]:
+            vf[-1].weight.zero_()
+            vf[-1].bias.fill_(level)
+    subs = batch.extras[SUB_POLICY]
+    expected_values = np.where(subs == 0, 3.0, 7.0) * batch.mask
+    adv, targets = advantages_and_targets(
+        batch.obs, batch.rewards, batch.mask, expected_values, cfg.gamma, cfg.gae_lambda
+    )
+    data = learner._sub_data([batch], learned=True)
+    keep = batch.mask > 0
+    torch.testing.assert_close(data["values"], torch.as_tensor(expected_values[keep], dtype=torch.float32))
+    torch.testing.assert_close(data["targets"], torch.as_tensor(targets[keep]))
+    macro = macro_steps(batch)
+    master_data = learner._master_data(policy.masters[0], macro, learned=True)
+    _, master_targets = advantages_and_targets(
+        macro["obs"], macro["rewards"], macro["mask"], -2.0 * macro["mask"], cfg.gamma, cfg.gae_lambda
+    )
+    torch.testing.assert_close(master_data["targets"], torch.as_tensor(master_targets[macro["mask"] > 0]))
+    # Master and sub-policy value functions move toward their (larger) targets (without the
+    # value loss the zeroed heads would keep every value exactly at its level; the sub-policies
+    # learn slowly, lr 3e-4 and a change clipped to +-0.2).
+    for name in ("subs", "master_0"):  # no momentum from earlier updates
+        learner.get_optimizer("default_policy", name).state.clear()
+    learner.update_mlsh({0: batch}, joint=[0])
+    with torch.no_grad():
+        obs = torch.as_tensor(batch.obs[keep])
+        assert policy.master_value(policy.masters[0], obs).mean() > -2.0 + 0.1
+        for k, level in ((0, 3.0), (1, 7.0)):
+            acted = torch.as_tensor(subs[keep]) == k
+            if acted.any():
+                assert policy.sub_values(obs[acted], torch.full((int(acted.sum()),), k)).mean() > level + 0.02
+
+
+def test_running_mean_std_matches_the_statistics_of_everything_seen():
+    from tesp.nn.normalization import RunningMeanStd
+
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(loc=[3.0, -1.0], scale=[2.0, 0.01], size=(n, 2)) for n in (1, 17, 250)]
+    f = RunningMeanStd(2, clip=5.0, min_var=1e-2)
+    x = torch.as_tensor([[3.0, -1.0]])
+    torch.testing.assert_close(f(x), x)  # identity before any update
+    for p in parts:
+        f.update(torch.as_tensor(p, dtype=torch.float32))
+    seen = np.concatenate(parts)
+    np.testing.assert_allclose(f.mean.numpy(), seen.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(f.var.numpy(), seen.var(0), rtol=1e-5)
+    out = f(torch.as_tensor(seen, dtype=torch.float32)).numpy()
+    assert abs(out[:, 0].mean()) < 1e-4 and out[:, 0].std() == pytest.approx(1.0, abs=1e-3)
+    # The barely varying coordinate is divided by sqrt(min_var), not by its own tiny std.
+    np.testing.assert_allclose(out[:, 1], (seen[:, 1] - seen[:, 1].mean()) / 0.1, rtol=1e-3, atol=1e-4)
+    assert np.abs(f(torch.tensor([[1e3, 1e3]])).numpy()).max() == 5.0  # clipped
 
 
 @pytest.mark.ray

@@ -1,6 +1,7 @@
 """Outer (meta) objectives and the TRPO step.
 
-- PPO-clip surrogate (Schulman et al. 2017, eq. 7), the TESP reference's outer loss (spec §1.3).
+- PPO-clip surrogate (Schulman et al. 2017, eq. 7), the TESP reference's outer loss (spec §1.3),
+  and PPO's clipped value loss.
 - TRPO (Schulman et al. 2015, appendix C), the MAML paper's outer step: the search direction
   solves ``F x = g`` by conjugate gradient with Hessian-vector products of the mean KL, then a
   backtracking line search keeps the step whose surrogate improves and whose KL stays below
@@ -29,6 +30,15 @@ def ppo_clip_loss(
     """``-mean(min(rho A, clip(rho, 1-eps, 1+eps) A))`` with ``rho = exp(logp - logp_old)``."""
     ratio = torch.exp(logp - logp_old)
     return -masked_mean(torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv), mask)
+
+
+def clipped_value_loss(
+    values: torch.Tensor, values_old: torch.Tensor, targets: torch.Tensor, clip: float
+) -> torch.Tensor:
+    """PPO's value loss with the prediction's change clipped to ``+-clip`` (the OpenAI baselines
+    form): ``0.5 mean(max((v - R)^2, (v_old + clip(v - v_old) - R)^2))``."""
+    clipped = values_old + torch.clamp(values - values_old, -clip, clip)
+    return 0.5 * torch.max((values - targets).pow(2), (clipped - targets).pow(2)).mean()
 
 
 def policy_gradient_surrogate(

@@ -61,6 +61,10 @@ class MLSHConfig(TaskAlgorithmConfig):
         self.random_sub_prob = 0.1  # the master's choice is replaced by a random sub-policy
         self.gae_lambda = 0.98
         self.sub_entropy_coeff = 0.0  # entropy bonus in the sub-policies' PPO loss
+        # "value_function": each master and sub-policy learns a value function (the reference's
+        # choice); "linear": the linear feature baseline refit on every batch.
+        self.baseline = "value_function"
+        self.obs_normalization = True  # running mean/std filter on every network's input
         self._model_config = {"hidden": [64, 64], "activation": "tanh"}
 
     @override(AlgorithmConfig)
@@ -76,6 +80,8 @@ class MLSHConfig(TaskAlgorithmConfig):
             (self.minibatch_size >= 1, "minibatch_size", "an integer >= 1"),
             (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
             (self.sub_entropy_coeff >= 0, "sub_entropy_coeff", "a number >= 0"),
+            (self.baseline in ("value_function", "linear"), "baseline", "'value_function' or 'linear'"),
+            (isinstance(self.obs_normalization, bool), "obs_normalization", "true or false"),
         ]
         self.check(checks)
         super().validate()
@@ -88,6 +94,7 @@ class MLSHConfig(TaskAlgorithmConfig):
             "macro_duration": self.macro_duration,
             "random_sub_prob": self.random_sub_prob,
             "num_masters": self.num_parallel_tasks,
+            "obs_normalization": self.obs_normalization,
         }
 
     @override(AlgorithmConfig)

@@ -4,11 +4,14 @@ A master policy picks one of ``num_subs`` sub-policies every ``macro_duration`` 
 chosen sub-policy acts until the next choice. Sub-policies are shared by every task; each task
 has its own master.
 
-- ``master``: an MLP from the observation to ``num_subs`` logits (the master that EnvRunners
-  act with; the learner keeps one master per concurrently trained task in ``masters``);
+- ``master``: a :class:`Master`, an MLP from the observation to ``num_subs`` logits and an MLP
+  value function of the macro-step return (the master that EnvRunners act with; the learner
+  keeps one master per concurrently trained task in ``masters``);
 - ``subs``: ``num_subs`` MLPs from the observation to the action distribution's inputs:
   logits for a ``Discrete`` action space, ``[mean, log_std]`` for a ``Box`` (a state-independent
-  log-std per sub-policy).
+  log-std per sub-policy), and ``sub_vfs``, one MLP value function per sub-policy;
+- ``obs_filter``: a running mean/std normalisation of the observation that every network reads
+  (``obs_normalization``; the reference normalises each network's input the same way).
 
 On the EnvRunner the env-to-module connector tells the module, per sub-env, the position within
 the current macro step (``macro_t``) and the sub-policy in charge (``sub_policy``). At
@@ -32,6 +35,7 @@ from ray.rllib.utils.annotations import override
 from torch import nn
 
 from tesp.models.init import normc_
+from tesp.nn.normalization import RunningMeanStd
 from tesp.models.rl_module import StatelessModeTorchRLModule
 
 SUB_POLICY = "sub_policy"
@@ -47,10 +51,13 @@ DEFAULT_MODEL_CONFIG = {
     "random_sub_prob": 0.1,
     "num_masters": 1,  # masters kept by the learner: one per concurrently trained task
     "init_log_std": 0.0,
+    "obs_normalization": True,
 }
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: list[int], out_dim: int, activation: str, head_std: float = 0.01
+) -> nn.Sequential:
     act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
     layers: list[nn.Module] = []
     for width in hidden:
@@ -60,7 +67,7 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str) -> nn.Seq
         layers += [linear, act()]
         in_dim = width
     head = nn.Linear(in_dim, out_dim)
-    normc_(head.weight, 0.01)
+    normc_(head.weight, head_std)
     nn.init.zeros_(head.bias)
     return nn.Sequential(*layers, head)
 
@@ -69,6 +76,22 @@ def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
     """One draw per row from softmax(logits) (torch.distributions.Categorical builds and checks a
     distribution object per call, a visible cost at one call per env step)."""
     return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+
+
+class Master(nn.Module):
+    """One task's master: logits over the sub-policies and a value function, both of the
+    (normalised) observation at the start of a macro step."""
+
+    def __init__(self, obs_dim: int, hidden: list[int], num_subs: int, activation: str) -> None:
+        super().__init__()
+        self.pi = mlp(obs_dim, hidden, num_subs, activation)
+        self.vf = mlp(obs_dim, hidden, 1, activation, head_std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.pi(obs)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.vf(obs).squeeze(-1)
 
 
 class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
@@ -86,23 +109,44 @@ class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
         self.subs = nn.ModuleList(
             mlp(self.obs_dim, self.hidden, self.act_dim, self.activation) for _ in range(self.num_subs)
         )
+        self.sub_vfs = nn.ModuleList(
+            mlp(self.obs_dim, self.hidden, 1, self.activation, head_std=1.0) for _ in range(self.num_subs)
+        )
+        self.obs_normalization = bool(cfg["obs_normalization"])
+        self.obs_filter = RunningMeanStd(self.obs_dim)
         if not self.discrete:
             self.sub_log_std = nn.Parameter(
                 torch.full((self.num_subs, self.act_dim), float(cfg["init_log_std"]))
             )
         self.masters = nn.ModuleList(self.new_master() for _ in range(int(cfg["num_masters"])))
 
-    def new_master(self) -> nn.Sequential:
-        return mlp(self.obs_dim, self.hidden, self.num_subs, self.activation)
+    def new_master(self) -> Master:
+        return Master(self.obs_dim, self.hidden, self.num_subs, self.activation)
 
     def sub_parameters(self) -> list[nn.Parameter]:
         extra = [self.sub_log_std] if not self.discrete else []
-        return [*self.subs.parameters(), *extra]
+        return [*self.subs.parameters(), *self.sub_vfs.parameters(), *extra]
 
-    # -- distributions ------------------------------------------------------------------
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_filter(obs) if self.obs_normalization else obs
+
+    # -- distributions and values (of raw observations) ---------------------------------
+    def master_logits(self, master: Master, obs: torch.Tensor) -> torch.Tensor:
+        return master(self.normalize(obs))
+
+    def master_value(self, master: Master, obs: torch.Tensor) -> torch.Tensor:
+        return master.value(self.normalize(obs))
+
+    def sub_values(self, obs: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+        """The value function of sub-policy ``sub[i]`` at ``obs[i]``."""
+        z = self.normalize(obs)
+        out = torch.cat([vf(z) for vf in self.sub_vfs], dim=1)  # [B, K]
+        return out.gather(1, sub.long().view(-1, 1)).squeeze(1)
+
     def sub_dist_inputs(self, obs: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
         """The action distribution's inputs of sub-policy ``sub[i]`` at ``obs[i]``."""
-        out = torch.stack([s(obs) for s in self.subs], dim=1)  # [B, K, act_dim]
+        z = self.normalize(obs)
+        out = torch.stack([s(z) for s in self.subs], dim=1)  # [B, K, act_dim]
         chosen = out.gather(1, sub.long().view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
         if self.discrete:
             return chosen
@@ -141,7 +185,7 @@ class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
     def _act(self, batch, explore: bool):
         obs = batch[Columns.OBS]
         with torch.no_grad():
-            logits = self.master(obs)
+            logits = self.master_logits(self.master, obs)
             if explore:
                 choice = sample_categorical(logits)
                 swap = torch.rand(choice.shape) < self.random_sub_prob
