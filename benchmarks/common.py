@@ -33,8 +33,8 @@ def sampler_rate(
 ) -> float:
     """Env steps per second of the engine's sampling path (``MultiTaskSampler.sample``): every
     task with its own weights on the EnvRunner it is dealt to, baseline fit and GAE included."""
-    from tesp.cli import resolve_config
     from tesp.meta.sampler import SampleJob
+    from tesp.settings import resolve_config
 
     settings = {
         "num_env_runners": runners,
@@ -45,7 +45,7 @@ def sampler_rate(
     config, _, _ = resolve_config(alg, env, settings | (overrides or {}))
     algo = config.build_algo()
     try:
-        _, (weights, *_) = algo.on_learner(lambda learner: learner.start_tasks([-1]))
+        (weights, *_) = algo.on_learner(lambda learner: learner.start_tasks([-1]))
         task_list = algo.task_env.sample_tasks(tasks)
         jobs = [SampleJob(i, t, weights) for i, t in enumerate(task_list)]
         algo.sampler.sample(jobs)  # warm-up

@@ -32,8 +32,8 @@ SCALE = {
 
 def run_seed(seed: int, args) -> tuple[int, float, int] | None:
     """Train until the threshold; return (iterations, training seconds, env steps) or None."""
-    from tesp.cli import resolve_config
     from tesp.config_overrides import parse_set
+    from tesp.settings import resolve_config
 
     config, _, _ = resolve_config("maml", "point", {**SCALE, "seed": seed, **parse_set(args.set)})
     algo = config.build_algo()

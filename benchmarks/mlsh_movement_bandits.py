@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from tesp.algorithms.mlsh.diagnostics import best_master_return, forced_sub_returns
-    from tesp.cli import resolve_config
     from tesp.config_overrides import parse_set
     from tesp.envs import make_env
+    from tesp.settings import resolve_config
 
     start_ray(num_cpus=1)
     overrides = {"seed": args.seed, "num_env_runners": 0, **parse_set(args.set)}

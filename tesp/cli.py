@@ -1,28 +1,27 @@
 """``main_train.py``: meta-train one (env, alg) pair under Ray Tune.
 
-Settings are applied in this order, later ones winning: the algorithm's defaults, the
-shipped ``configs/<env>/<alg>.yaml`` (if any), each ``--config FILE``, each ``--set
-key=value``, then the dedicated flags (``--seed``, ``--num-env-runners``, ...).
-Bad input ends the program with one ``error:`` line on stderr and exit code 2.
+The flags become settings overrides, resolved and validated by :mod:`tesp.settings` (the
+method's defaults < the shipped config < ``--config`` < ``--set`` < flags) before Ray starts;
+a method's own flags come from its registry entry. Bad input ends the program with one
+``error:`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import os
 import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
-from tesp.config_overrides import RUN_DEFAULTS, ConfigError, load_file, parse_set, split_overrides
-from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, canonical, canonical_env
+from tesp import settings as tesp_settings
+from tesp.config_overrides import RUN_DEFAULTS, ConfigError, parse_set
+from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, METHODS, Flag, canonical
+from tesp.settings import check_writable
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 EXIT_BAD_INPUT = 2
 
 logger = logging.getLogger("tesp")
@@ -38,13 +37,17 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-# Flags the seed's MLSH command line used, with the config key each sets.
-MLSH_FLAGS = [
-    (("-W", "--warmup-iters"), "warmup_iters", "master-only iterations per task (W)"),
-    (("-U", "--joint-iters"), "joint_iters", "master and sub-policy iterations per task (U)"),
-    (("--num-subs",), "num_subs", "number of shared sub-policies"),
-    (("--macro-duration",), "macro_duration", "steps between the master's choices"),
-]
+def method_flags() -> dict[tuple[str, ...], tuple[Flag, list[str]]]:
+    """Every method's own flags, by their names, with the methods that take each."""
+    out: dict[tuple[str, ...], tuple[Flag, list[str]]] = {}
+    for name, method in METHODS.items():
+        for flag in method.flags:
+            out.setdefault(flag.names, (flag, []))[1].append(name)
+    return out
+
+
+def dest(flag: Flag) -> str:
+    return "flag_" + flag.names[-1].lstrip("-").replace("-", "_")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -108,72 +111,40 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50",
     )
-    mlsh = parser.add_argument_group("MLSH (--alg mlsh)")
-    for flags, key, text in MLSH_FLAGS:
-        mlsh.add_argument(*flags, dest=key, type=int, default=None, metavar="N", help=text)
-    parser.add_argument(
-        "--tesp-adapt-policy",
-        "--tesp_adapt_policy",
-        action="store_true",
-        help="with --alg tesp: adapt the shared policy too (the same as --alg tesp_adapt_policy)",
-    )
+    groups: dict[str, Any] = {}
+    for flag, algs in method_flags().values():
+        title = ", ".join(algs)
+        group = groups.setdefault(title, parser.add_argument_group(f"{title} (--alg {' / '.join(algs)})"))
+        if flag.type is None:
+            group.add_argument(*flag.names, dest=dest(flag), action="store_true", help=flag.help)
+        else:
+            group.add_argument(
+                *flag.names, dest=dest(flag), type=flag.type, default=None, metavar="N", help=flag.help
+            )
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
     return parser
 
 
 @dataclass
 class Plan:
-    algo_cls: type
-    config: Any  # the algorithm config, possibly holding grid_search values
-    run: dict[str, Any]
+    settings: tesp_settings.Settings
     name: str
     storage_path: str
 
 
-def resolve_config(alg: str, env: str, overrides: dict[str, Any] | None = None, config_files: list[str] = ()):
-    """The algorithm config and run settings for (alg, env): defaults, then the shipped
-    ``configs/<env>/<alg>.yaml``, then ``config_files``, then ``overrides`` (dotted keys).
-
-    Raises ConfigError for unknown names, keys or ill-typed values (not for invalid combinations:
-    call ``config.validate()`` for those).
-    """
-    alg_name = canonical(alg)
-    if alg_name not in ALGS:
-        raise ConfigError(f"unknown --alg {alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
-    env = canonical_env(env)
-    if env not in ENVS:
-        raise ConfigError(
-            f"unknown --env {env!r}; choose from: {', '.join(sorted(ENVS) + sorted(ENV_ALIASES))}"
-        )
-    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-
-    config = ALGS[alg_name].get_default_config()
-    algo_defaults = config.to_dict()
-    featured = sorted(set(algo_defaults) - set(AlgorithmConfig().to_dict()))
-    merged: dict[str, Any] = {}
-    default_file = CONFIG_DIR / env / f"{alg_name}.yaml"
-    for path in ([default_file] if default_file.is_file() else []) + list(config_files):
-        merged.update(load_file(path))
-    merged.update(overrides or {})
-    groups = split_overrides(merged, algo_defaults, ENVS[env], featured)
-    config.environment(env, env_config=groups["env_config"])
-    config.rl_module(model_config={**config._model_config, **groups["model"]})
-    config.update_from_dict(groups["algo"])
-    return config, {**RUN_DEFAULTS, **groups["run"]}, groups
-
-
 def build_plan(args: argparse.Namespace) -> Plan:
     """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
-    if args.tesp_adapt_policy:
-        if canonical(args.alg) not in ("tesp", "tesp_adapt_policy"):
-            raise ConfigError(f"--tesp-adapt-policy only applies to --alg tesp, not --alg {args.alg!r}")
-        args.alg = "tesp_adapt_policy"
     overrides = parse_set(args.set)
-    for flags, key, _ in MLSH_FLAGS:
-        if getattr(args, key) is not None:
-            if canonical(args.alg) != "mlsh":
-                raise ConfigError(f"{'/'.join(flags)} only applies to --alg mlsh, not --alg {args.alg!r}")
-            overrides[key] = getattr(args, key)
+    alg = canonical(args.alg)
+    for flag, algs in method_flags().values():
+        value = getattr(args, dest(flag))
+        if value is None or value is False:
+            continue
+        if alg not in algs:
+            raise ConfigError(
+                f"{'/'.join(flag.names)} only applies to --alg {', '.join(algs)}, not --alg {args.alg!r}"
+            )
+        overrides[flag.key] = flag.value if flag.type is None else value
     for flag, key in (
         ("seed", "seed"),
         ("num_env_runners", "num_env_runners"),
@@ -182,63 +153,12 @@ def build_plan(args: argparse.Namespace) -> Plan:
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    config, run, groups = resolve_config(args.alg, args.env, overrides, args.config)
-    if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
-        raise ConfigError(
-            f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0"
-        )
-    if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
-        raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
-    for variant in grid_variants(config, groups):
-        check_env_config(variant.env, variant.env_config)
-        try:
-            variant.validate()
-        except ValueError as e:
-            raise ConfigError(str(e).strip().splitlines()[0]) from None
-    alg_name = canonical(args.alg)
-    name = args.name or f"{alg_name}-{canonical_env(args.env)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = tesp_settings.resolve(args.alg, args.env, overrides, args.config)
+    tesp_settings.check(settings)
+    name = args.name or f"{settings.alg}-{settings.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
     check_writable(storage, "--storage-path")
-    return Plan(ALGS[alg_name], config, run, name, storage)
-
-
-def grid_variants(config, groups: dict[str, dict[str, Any]]):
-    """One config per combination of grid_search values (for validation)."""
-    swept = [
-        (g, k, v["grid_search"])
-        for g, kv in groups.items()
-        for k, v in kv.items()
-        if isinstance(v, dict) and "grid_search" in v
-    ]
-    for combo in itertools.product(*[values for _, _, values in swept]) if swept else [()]:
-        variant = config.copy(copy_frozen=False)
-        for (group, key, _), value in zip(swept, combo, strict=True):
-            if group == "algo":
-                variant.update_from_dict({key: value})
-            elif group == "env_config":
-                variant.environment(env_config={**variant.env_config, key: value})
-            elif group == "model":
-                variant.rl_module(model_config={**variant._model_config, key: value})
-        yield variant
-
-
-def check_writable(path: str, flag: str) -> None:
-    """``path`` exists as a writable folder, or can be created (its nearest existing parent is)."""
-    existing = Path(path)
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path!r} cannot be written ({str(existing)!r} is not a writable folder)")
-
-
-def check_env_config(env: str, env_config: dict[str, Any]) -> None:
-    """Build the env once, so a bad env_config value fails here with one line (not in every EnvRunner)."""
-    from tesp.envs import make_env
-
-    try:
-        make_env(env, env_config).close()
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"env_config for --env {env!r} is invalid: {str(e).splitlines()[0]}") from None
+    return Plan(settings, name, storage)
 
 
 def check_address(address: str) -> None:
@@ -276,48 +196,46 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
     from ray import tune
 
     from tesp.envs import register_envs
-    from tesp.progress import MetaProgress
+    from tesp.progress import Progress
 
     register_envs()
+    s = plan.settings
     if resume is not None:
         tuner = tune.Tuner.restore(
-            resume, trainable=plan.algo_cls, resume_unfinished=True, resume_errored=True
+            resume, trainable=s.method.algo_class, resume_unfinished=True, resume_errored=True
         )
     else:
         run_config = tune.RunConfig(
             name=plan.name,
             storage_path=plan.storage_path,
-            stop={"training_iteration": plan.run["stop_iters"]},
+            stop={"training_iteration": s.run["stop_iters"]},
             checkpoint_config=tune.CheckpointConfig(
-                checkpoint_frequency=plan.run["checkpoint_freq"],
+                checkpoint_frequency=s.run["checkpoint_freq"],
                 checkpoint_at_end=True,
                 # Tune syncs its experiment state (which checkpoint to resume from, and the
                 # result files) to storage every `num_to_keep` trial checkpoints, else only
                 # every >= 10 s. Keeping 1 makes every checkpoint a consistent resume point.
-                num_to_keep=plan.run["keep_checkpoints"],
+                num_to_keep=s.run["keep_checkpoints"],
             ),
-            verbose=0,  # MetaProgress prints one line per iteration instead
-            callbacks=[MetaProgress()],
+            verbose=0,  # Progress prints one line per iteration instead
+            callbacks=[Progress(s.method.summary)],
         )
-        tuner = tune.Tuner(plan.algo_cls, param_space=plan.config, run_config=run_config)
+        tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
     results = tuner.fit()
-    return report(results, resume or os.path.join(plan.storage_path, plan.name))
+    return report(results, resume or os.path.join(plan.storage_path, plan.name), s.method.summary)
 
 
-def report(results, experiment_path: str) -> int:
+def report(results, experiment_path: str, summary) -> int:
     failed = 0
     print(f"\nExperiment: {experiment_path}")
     for result in results:
-        meta = (result.metrics or {}).get("meta", {})
-        iters = (result.metrics or {}).get("training_iteration", 0)
+        metrics = result.metrics or {}
+        iters = metrics.get("training_iteration", 0)
         if result.error is not None:
             failed += 1
             print(f"  trial FAILED after {iters} iterations: {str(result.error).splitlines()[0]}")
         else:
-            pre, post = meta.get("return_pre", float("nan")), meta.get("return_post", float("nan"))
-            print(
-                f"  trial finished {iters} iterations: return pre-adaptation {pre:.2f}, post-adaptation {post:.2f}"
-            )
+            print(f"  trial finished {iters} iterations: {summary(metrics).splitlines()[0]}")
         print(f"    results (progress.csv, result.json, TensorBoard): {result.path}")
         if result.checkpoint is not None:
             print(f"    last checkpoint: {result.checkpoint.path}")

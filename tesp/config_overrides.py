@@ -4,7 +4,7 @@ Keys are dotted paths:
 
 - ``NAME`` : an algorithm setting (any key of the algorithm config, e.g. ``inner_lr``);
 - ``env_config.NAME`` : a keyword argument of the env's constructor;
-- ``model.NAME`` : an RLModule setting (see ``tesp.models.gaussian_mlp.DEFAULT_MODEL_CONFIG``);
+- ``model.NAME`` : an RLModule setting (the method's RLModule class lists them in ``DEFAULT_MODEL_CONFIG``);
 - ``run.NAME`` : a run setting (``stop_iters``, ``checkpoint_freq``, ``keep_checkpoints``).
 
 A value must have the type of the default it replaces (an int is accepted for a float), or
@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from tesp.models.gaussian_mlp import DEFAULT_MODEL_CONFIG
 
 RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
 # Types of settings whose default is None.
@@ -118,13 +116,14 @@ def split_overrides(
     overrides: Mapping[str, Any],
     algo_defaults: Mapping[str, Any],
     env_cls: type,
+    model_defaults: Mapping[str, Any],
     featured: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Check every key and value; return them grouped as algo / env_config / model / run."""
     valid = {
         "algo": dict(algo_defaults),
         "env_config": env_defaults(env_cls),
-        "model": dict(DEFAULT_MODEL_CONFIG),
+        "model": dict(model_defaults),
         "run": dict(RUN_DEFAULTS),
     }
     groups: dict[str, dict[str, Any]] = {g: {} for g in valid}

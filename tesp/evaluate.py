@@ -138,8 +138,8 @@ def evaluate(
     import numpy as np
     from tqdm import tqdm
 
-    from tesp.algorithms.maml.maml import pool_summary
     from tesp.envs import make_env
+    from tesp.meta.rollout import pool_summary
 
     available = dict(algo.task_env.task_pools())
     if FRESH in pools:

@@ -1,6 +1,16 @@
-"""Name -> class registries for ``--alg`` and ``--env`` (the seed's spellings are aliases)."""
+"""The methods ``--alg`` names and the task families ``--env`` names.
+
+A method is one :class:`Method` entry: its Algorithm class, the one-line summary of a result
+that the progress output and the end-of-run report print, and the command-line flags of its own
+(each sets one setting). Adding a method is a folder under ``tesp/algorithms/`` and a line here.
+The original release's spellings are aliases.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ray.rllib.algorithms.algorithm import Algorithm
 
@@ -9,19 +19,60 @@ from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
 from tesp.algorithms.mlsh import MLSHAlgorithm
+from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
+from tesp.meta.meta_gradient import summary_line as meta_summary
 
-ALGS: dict[str, type[Algorithm]] = {
-    "adaptsv": AdaptSV,
-    "maesn": MAESN,
-    "maml": MAML,
-    "meta_sgd": MetaSGD,
-    "mlsh": MLSHAlgorithm,
-    "tesp": TESP,
-    "tesp_adapt_policy": TESPAdaptPolicy,
+
+@dataclass(frozen=True)
+class Flag:
+    """A method's own command-line flag: ``names`` set the setting ``key``.
+
+    With a ``type`` the flag takes a value of that type; without (None) it is a switch that sets
+    ``value``.
+    """
+
+    names: tuple[str, ...]
+    key: str
+    help: str
+    type: type | None = int
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Method:
+    algo_class: type[Algorithm]
+    summary: Callable[[dict], str]  # result dict -> one progress line (more lines: indented details)
+    flags: tuple[Flag, ...] = ()
+
+
+MLSH_FLAGS = (
+    Flag(("-W", "--warmup-iters"), "warmup_iters", "master-only iterations per task (W)"),
+    Flag(("-U", "--joint-iters"), "joint_iters", "master and sub-policy iterations per task (U)"),
+    Flag(("--num-subs",), "num_subs", "number of shared sub-policies"),
+    Flag(("--macro-duration",), "macro_duration", "steps between the master's choices"),
+)
+TESP_FLAGS = (
+    Flag(
+        ("--tesp-adapt-policy", "--tesp_adapt_policy"),
+        "adapted_params",
+        "adapt the shared policy too (the same as --alg tesp_adapt_policy)",
+        type=None,
+        value=["encoder", "policy"],
+    ),
+)
+
+METHODS: dict[str, Method] = {
+    "adaptsv": Method(AdaptSV, meta_summary),
+    "maesn": Method(MAESN, meta_summary),
+    "maml": Method(MAML, meta_summary),
+    "meta_sgd": Method(MetaSGD, meta_summary),
+    "mlsh": Method(MLSHAlgorithm, mlsh_summary, MLSH_FLAGS),
+    "tesp": Method(TESP, meta_summary, TESP_FLAGS),
+    "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
 }
-
+ALGS: dict[str, type[Algorithm]] = {name: m.algo_class for name, m in METHODS.items()}
 ALIASES = {"meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
 
 
@@ -29,4 +80,14 @@ def canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-__all__ = ["ALGS", "ALIASES", "ENVS", "ENV_ALIASES", "canonical", "canonical_env"]
+__all__ = [
+    "ALGS",
+    "ALIASES",
+    "ENVS",
+    "ENV_ALIASES",
+    "METHODS",
+    "Flag",
+    "Method",
+    "canonical",
+    "canonical_env",
+]

@@ -6,14 +6,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tesp.models.gaussian_mlp import GaussianMLPModule
+from tesp.models.gaussian_policy import GaussianPolicyModule
 
 
 def make_policy(
     obs_dim=2, act_dim=2, hidden=(8, 8), seed=0, inference_only=False, **model_config
-) -> GaussianMLPModule:
+) -> GaussianPolicyModule:
     torch.manual_seed(seed)
-    return GaussianMLPModule(
+    return GaussianPolicyModule(
         observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
         action_space=gym.spaces.Box(-1, 1, (act_dim,), np.float32),
         inference_only=inference_only,

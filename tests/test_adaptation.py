@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.func import vmap
 
-from tesp.meta.adaptation import adapt, clip_by_global_norm, inner_step, per_task
-from tesp.models.gaussian_mlp import gaussian_logp
+from tesp.meta.adaptation import adapt, clip_by_global_norm, inner_step
+from tesp.nn.distributions import gaussian_logp
+from tesp.nn.params import per_task
 
 from .helpers import make_policy, random_batch
 

@@ -41,7 +41,7 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maml", "--set", "run.keep_checkpoints=0"], ["keep_checkpoints=0"]),
         (
             ["--env", "point", "--alg", "maml", "--set", "adapted_params=[foo]"],
-            ["adapted_params=['foo']", "policy", "latent"],
+            ["adapted_params=['foo']", "maml", "['policy']"],
         ),
         (
             ["--env", "point", "--alg", "adaptsv", "--set", "adapted_params=[policy]"],
@@ -50,7 +50,14 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maml", "--tesp-adapt-policy"], ["--tesp-adapt-policy", "'maml'"]),
         (["--env", "point", "--alg", "maesn", "--set", "env_config.pool_size=0"], ["pool_size > 0", "maesn"]),
         (["--env", "point", "--alg", "tesp", "--set", "adapted_params=[latent]"], ["['latent']", "encoder"]),
-        (["--env", "point", "--alg", "tesp", "--set", "model.latent_kind=vectr"], ["'vectr'", "encoder"]),
+        (
+            ["--env", "point", "--alg", "tesp", "--set", "model.encoder_unitz=3"],
+            ["'model.encoder_unitz'", "encoder_units"],
+        ),
+        (
+            ["--env", "point", "--alg", "meta_sgd", "--set", "adapted_params=[latent]"],
+            ["adapted_params=['latent']", "meta_sgd"],
+        ),
         (["--env", "point", "--alg", "maml", "--set", "validation_freq=-1"], ["validation_freq=-1", ">= 0"]),
         (["--env", "wheeled", "--alg", "maml", "--set", "env_config.pool_size=-3"], ["pool_size", "-3"]),
         (["--env", "point", "--alg", "maml", "--seed", "-1"], ["seed=-1", "integer >= 0"]),

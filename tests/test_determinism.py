@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tesp.cli import resolve_config
+from tesp.settings import resolve_config
 
 pytestmark = pytest.mark.ray
 

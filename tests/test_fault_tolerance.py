@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tesp.cli import resolve_config
+from tesp.settings import resolve_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

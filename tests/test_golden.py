@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tesp.cli import resolve_config
+from tesp.settings import resolve_config
 
 FIXTURE = Path(__file__).resolve().parent / "golden" / "runs.json"
 ITERS = 3

@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import pytest
 
-from tesp.cli import resolve_config
+from tesp.settings import resolve_config
 
 ITERS = 15
 SCALE = {

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tesp.cli import resolve_config
 from tesp.meta.finite import NonFiniteError, check_finite
-from tesp.meta.outer import best_iterate
-from tesp.models.gaussian_mlp import gaussian_kl
+from tesp.meta.losses import best_iterate
+from tesp.nn.distributions import gaussian_kl
+from tesp.settings import resolve_config
 
 SMALL = {
     "meta_batch_size": 3,
@@ -58,19 +58,16 @@ def test_first_order_update_keeps_the_inner_gradients_fixed(ray_session):
         learner, _, stages, index = stage_inputs(algo, rollout)
         policy = learner.policy
         names = policy.adapted_names()
-        fixed = {
-            n: torch.as_tensor(np.stack([sum(g[t][n] for g in rollout.inner_grads) for t in range(3)]))
-            for n in names
-        }
+        fixed = learner.summed_inner_gradients()
         post = stages[-1]
         # At the sampling parameters the adapted policy is the one that sampled the post batch.
         assert learner._objective(stages, index, fixed)["kl"].item() < 1e-6
         # Move the meta-parameters; the adapted parameters must be theta' - alpha * G with the
-        # same G (spec of the original; not the inner gradients taken again at theta').
+        # same G (the TESP release's update; not the inner gradients taken again at theta').
         with torch.no_grad():
             for p in policy.pi.parameters():
                 p.add_(0.05 * torch.randn_like(p))
-        theta = learner.task_params(3, index)
+        theta = policy.task_params(3, index)
         sizes = learner.step_sizes()
         expected_kl = []
         with torch.no_grad():

@@ -6,20 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from tesp.cli import resolve_config
-from tesp.meta.episode_buffer import EpisodeBuffer, stack_buffers
+from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer, stack_buffers
+from tesp.meta.rollout import Rollout
 from tesp.meta.sampler import SampleJob
-from tesp.models.gaussian_mlp import gaussian_kl
+from tesp.nn.distributions import gaussian_kl
+from tesp.settings import resolve_config
 
 pytestmark = pytest.mark.ray
 
-SMALL = {
-    "meta_batch_size": 2,
-    "episodes_per_task": 3,
-    "num_envs_per_env_runner": 3,
-    "num_env_runners": 0,
-    "model.encoder_units": 8,
-}
+SMALL = {"meta_batch_size": 2, "episodes_per_task": 3, "num_envs_per_env_runner": 3, "num_env_runners": 0}
 
 # Which parameters each method's inner step must change: a predicate on the parameter name.
 ADAPTED = {
@@ -33,7 +28,8 @@ ADAPTED = {
 
 
 def build(alg: str, **overrides):
-    config, _, _ = resolve_config(alg, "point", {**SMALL, "seed": 0, **overrides})
+    small = SMALL | ({"model.encoder_units": 8} if alg.startswith("tesp") else {})
+    config, _, _ = resolve_config(alg, "point", {**small, "seed": 0, **overrides})
     return config.build_algo()
 
 
@@ -45,16 +41,14 @@ def sample(algo, tasks, weights):
 
 
 def start(algo, tasks):
-    """Each task's starting params and weights, after TESP's warm-up round where it has one."""
+    """Each task's starting params, weights and context (TESP: the buffer of its warm-up round)."""
     learner = algo.learner_group._learner
     index = [int(t.get("index", -1)) for t in tasks]
-    params, weights = learner.start_tasks(index)
-    buffers = None
-    if algo.uses_episode_buffer:
-        warmup = sample(algo, tasks, weights)
-        buffers = [EpisodeBuffer.empty(algo.encoder_input_dim).add(r.batch, 16) for r in warmup]
-        params, weights = learner.start_tasks(index, buffers)
-    return learner, index, params, weights, buffers
+    weights = learner.start_tasks(index)
+    contexts = algo.initial_contexts(tasks, Rollout(index, weights[0]), weights)
+    if contexts is not None:
+        weights = learner.start_tasks(index, contexts)
+    return learner, index, learner.current_task_params(), weights, contexts
 
 
 @pytest.fixture(scope="module", params=sorted(ADAPTED))
@@ -70,7 +64,8 @@ def test_inner_step_changes_exactly_the_adapted_parameters(method):
     learner, index, params, weights, buffers = start(algo, tasks)
     before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     results = sample(algo, tasks, weights)
-    adapted, *_ = learner.adapt_tasks(params, [r.batch for r in results], buffers, buffers)
+    learner.adapt_tasks([r.batch for r in results], buffers, buffers)
+    adapted = learner.current_task_params()
     for task, (old, new) in enumerate(zip(params, adapted, strict=True)):
         assert set(new) == set(old)
         for key in old:
@@ -132,7 +127,7 @@ def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(r
         torch.testing.assert_close(flat["dist_inputs"], expected, rtol=1e-5, atol=1e-6)
 
         before = table.detach().clone()
-        _, adapted_weights, *_ = learner.adapt_tasks(params, [r.batch for r in results])
+        adapted_weights, _ = learner.adapt_tasks([r.batch for r in results])
         post = sample(algo, tasks, adapted_weights)
         learner.meta_update([[r.batch, p.batch] for r, p in zip(results, post, strict=True)], index)
         moved = (table.detach() != before).any(dim=1)
@@ -145,7 +140,7 @@ def test_embedding_regulariser_value_and_gradient(ray_session):
     algo = build("adaptsv", embedding_reg_coeff=0.3, **{"model.latent_dim": 4})
     try:
         learner = algo.learner_group._learner
-        params = {k: v[0] for k, v in learner.task_params(1).items()}
+        params = {k: v[0] for k, v in learner.policy.task_params(1).items()}
         z = torch.tensor([0.5, -1.0, 2.0, 0.0], requires_grad=True)
         params["latent"] = z
         n = 5
@@ -174,7 +169,9 @@ def test_tesp_regulariser_reaches_the_encoder_through_z(ray_session):
     algo = build("tesp", embedding_reg_coeff=0.5)
     try:
         learner = algo.learner_group._learner
-        params = {k: v[0].detach().clone().requires_grad_(True) for k, v in learner.task_params(1).items()}
+        params = {
+            k: v[0].detach().clone().requires_grad_(True) for k, v in learner.policy.task_params(1).items()
+        }
         rng = np.random.default_rng(0)
         buffer = EpisodeBuffer(
             inputs=rng.normal(size=(3, 6, 2 + 4 + 1)).astype(np.float32),
@@ -205,15 +202,15 @@ def test_tesp_regulariser_reaches_the_encoder_through_z(ray_session):
 
 def test_maesn_prior_kl_matches_the_closed_form():
     """KL(N(mu, sigma^2) || N(0, I)) = sum_j (sigma_j^2 + mu_j^2 - 1) / 2 - log sigma_j."""
-    from tesp.meta.learner import MetaLearner
+    from tesp.algorithms.maesn.maesn_learner import latent_prior_kl
 
     mu = torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.0, 0.0]])
     log_sigma = torch.tensor([[0.1, -0.3, 0.7], [0.0, 0.0, 0.0]])
-    terms = MetaLearner.task_prior_terms(None, {"latent_mean": mu, "latent_log_std": log_sigma})
+    kl = latent_prior_kl({"latent_mean": mu, "latent_log_std": log_sigma})
     sigma2 = torch.exp(2 * log_sigma)
     closed = 0.5 * (sigma2 + mu**2 - 1).sum(-1) - log_sigma.sum(-1)
-    torch.testing.assert_close(terms["latent_prior_kl"], closed)
-    assert terms["latent_prior_kl"][1].item() == 0.0  # the prior itself
+    torch.testing.assert_close(kl, closed)
+    assert kl[1].item() == 0.0  # the prior itself
     torch.testing.assert_close(
         gaussian_kl(torch.cat([mu, log_sigma], -1), torch.zeros(2, 6)), closed
     )  # the same function as the policy's KL

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tesp.algorithms.mlsh.module import MACRO_START, MASTER_LOGP, SUB_POLICY
+from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, MASTER_LOGP, SUB_POLICY
 from tesp.envs import make_env
 
 from .runner import results, run_main_train, trial_dirs
@@ -78,7 +78,7 @@ def test_ant_bandits_targets_and_reward():
 
 
 def test_sub_policy_advantages_are_standardised_per_sub_policy():
-    from tesp.algorithms.mlsh.learner import standardize_per_group
+    from tesp.algorithms.mlsh.mlsh_learner import standardize_per_group
 
     rng = np.random.default_rng(0)
     groups = torch.as_tensor(rng.integers(0, 3, size=300))
@@ -93,7 +93,7 @@ def test_sub_policy_advantages_are_standardised_per_sub_policy():
 
 @pytest.fixture(scope="module")
 def algo(ray_session):
-    from tesp.cli import resolve_config
+    from tesp.settings import resolve_config
 
     config, _, _ = resolve_config(
         "mlsh",
@@ -183,7 +183,7 @@ def test_warmup_updates_only_the_master_and_the_joint_phase_both(algo):
 
 
 def test_action_entropy_matches_torch_distributions():
-    from tesp.algorithms.mlsh.module import MLSHModule
+    from tesp.algorithms.mlsh.mlsh_rl_module import MLSHModule
 
     for space in (gym.spaces.Discrete(5), gym.spaces.Box(-1, 1, (3,))):
         module = MLSHModule(
@@ -236,7 +236,7 @@ def test_sub_entropy_bonus_spreads_the_sub_policies(algo, monkeypatch):
 def test_advantages_use_the_value_function_of_the_policy_that_acted(algo):
     """Sub-policy steps are credited against the acting sub-policy's value function, macro steps
     against the slot's master's; PPO's value loss then moves each value toward its targets."""
-    from tesp.algorithms.mlsh.learner import advantages_and_targets, macro_steps
+    from tesp.algorithms.mlsh.mlsh_learner import advantages_and_targets, macro_steps
     from tesp.meta.sampler import SampleJob
 
     learner = algo.learner_group._learner
@@ -384,7 +384,7 @@ class ToGoal(torch.nn.Module):
 
 def test_forced_sub_returns_score_each_sub_policy_on_each_task():
     from tesp.algorithms.mlsh.diagnostics import best_master_return, forced_sub_returns
-    from tesp.algorithms.mlsh.module import MLSHModule
+    from tesp.algorithms.mlsh.mlsh_rl_module import MLSHModule
 
     env = make_env("movement_bandits")
     env.reset(seed=0)
@@ -403,7 +403,7 @@ def test_forced_sub_returns_score_each_sub_policy_on_each_task():
 
 def test_forced_sub_returns_with_continuous_actions_use_the_mode_when_not_exploring():
     from tesp.algorithms.mlsh.diagnostics import forced_sub_returns
-    from tesp.algorithms.mlsh.module import MLSHModule
+    from tesp.algorithms.mlsh.mlsh_rl_module import MLSHModule
 
     env = make_env("point")
     env.reset(seed=0)

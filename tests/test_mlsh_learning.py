@@ -27,7 +27,7 @@ import sys
 import numpy as np
 import pytest
 
-from tesp.cli import resolve_config
+from tesp.settings import resolve_config
 
 SETTINGS = {"warmup_iters": 20, "joint_iters": 1, "num_env_runners": 0}
 TASKS = 120

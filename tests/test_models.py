@@ -37,7 +37,7 @@ def test_action_connector_samples_the_policy_distribution_and_records_it():
     from ray.rllib.core.columns import Columns
 
     from tesp.models.connectors import SampleGaussianActions
-    from tesp.models.gaussian_mlp import gaussian_logp
+    from tesp.nn.distributions import gaussian_logp
 
     torch.manual_seed(0)
     inputs = torch.tensor([[0.5, -1.0, 0.0, -1.0]]).repeat(20000, 1)  # mean (0.5, -1), std (1, e^-1)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from tesp.meta.outer import conjugate_gradient, hessian_vector_product, ppo_clip_loss, trpo_step
-from tesp.models.gaussian_mlp import gaussian_kl, gaussian_logp
+from tesp.meta.losses import ppo_clip_loss
+from tesp.meta.trpo import conjugate_gradient, hessian_vector_product, trpo_step
+from tesp.nn.distributions import gaussian_kl, gaussian_logp
 
 
 def test_conjugate_gradient_matches_direct_solve():

@@ -6,7 +6,7 @@ import torch
 
 from tesp.algorithms.maml import MAMLConfig
 from tesp.meta.sampler import SampleJob, deal
-from tesp.models.gaussian_mlp import gaussian_logp
+from tesp.nn.distributions import gaussian_logp
 
 pytestmark = pytest.mark.ray
 
@@ -33,7 +33,7 @@ def algo(ray_session):
 def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
     learner = algo.learner_group._learner
     policy = learner.policy
-    _, (base, *_) = learner.start_tasks([-1])
+    (base, *_) = learner.start_tasks([-1])
     rng = np.random.default_rng(0)
     goals = rng.uniform(-0.5, 0.5, size=(5, 2))
     # A distinct weight set per task: the meta-parameters plus task-specific noise.

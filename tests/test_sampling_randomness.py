@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from tesp import envs as tesp_envs
-from tesp.cli import resolve_config
 from tesp.envs.base import TaskEnv
 from tesp.meta.env_runner import episode_seeds
 from tesp.meta.sampler import SampleJob
+from tesp.settings import resolve_config
 
 pytestmark = pytest.mark.ray
 
@@ -74,7 +74,7 @@ def test_the_same_seed_gives_the_same_rounds_and_another_seed_others(bandits):
 def test_observation_noise_is_a_new_draw_every_round(ray_session):
     algo = build("maml", "point")
     try:
-        weights = algo.on_learner(lambda learner: learner.start_tasks([-1]))[1][0]
+        weights = algo.on_learner(lambda learner: learner.start_tasks([-1]))[0]
         task = {"goal": np.array([0.3, -0.2]), "obs_noise_std": 0.1}
         first, second = sample_rounds(algo, task, weights, 2)
         # Every episode starts at the origin: the first observation is pure noise.
@@ -130,7 +130,7 @@ def test_every_episode_is_kept_whole_however_long(ray_session, monkeypatch):
     register_env("short_or_long", lambda ctx: ShortOrLongEnv())
     algo = build("maml", "short_or_long", episodes_per_task=10, num_envs_per_env_runner=4)
     try:
-        weights = algo.on_learner(lambda learner: learner.start_tasks([-1]))[1][0]
+        weights = algo.on_learner(lambda learner: learner.start_tasks([-1]))[0]
         job = SampleJob(0, {"goal": np.zeros(2)}, weights, seed=123)
         batch = algo.sampler.sample([job])[0].batch
         lengths = batch.episode_lengths.astype(int).tolist()

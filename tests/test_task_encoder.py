@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
+from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer
+from tesp.algorithms.tesp.task_encoder import TaskEncoder, hard_sigmoid
 from tesp.meta.batch import make_batch
-from tesp.meta.episode_buffer import EpisodeBuffer
-from tesp.models.task_encoder import TaskEncoder, hard_sigmoid
 
 
 def make_encoder(seed=0, input_dim=5, units=6, d=3):

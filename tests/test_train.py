@@ -112,7 +112,7 @@ def test_checkpoint_restores_every_meta_parameter(ray_session, tmp_path, alg):
     and the task rng survive a checkpoint, and training continues from it."""
     from ray.rllib.algorithms.algorithm import Algorithm
 
-    from tesp.cli import resolve_config
+    from tesp.settings import resolve_config
 
     small = {"meta_batch_size": 2, "episodes_per_task": 3, "num_envs_per_env_runner": 3, "num_env_runners": 0}
     config, _, _ = resolve_config(alg, "point", {**small, "model.encoder_units": 8, "seed": 3})

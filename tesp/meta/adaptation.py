@@ -85,8 +85,3 @@ def adapt(
         params, loss, _ = inner_step(loss_fn, params, batch, adapted, step_sizes, grad_clip, create_graph)
         losses.append(loss)
     return params, losses
-
-
-def per_task(params: Mapping[str, torch.Tensor], num_tasks: int) -> Params:
-    """Give every parameter a leading task dimension (a view: gradients flow back to ``params``)."""
-    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}

@@ -1,43 +1,72 @@
-"""AdaptSV: adapt a latent vector, share the policy (spec §1.4, "MAESN with a latent variable").
+"""AdaptSV: adapt a latent vector, share the policy (Lan et al. 2019's "MAESN with a latent
+variable" baseline; docs/original_release.md).
 
 The policy sees ``[obs, z']``, with ``z`` in R^d a meta-learned vector. Only ``z`` changes in
 the inner loop, with learned per-element step sizes clamped to +-``step_size_bound``:
 ``z' = z - alpha (.) sum_k g_k``. The MLP, ``z`` and ``alpha`` change in the meta-update, whose
 loss adds ``eta * mean_j z'_j^2`` (``embedding_reg_coeff``; equal to ``(eta/d) ||z'||^2``, the
-supplement's "eta <- eta/d").
+TESP supplement's "eta <- eta/d").
 
-This is the baseline the original TESP release meant to train as ``--alg maesn`` (its
-``main_train.py`` overrode the latent model, so it trained Meta-SGD instead, spec §1.4). It is
-the same inner loop as MAML with ``adapted_params=["latent"]``.
+This is the baseline the original TESP release meant to train as ``--alg maesn`` (its training
+script replaced the latent model, so it trained Meta-SGD instead); Gupta et al. 2018's MAESN
+itself is ``maesn`` here.
 """
 
 from __future__ import annotations
 
+from typing import Self
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from tesp.algorithms.maml.maml import MAML, MAMLConfig
+from tesp.algorithms.adaptsv.adaptsv_learner import AdaptSVLearner
+from tesp.algorithms.adaptsv.adaptsv_rl_module import AdaptSVRLModule
+from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
+from tesp.meta.task_algorithm import set_provided
 
 
-class AdaptSVConfig(MAMLConfig):
+class AdaptSVConfig(MetaGradientConfig):
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or AdaptSV)
+        super().__init__(algo_class or AdaptSV)
         self.adapted_params = ["latent"]
         self.learn_step_sizes = True
-        self.inner_lr = 0.001  # initial step size of every latent element (spec §4.2)
-        self.embedding_reg_coeff = 0.01  # eta (spec §4.2, wheeled and ant)
-        self._model_config = {**self._model_config, "latent_dim": 8}
+        self.inner_lr = 0.001  # initial step size of every latent element (TESP supplement, Table 1)
+        self.embedding_reg_coeff = 0.01  # eta (TESP supplement: 0.01 on wheeled and ant)
 
+    @override(AlgorithmConfig)
+    def training(self, *, embedding_reg_coeff: float = NotProvided, **kwargs) -> Self:
+        """AdaptSV's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
+
+        Args:
+            embedding_reg_coeff: eta, the weight of ``mean_j z'_j^2`` in the outer loss.
+        """
+        super().training(**kwargs)
+        set_provided(self, embedding_reg_coeff=embedding_reg_coeff)
+        return self
+
+    @override(AlgorithmConfig)
     def validate(self) -> None:
         # Method-specific checks first, so their messages name this method's valid choices.
         if self.adapted_params != ["latent"]:
-            self._value_error(
+            self.invalid(
                 f"adapted_params={self.adapted_params!r} is invalid for adaptsv: it adapts ['latent'] only"
             )
+        self.check([(self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0")])
         super().validate()
 
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=AdaptSVRLModule)
 
-class AdaptSV(MAML):
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> type:
+        return AdaptSVLearner
+
+
+class AdaptSV(MetaGradientAlgorithm):
     @classmethod
-    @override(MAML)
+    @override(Algorithm)
     def get_default_config(cls) -> AdaptSVConfig:
         return AdaptSVConfig()

@@ -11,8 +11,8 @@ task's ``(mu_i, log sigma_i)`` and the step sizes, adding
 distributions, so that starting from the prior N(0, I) (what unseen tasks do) is a good
 exploration strategy.
 
-This is the method the original TESP release named ``maesn`` but did not train (its
-``main_train.py`` replaced the latent model, so it trained Meta-SGD, spec §1.4); the latent
+This is the method the original TESP release named ``maesn`` but did not train (its training
+script replaced the latent model, so it trained Meta-SGD; docs/original_release.md); the latent
 *vector* baseline that release intended is ``adaptsv`` here.
 
 Defaults, checked against the authors' release (russellmendonca/maesn_suite: its MAESN policy
@@ -29,25 +29,41 @@ steps (the release: one).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from tesp.algorithms.maml.maml import MAML, MAMLConfig
+from tesp.algorithms.maesn.maesn_learner import MAESNLearner
+from tesp.algorithms.maesn.maesn_rl_module import MAESNRLModule, env_to_module
 from tesp.envs import make_env
+from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
+from tesp.meta.task_algorithm import set_provided
 
 
-class MAESNConfig(MAMLConfig):
+class MAESNConfig(MetaGradientConfig):
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or MAESN)
+        super().__init__(algo_class or MAESN, env_to_module=env_to_module)
         self.adapted_params = ["latent"]
         self.learn_step_sizes = True
         self.inner_lr = 0.5  # initial step size of every mu and log-sigma element
         self.step_size_bound = float("inf")  # the release does not clip its latent step sizes
         self.latent_prior_coeff = 0.1
         self.normalize_advantages = True
-        self._model_config = {**self._model_config, "latent_dim": 4, "latent_kind": "distribution"}
+
+    @override(AlgorithmConfig)
+    def training(self, *, latent_prior_coeff: float = NotProvided, **kwargs) -> Self:
+        """MAESN's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
+
+        Args:
+            latent_prior_coeff: weight of ``KL(N(mu_i, sigma_i^2) || N(0, I))`` on the
+                pre-adaptation latent distributions in the outer loss.
+        """
+        super().training(**kwargs)
+        set_provided(self, latent_prior_coeff=latent_prior_coeff)
+        return self
 
     def train_pool_size(self) -> int:
         """The number of training tasks (each gets its own latent distribution)."""
@@ -63,28 +79,33 @@ class MAESNConfig(MAMLConfig):
     def _model_config_auto_includes(self) -> dict[str, Any]:
         return super()._model_config_auto_includes | {"num_task_latents": self.train_pool_size()}
 
+    @override(AlgorithmConfig)
     def validate(self) -> None:
         # Method-specific checks first, so their messages name this method's valid choices.
         if self.train_pool_size() < 1:
-            self._value_error(
+            self.invalid(
                 f"env={self.env!r} with env_config={dict(self.env_config)!r} has no finite training pool, "
                 "which maesn needs (one latent distribution per training task): set env_config.pool_size > 0"
             )
         if "latent" not in self.adapted_params or not set(self.adapted_params) <= {"latent", "policy"}:
-            self._value_error(
+            self.invalid(
                 f"adapted_params={self.adapted_params!r} is invalid for maesn: "
                 "must be ['latent'] or ['latent', 'policy']"
             )
-        if self.model_config.get("latent_kind") != "distribution":
-            self._value_error(
-                f"model.latent_kind={self.model_config.get('latent_kind')!r} is invalid for maesn: "
-                "must be 'distribution'"
-            )
+        self.check([(self.latent_prior_coeff >= 0, "latent_prior_coeff", "a number >= 0")])
         super().validate()
 
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=MAESNRLModule)
 
-class MAESN(MAML):
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> type:
+        return MAESNLearner
+
+
+class MAESN(MetaGradientAlgorithm):
     @classmethod
-    @override(MAML)
+    @override(Algorithm)
     def get_default_config(cls) -> MAESNConfig:
         return MAESNConfig()

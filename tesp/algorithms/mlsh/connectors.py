@@ -18,7 +18,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
 
-from tesp.algorithms.mlsh.module import MACRO_T, SUB_POLICY
+from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_T, SUB_POLICY
 
 
 class MacroStepInputs(ConnectorV2):

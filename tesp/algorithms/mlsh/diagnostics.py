@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tesp.algorithms.mlsh.module import MLSHModule
+from tesp.algorithms.mlsh.mlsh_rl_module import MLSHModule
 from tesp.envs.base import Task, TaskEnv
 
 

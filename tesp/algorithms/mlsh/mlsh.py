@@ -23,20 +23,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from tesp.algorithms.base import TaskAlgorithm, TaskAlgorithmConfig
 from tesp.algorithms.mlsh import connectors
-from tesp.algorithms.mlsh.learner import MLSHLearner
-from tesp.algorithms.mlsh.module import MACRO_START, SUB_POLICY, MLSHModule
+from tesp.algorithms.mlsh.mlsh_learner import MLSHLearner
+from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, SUB_POLICY, MLSHModule
 from tesp.meta.sampler import SampleJob
+from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,64 @@ class MLSHConfig(TaskAlgorithmConfig):
         # choice); "linear": the linear feature baseline refit on every batch.
         self.baseline = "value_function"
         self.obs_normalization = True  # running mean/std filter on every network's input
-        self._model_config = {"hidden": [64, 64], "activation": "tanh"}
+        self.rl_module(model_config={"hidden": [64, 64], "activation": "tanh"})
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        num_subs: int = NotProvided,
+        macro_duration: int = NotProvided,
+        warmup_iters: int = NotProvided,
+        joint_iters: int = NotProvided,
+        num_parallel_tasks: int = NotProvided,
+        master_lr: float = NotProvided,
+        sub_lr: float = NotProvided,
+        num_epochs: int = NotProvided,
+        minibatch_size: int = NotProvided,
+        clip_param: float = NotProvided,
+        random_sub_prob: float = NotProvided,
+        sub_entropy_coeff: float = NotProvided,
+        baseline: str = NotProvided,
+        obs_normalization: bool = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """MLSH's settings, then the sampling and RLlib ones.
+
+        Args:
+            num_subs: K, the shared sub-policies.
+            macro_duration: N, env steps per master decision.
+            warmup_iters: W, master-only iterations per task.
+            joint_iters: U, master and sub-policy iterations per task.
+            num_parallel_tasks: tasks trained at once, each with its own master.
+            master_lr, sub_lr: Adam step sizes of the masters and of the sub-policies.
+            num_epochs, minibatch_size, clip_param: PPO's passes over each batch, minibatch
+                size and clip epsilon (both phases).
+            random_sub_prob: probability that a master's choice is replaced by a random one.
+            sub_entropy_coeff: entropy bonus in the sub-policies' PPO loss.
+            baseline: ``"value_function"`` (each master and sub-policy learns one) or
+                ``"linear"`` (the linear feature baseline refit on every batch).
+            obs_normalization: a running mean/std filter on every network's input.
+        """
+        super().training(**kwargs)
+        set_provided(
+            self,
+            num_subs=num_subs,
+            macro_duration=macro_duration,
+            warmup_iters=warmup_iters,
+            joint_iters=joint_iters,
+            num_parallel_tasks=num_parallel_tasks,
+            master_lr=master_lr,
+            sub_lr=sub_lr,
+            num_epochs=num_epochs,
+            minibatch_size=minibatch_size,
+            clip_param=clip_param,
+            random_sub_prob=random_sub_prob,
+            sub_entropy_coeff=sub_entropy_coeff,
+            baseline=baseline,
+            obs_normalization=obs_normalization,
+        )
+        return self
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
@@ -194,3 +251,14 @@ class MLSHAlgorithm(TaskAlgorithm):
             self.slots = saved["slots"]
             self.finished = {k: deque(v, maxlen=RECENT_TASKS) for k, v in saved["finished"].items()}
             self.tasks_done = saved["tasks_done"]
+
+
+def summary_line(result: dict) -> str:
+    """The progress line of an MLSH result: the iteration's return, the returns after warm-up
+    and after the joint phase (last 10 finished tasks), tasks done, sampling speed."""
+    m = result.get(MLSH, {})
+    return (
+        f"return {m.get('return', float('nan')):.2f} | after warm-up {m.get('return_post_warmup', float('nan')):.2f}, "
+        f"after joint {m.get('return_post_joint', float('nan')):.2f} (last {RECENT_TASKS} tasks; "
+        f"{int(m.get('tasks_done', 0))} done) | {m.get('env_steps_per_s', 0):.0f} steps/s"
+    )

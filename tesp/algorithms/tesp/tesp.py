@@ -1,81 +1,137 @@
-"""TESP: a task encoder adapted per task, a policy shared by all tasks (spec §1.4).
+"""TESP (Lan et al. 2019): a task encoder adapted per task, a policy shared by all tasks.
 
 The policy reads ``[obs, z]``. The task embedding ``z`` is the task encoder's summary of the
 task's episode buffer: a GRU over each buffered episode (per-step input: observation, the
 sampling policy's mean and log-std, reward), its final state projected linearly to ``d``, and
-the mean over episodes (:class:`~tesp.models.task_encoder.TaskEncoder`). Each task keeps its
-``buffer_size`` (M = 16) highest-return episodes (:class:`~tesp.meta.episode_buffer.EpisodeBuffer`).
+the mean over episodes (:class:`~tesp.algorithms.tesp.task_encoder.TaskEncoder`). Each task
+keeps its ``buffer_size`` (M = 16) highest-return episodes
+(:class:`~tesp.algorithms.tesp.episode_buffer.EpisodeBuffer`).
 
-Per task (the engine's loop in :class:`~tesp.algorithms.maml.maml.MAML` with an episode buffer):
+Per task, on the engine's loop (:mod:`tesp.meta.meta_gradient`), with the episode buffer as the
+context carried from stage to stage:
 
-0. warm-up: sample with ``z = 0``; ``B_0`` = the best M of those episodes (no gradient);
+0. warm-up (:meth:`TESP.initial_contexts`): sample with ``z = 0``; ``B_0`` = the best M of
+   those episodes (no gradient);
 1. for k = 0..K-1: sample ``S_k`` with ``z(B_k)`` under the adapted encoder; one inner step on
    the encoder only (learned per-element step sizes), with the gradient flowing through
-   ``z(B_k)``; ``B_{k+1} = top_M(B_k u S_k)``;
+   ``z(B_k)``; ``B_{k+1} = top_M(B_k u S_k)`` (:meth:`TESP.next_contexts`);
 2. sample the post-adaptation batch with ``z(B_K)``.
 
 The meta-update's loss is PPO-clip on the post-adaptation batch plus ``eta * mean_j z_j^2``
 (``embedding_reg_coeff``) with ``z = z(B_K)`` under the adapted encoder; it updates the shared
-policy, the encoder's initial parameters and the step sizes. The learner computes every
-``z`` and sends it to the EnvRunners as the module's ``latent``, so they sample with exactly the
+policy, the encoder's initial parameters and the step sizes. The learner computes every ``z``
+and sends it to the EnvRunners as the module's ``latent``, so they sample with exactly the
 learner's embedding. The reported stage-0 return is ``S_0`` (already conditioned on the warm-up
 buffer), not the warm-up round.
 
-``tesp_adapt_policy`` adapts the encoder and the policy together (the reference's
+``tesp_adapt_policy`` adapts the encoder and the policy together (the release's
 ``--tesp_adapt_policy``).
 """
 
 from __future__ import annotations
 
+import time
+from typing import Self
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from tesp.algorithms.maml.maml import MAML, MAMLConfig
+from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer
+from tesp.algorithms.tesp.tesp_learner import TESPLearner
+from tesp.algorithms.tesp.tesp_rl_module import TESPRLModule
+from tesp.envs.base import Task
+from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
+from tesp.meta.rollout import Rollout
+from tesp.meta.sampler import SampleResult
+from tesp.meta.task_algorithm import set_provided
 
 
-class TESPConfig(MAMLConfig):
+class TESPConfig(MetaGradientConfig):
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or TESP)
+        super().__init__(algo_class or TESP)
         self.adapted_params = ["encoder"]
         self.learn_step_sizes = True
-        self.inner_lr = 0.001  # initial step size of every encoder element (spec §4.2)
-        self.embedding_reg_coeff = 0.01  # eta (spec §4.2, wheeled and ant)
-        # The reference's meta-gradient is first order (spec §1.2); second order through the
-        # GRU is available (second_order=True) and costs a double backward through every step.
+        self.inner_lr = 0.001  # initial step size of every encoder element (TESP supplement, Table 1)
+        self.embedding_reg_coeff = 0.01  # eta (TESP supplement: 0.01 on wheeled and ant)
+        self.buffer_size = 16  # M, episodes kept per task for the task encoder
+        # The release's meta-gradient is first order; second order through the GRU is available
+        # (second_order=True) and costs a double backward through every step.
         self.second_order = False
-        self._model_config = {
-            **self._model_config,
-            "latent_dim": 8,
-            "latent_kind": "encoder",
-            "encoder_units": 256,
-        }
 
+    @override(AlgorithmConfig)
+    def training(
+        self, *, embedding_reg_coeff: float = NotProvided, buffer_size: int = NotProvided, **kwargs
+    ) -> Self:
+        """TESP's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
+
+        Args:
+            embedding_reg_coeff: eta, the weight of ``mean_j z_j^2`` in the outer loss.
+            buffer_size: M, the highest-return episodes each task's buffer keeps.
+        """
+        super().training(**kwargs)
+        set_provided(self, embedding_reg_coeff=embedding_reg_coeff, buffer_size=buffer_size)
+        return self
+
+    @override(AlgorithmConfig)
     def validate(self) -> None:
         # Method-specific checks first, so their messages name this method's valid choices.
-        allowed = (["encoder"], ["encoder", "policy"], ["policy", "encoder"])
-        if self.adapted_params not in allowed:
-            self._value_error(
+        if self.adapted_params not in (["encoder"], ["encoder", "policy"], ["policy", "encoder"]):
+            self.invalid(
                 f"adapted_params={self.adapted_params!r} is invalid for tesp: "
                 "must be ['encoder'] or ['encoder', 'policy']"
             )
-        if self.model_config.get("latent_kind") != "encoder":
-            self._value_error(
-                f"model.latent_kind={self.model_config.get('latent_kind')!r} is invalid for tesp: must be 'encoder'"
-            )
+        self.check(
+            [
+                (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
+                (self.buffer_size >= 1, "buffer_size", "an integer >= 1"),
+            ]
+        )
         super().validate()
 
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=TESPRLModule)
 
-class TESP(MAML):
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> type:
+        return TESPLearner
+
+
+class TESP(MetaGradientAlgorithm):
     @classmethod
-    @override(MAML)
+    @override(Algorithm)
     def get_default_config(cls) -> TESPConfig:
         return TESPConfig()
 
+    @override(MetaGradientAlgorithm)
+    def initial_contexts(self, tasks: list[Task], rollout: Rollout, weights: list) -> list[EpisodeBuffer]:
+        """The warm-up round (z = 0) fills each task's buffer; no gradient is taken from it."""
+        t0 = time.perf_counter()
+        rollout.warmup = self.sample_round(tasks, weights)
+        rollout.timings["sample"] += time.perf_counter() - t0
+        empty = [EpisodeBuffer.empty(self.encoder_input_dim)] * len(tasks)
+        return self.next_contexts(empty, rollout.warmup)
+
+    @override(MetaGradientAlgorithm)
+    def next_contexts(
+        self, contexts: list[EpisodeBuffer], results: list[SampleResult]
+    ) -> list[EpisodeBuffer]:
+        return [b.add(r.batch, self.config.buffer_size) for b, r in zip(contexts, results, strict=True)]
+
+    @property
+    def encoder_input_dim(self) -> int:
+        obs = int(np.prod(self.task_env.observation_space.shape))
+        return obs + 2 * int(np.prod(self.task_env.action_space.shape)) + 1
+
 
 class TESPAdaptPolicyConfig(TESPConfig):
-    """TESP adapting the encoder and the shared policy in the inner loop (spec §1.4)."""
+    """TESP adapting the encoder and the shared policy in the inner loop."""
 
     def __init__(self, algo_class: type | None = None) -> None:
-        super().__init__(algo_class=algo_class or TESPAdaptPolicy)
+        super().__init__(algo_class or TESPAdaptPolicy)
         self.adapted_params = ["encoder", "policy"]
 
 

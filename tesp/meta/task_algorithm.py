@@ -1,8 +1,8 @@
 """What every tesp algorithm shares: tasks drawn on the driver, sampled on EnvRunners.
 
 - :class:`TaskAlgorithmConfig`: the RLlib settings the multi-task sampler relies on (complete
-  episodes, raw actions, lean connector pipelines), ``training(**kwargs)`` for the subclass's
-  own fields, and one-line validation errors;
+  episodes, raw actions, lean connector pipelines), the sampling settings every method has, and
+  one-line validation errors;
 - :class:`TaskAlgorithm`: the driver's task env (whose rng draws the tasks and is checkpointed),
   the :class:`~tesp.meta.sampler.MultiTaskSampler`, and ``on_learner`` to call the (single,
   local) learner.
@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -24,6 +23,13 @@ from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
 from tesp.meta.sampler import MultiTaskSampler
+
+
+def set_provided(config: AlgorithmConfig, **values: Any) -> None:
+    """Set each given setting that is not RLlib's ``NotProvided`` marker (``training()`` helpers)."""
+    for name, value in values.items():
+        if value is not NotProvided:
+            setattr(config, name, value)
 
 
 class TaskAlgorithmConfig(AlgorithmConfig):
@@ -41,20 +47,27 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         self.batch_mode = "complete_episodes"
         self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
         self.clip_actions = False
-        self._env_to_module_connector = env_to_module
-        self._module_to_env_connector = module_to_env
-        self.add_default_connectors_to_env_to_module_pipeline = False
-        self.add_default_connectors_to_module_to_env_pipeline = False
+        self.env_runners(
+            env_to_module_connector=env_to_module,
+            module_to_env_connector=module_to_env,
+            add_default_connectors_to_env_to_module_pipeline=False,
+            add_default_connectors_to_module_to_env_pipeline=False,
+        )
 
     @override(AlgorithmConfig)
-    def training(self, **kwargs: Any) -> Self:
-        """RLlib's training settings, plus any setting this config class defines itself."""
-        rllib = inspect.signature(AlgorithmConfig.training).parameters
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in rllib and hasattr(self, k)}
+    def training(
+        self, *, episodes_per_task: int = NotProvided, gae_lambda: float = NotProvided, **kwargs
+    ) -> Self:
+        """Sampling settings every tesp method shares, then RLlib's own ``training`` settings.
+
+        Args:
+            episodes_per_task: complete episodes sampled per task in each sampling round, one
+                per sub-env (more episodes than sub-envs run in several rounds).
+            gae_lambda: GAE's lambda (Schulman et al. 2016) for the advantages of every batch.
+            **kwargs: RLlib's ``AlgorithmConfig.training`` arguments (``gamma``, ``lr``, ...).
+        """
         super().training(**kwargs)
-        for name, value in own.items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        set_provided(self, episodes_per_task=episodes_per_task, gae_lambda=gae_lambda)
         return self
 
     @override(AlgorithmConfig)
@@ -74,11 +87,21 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         )
         super().validate()
 
+    def update_model_config(self, **values: Any) -> None:
+        """Add ``values`` to the user part of the RLModule's ``model_config`` (RLlib's
+        ``model_config`` property also holds the algorithm's automatic entries)."""
+        self.rl_module(model_config={**self._model_config, **values})
+
     def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:
         """``(ok, name, valid)`` triples: the first failing one raises a one-line error."""
         for ok, name, valid in checks:
             if not ok:
-                self._value_error(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+                self.invalid(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+
+    @staticmethod
+    def invalid(message: str) -> NoReturn:
+        """A bad setting: one line naming the value and what is allowed."""
+        raise ValueError(message)
 
 
 class TaskAlgorithm(Algorithm):

@@ -33,11 +33,11 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
-from tesp.algorithms.mlsh.module import MACRO_START, SUB_POLICY, MLSHModule
+from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, SUB_POLICY, MLSHModule
 from tesp.meta.advantages import discounted_returns, fit_linear_baseline, gae
 from tesp.meta.batch import TaskBatch
 from tesp.meta.finite import check_finite
-from tesp.meta.outer import clipped_value_loss, ppo_clip_loss
+from tesp.meta.losses import clipped_value_loss, ppo_clip_loss
 
 Weights = dict[str, np.ndarray]
 

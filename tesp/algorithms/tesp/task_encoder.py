@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tesp.models.init import normc_
+from tesp.nn.mlp import normc_
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ choice under that exploring policy (``master_logp``); the learner builds the mas
 
 from __future__ import annotations
 
-import math
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,16 +34,24 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
-from tesp.models.init import normc_
-from tesp.nn.normalization import RunningMeanStd
 from tesp.models.rl_module import StatelessModeTorchRLModule
+from tesp.nn.distributions import (
+    categorical_entropy,
+    categorical_logp,
+    gaussian_entropy,
+    gaussian_logp,
+    sample_categorical,
+    sample_gaussian,
+)
+from tesp.nn.mlp import mlp
+from tesp.nn.normalization import RunningMeanStd
 
 SUB_POLICY = "sub_policy"
 MACRO_T = "macro_t"
 MACRO_START = "macro_start"
 MASTER_LOGP = "master_logp"
 
-DEFAULT_MODEL_CONFIG = {
+MODEL_DEFAULTS = {
     "hidden": [64, 64],
     "activation": "tanh",
     "num_subs": 2,
@@ -53,29 +61,6 @@ DEFAULT_MODEL_CONFIG = {
     "init_log_std": 0.0,
     "obs_normalization": True,
 }
-
-
-def mlp(
-    in_dim: int, hidden: list[int], out_dim: int, activation: str, head_std: float = 0.01
-) -> nn.Sequential:
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-    layers: list[nn.Module] = []
-    for width in hidden:
-        linear = nn.Linear(in_dim, width)
-        normc_(linear.weight, 1.0)
-        nn.init.zeros_(linear.bias)
-        layers += [linear, act()]
-        in_dim = width
-    head = nn.Linear(in_dim, out_dim)
-    normc_(head.weight, head_std)
-    nn.init.zeros_(head.bias)
-    return nn.Sequential(*layers, head)
-
-
-def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
-    """One draw per row from softmax(logits) (torch.distributions.Categorical builds and checks a
-    distribution object per call, a visible cost at one call per env step)."""
-    return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
 
 
 class Master(nn.Module):
@@ -95,9 +80,11 @@ class Master(nn.Module):
 
 
 class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
+    DEFAULT_MODEL_CONFIG: ClassVar[dict[str, Any]] = MODEL_DEFAULTS  # model.NAME settings
+
     @override(TorchRLModule)
     def setup(self) -> None:
-        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        cfg = {**self.DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
         self.num_subs = int(cfg["num_subs"])
         self.macro_duration = int(cfg["macro_duration"])
         self.random_sub_prob = float(cfg["random_sub_prob"])
@@ -153,25 +140,18 @@ class MLSHModule(StatelessModeTorchRLModule, InferenceOnlyAPI):
         return torch.cat([chosen, self.sub_log_std[sub.long()]], dim=-1)
 
     def action_logp(self, dist_inputs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if self.discrete:
-            return torch.log_softmax(dist_inputs, -1).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
-        mean, log_std = dist_inputs.chunk(2, dim=-1)
-        z = (actions - mean) * torch.exp(-log_std)
-        return -(0.5 * z.pow(2) + log_std).sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+        return (
+            categorical_logp(dist_inputs, actions) if self.discrete else gaussian_logp(dist_inputs, actions)
+        )
 
     def action_entropy(self, dist_inputs: torch.Tensor) -> torch.Tensor:
         """Entropy of the sub-policy action distribution with inputs ``dist_inputs``."""
-        if self.discrete:
-            logp = torch.log_softmax(dist_inputs, -1)
-            return -(logp.exp() * logp).sum(-1)
-        _, log_std = dist_inputs.chunk(2, dim=-1)
-        return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        return categorical_entropy(dist_inputs) if self.discrete else gaussian_entropy(dist_inputs)
 
     def sample_actions(self, dist_inputs: torch.Tensor, explore: bool) -> torch.Tensor:
         if self.discrete:
             return sample_categorical(dist_inputs) if explore else dist_inputs.argmax(-1)
-        mean, log_std = dist_inputs.chunk(2, dim=-1)
-        return mean + torch.exp(log_std) * torch.randn_like(mean) if explore else mean
+        return sample_gaussian(dist_inputs, explore)
 
     def master_logp(self, logits: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
         """log-probability of choosing ``sub`` under the master's exploring policy: the master's

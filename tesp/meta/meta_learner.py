@@ -1,18 +1,27 @@
 """The meta-learner: inner adaptation and the outer (meta) update, as an RLlib TorchLearner.
 
-The Algorithm calls two methods through ``LearnerGroup.foreach_learner``:
+The engine (:mod:`tesp.meta.meta_gradient`) calls three methods through
+``LearnerGroup.foreach_learner``:
 
-- :meth:`MetaLearner.adapt_tasks` takes one inner step per task on its newest batch and
-  returns the adapted weights to sample the next round with (no graph is kept);
-- :meth:`MetaLearner.meta_update` recomputes every task's inner loop from the
-  meta-parameters on the stored batches (keeping the graph when ``second_order``), evaluates
-  the outer objective on the post-adaptation batches, and steps the meta-parameters with
-  PPO-clip Adam steps or one TRPO step.
+- :meth:`MetaLearner.start_tasks` sets every task's parameters to the meta-parameters theta;
+- :meth:`MetaLearner.adapt_tasks` takes one inner step per task on its newest batch, keeps the
+  adapted parameters and the clipped inner gradients here, and returns the EnvRunner weights to
+  sample the next round with (no graph is kept);
+- :meth:`MetaLearner.meta_update` evaluates the outer objective on the post-adaptation batches
+  at parameters recomputed from theta (through the inner loop when ``second_order``; else
+  ``theta - alpha G`` with the kept gradients G, or with the gradients taken again), and steps
+  the meta-parameters with PPO-clip Adam steps or one TRPO step.
 
-All tasks are processed together (``torch.func.vmap`` over a leading task dimension). Methods
-differ only through the hooks :meth:`adapted_names`, :meth:`step_sizes`,
-:meth:`task_inner_loss` and :meth:`task_outer_terms`, written for a single task; the loop
-itself is :mod:`tesp.meta.adaptation`.
+All tasks are processed together (``torch.func.vmap`` over a leading task dimension); the loop
+itself is :mod:`tesp.meta.adaptation`. The policy-gradient losses are the methods' common ground:
+VPG with GAE inside (Finn et al. 2017), PPO-clip or TRPO's surrogate outside. A method's learner
+(in its folder) changes them through these hooks:
+
+- :meth:`task_penalties` (single task, vmapped): terms on the adapted parameters and the task
+  latent; the entry ``"penalty"`` is added to the outer loss, the others are logged;
+- :meth:`prior_terms` (all tasks): the same on the *pre-adaptation* parameters;
+- :meth:`context_inputs`: what a stage's per-task contexts add to the loss batch;
+- :meth:`runner_state`: one task's EnvRunner weights, given its parameters and context.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,38 +37,49 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from torch.func import vmap
 
-from tesp.meta.adaptation import Params, StepSize, adapt, inner_step
+from tesp.meta.adaptation import StepSize, adapt, inner_step
 from tesp.meta.batch import TaskBatch, stack_tasks
-from tesp.meta.episode_buffer import EpisodeBuffer, stack_buffers
 from tesp.meta.finite import check_finite
-from tesp.meta.outer import best_iterate, masked_mean, policy_gradient_surrogate, ppo_clip_loss, trpo_step
-from tesp.models.gaussian_mlp import GaussianMLPModule, gaussian_kl, gaussian_logp
+from tesp.meta.losses import best_iterate, masked_mean, policy_gradient_surrogate, ppo_clip_loss
+from tesp.meta.trpo import trpo_step
+from tesp.models.gaussian_policy import GaussianPolicyModule
+from tesp.nn.distributions import gaussian_kl, gaussian_logp
+from tesp.nn.params import Params
 
 logger = logging.getLogger(__name__)
 
 TorchBatch = dict[str, torch.Tensor]
-EXTRA_STATS = ("regularizer", "embedding_norm", "latent_prior_kl")  # logged when a method has them
 Weights = dict[str, np.ndarray]
+CORE_TERMS = ("ppo", "ppo_policy", "pg", "kl", "inner_loss")  # other outer terms are logged as they are
 
 
 class MetaLearner(TorchLearner):
-    # -- hooks that distinguish methods (single task; vmapped over tasks) -----------------
     @property
-    def policy(self) -> GaussianMLPModule:
+    def policy(self) -> GaussianPolicyModule:
         return self.module[DEFAULT_MODULE_ID].unwrapped()
 
-    def task_params(self, num_tasks: int, task_index: torch.Tensor | None = None) -> Params:
-        """Every task's starting parameters (theta), ``[T, ...]``; see ``GaussianMLPModule.task_params``."""
-        return self.policy.task_params(num_tasks, task_index)
+    # -- hooks (see the module docstring) --------------------------------------------------
+    def task_penalties(self, params: Params, latent: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Outer-loss terms of one task's adapted ``params`` and latent: ``"penalty"`` is added
+        to the loss, every other entry is logged (its mean over tasks)."""
+        return {}
 
-    def adapted_names(self) -> list[str]:
-        """Which entries of :meth:`task_params` the inner loop changes (MAML: the policy;
-        AdaptSV and MAESN: the latent; TESP: the encoder)."""
-        return self.policy.adapted_names()
+    def prior_terms(self, theta: Params) -> dict[str, torch.Tensor]:
+        """The same on every task's pre-adaptation parameters ``theta`` ``[T, ...]`` (scalars)."""
+        return {}
 
+    def context_inputs(self, contexts: Sequence[Any]) -> TorchBatch:
+        """Tensors ``[T, ...]`` a stage's per-task contexts add to its loss batch."""
+        return {}
+
+    def runner_state(self, params: Params, context: Any) -> Params:
+        """The EnvRunner weights of one task with parameters ``params`` and ``context``."""
+        return self.policy.inference_state(params)
+
+    # -- the losses ------------------------------------------------------------------------
     def step_sizes(self) -> dict[str, StepSize]:
         """Inner step size per adapted parameter: the fixed ``inner_lr`` or learned, clamped rates."""
-        names = self.adapted_names()
+        names = self.policy.adapted_names()
         if self.config.learn_step_sizes:
             bound = self.config.step_size_bound
             return {n: torch.clamp(self.policy.step_size(n), -bound, bound) for n in names}
@@ -73,44 +94,34 @@ class MetaLearner(TorchLearner):
         return (adv - mean) / (std + 1e-8)
 
     def task_inner_loss(self, params: Params, batch: TorchBatch) -> torch.Tensor:
-        """VPG (REINFORCE with GAE): ``-mean_t log pi_theta(a_t|s_t, z) A_t`` (spec §1.2).
+        """VPG (REINFORCE with GAE, Finn et al. 2017): ``-mean_t log pi(a_t|s_t, z) A_t``.
 
         The task latent ``z`` is recomputed from ``params`` (TESP: the encoder on the task's
-        buffer), so the gradient reaches the encoder through ``z``.
+        buffer), so the gradient reaches the latent's parameters through ``z``.
         """
         latent = self.policy.task_latent(params, batch)
         logp = gaussian_logp(self.policy.dist_inputs(batch["obs"], params, latent), batch["actions"])
         return -masked_mean(logp * self.advantages(batch), batch["mask"])
 
     def task_outer_terms(self, params: Params, batch: TorchBatch) -> dict[str, torch.Tensor]:
-        """Outer losses of one task (PPO-clip and the plain surrogate, each plus the regulariser
-        ``eta * mean_j z_j^2`` on the task embedding z, spec §1.3-1.4), and its mean KL(pi_old || pi)."""
+        """Outer losses of one task: PPO-clip and TRPO's surrogate (each plus the method's
+        penalty), the policy's PPO-clip alone, and the mean KL(pi_old || pi)."""
         latent = self.policy.task_latent(params, batch)
         new = self.policy.dist_inputs(batch["obs"], params, latent)
         logp = gaussian_logp(new, batch["actions"])
         logp_old = gaussian_logp(batch["dist_inputs"], batch["actions"])
         adv, mask = self.advantages(batch), batch["mask"]
-        # The embedding: z itself (AdaptSV, TESP) or the mean of MAESN's latent distribution.
-        z = params.get("latent_mean", latent)
-        reg = self.config.embedding_reg_coeff * z.pow(2).mean() if z is not None else torch.zeros(())
         policy_loss = ppo_clip_loss(logp, logp_old, adv, self.config.clip_param, mask)
+        surrogate = policy_gradient_surrogate(logp, logp_old, adv, mask)
+        extra = self.task_penalties(params, latent)
+        penalty = extra.pop("penalty", None)
         terms = {
-            "ppo": policy_loss + reg,
+            "ppo": policy_loss if penalty is None else policy_loss + penalty,
             "ppo_policy": policy_loss,
-            "pg": policy_gradient_surrogate(logp, logp_old, adv, mask) + reg,
+            "pg": surrogate if penalty is None else surrogate + penalty,
             "kl": masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
         }
-        if z is not None:
-            terms["regularizer"] = reg
-            terms["embedding_norm"] = z.norm()
-        return terms
-
-    def task_prior_terms(self, theta: Params) -> dict[str, torch.Tensor]:
-        """Terms on a task's *pre-adaptation* parameters: MAESN's KL(N(mu_i, sigma_i^2) || N(0, I))."""
-        if "latent_mean" not in theta:
-            return {}
-        dist = torch.cat([theta["latent_mean"], theta["latent_log_std"]], dim=-1)
-        return {"latent_prior_kl": gaussian_kl(dist, torch.zeros_like(dist))}
+        return terms | extra
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         # RLlib's single-level `Learner.update()` has no meaning here: the bi-level update
@@ -118,40 +129,34 @@ class MetaLearner(TorchLearner):
         raise NotImplementedError("MetaLearner is updated through meta_update(), not update()")
 
     # -- called by the Algorithm ---------------------------------------------------------
-    def start_tasks(
-        self, task_index: Sequence[int], buffers: Sequence[EpisodeBuffer] | None = None
-    ) -> tuple[list[Weights], list[Weights]]:
-        """Each task's starting parameters and the EnvRunner weights to sample it with.
+    def start_tasks(self, task_index: Sequence[int], contexts: Sequence[Any] | None = None) -> list[Weights]:
+        """Start adapting to tasks from theta; return each task's EnvRunner weights.
 
-        ``task_index`` is each task's index in the training pool (-1: not in it). Returns
-        numpy copies: ``(params, runner_weights)``, one per task.
+        ``task_index`` is each task's index in the training pool (-1: not in it).
         """
         with torch.no_grad():
-            theta = self.task_params(len(task_index), torch.as_tensor(task_index))
-            params = [{k: v[t] for k, v in theta.items()} for t in range(len(task_index))]
-            return _numpy(params), self._runner_weights(params, buffers)
+            theta = self.policy.task_params(len(task_index), torch.as_tensor(task_index))
+            self._params = {k: v.detach().clone() for k, v in theta.items()}
+            self._inner_grads: list[Params] = []
+            return self._runner_weights(contexts)
 
     def adapt_tasks(
         self,
-        params: Sequence[Weights],
         batches: Sequence[TaskBatch],
-        buffers: Sequence[EpisodeBuffer] | None = None,
-        next_buffers: Sequence[EpisodeBuffer] | None = None,
-    ) -> tuple[list[Weights], list[Weights], list[Weights], float]:
-        """One inner step per task from its ``params`` on its newest batch (and, for TESP, the
-        buffer the batch was sampled with). Returns the new params, the EnvRunner weights for
-        the next round (TESP: with the embedding of ``next_buffers``), each task's clipped
-        inner gradient (what the first-order meta-update keeps fixed) and the mean inner loss.
-        No graph is kept."""
-        stacked = {
-            k: torch.as_tensor(np.stack([p[k] for p in params])).requires_grad_(True) for k in params[0]
-        }
-        names = self.adapted_names()
+        contexts: Sequence[Any] | None = None,
+        next_contexts: Sequence[Any] | None = None,
+    ) -> tuple[list[Weights], float]:
+        """One inner step per task from its current parameters on its newest batch (sampled
+        with ``contexts``). Keeps the new parameters and the clipped inner gradients (what the
+        first-order meta-update holds fixed); returns the EnvRunner weights for the next round
+        (with ``next_contexts``) and the mean inner loss. No graph is kept."""
+        stacked = {k: v.clone().requires_grad_(True) for k, v in self._params.items()}
+        names = self.policy.adapted_names()
         sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
         new, losses, grads = inner_step(
             vmap(self.task_inner_loss),
             stacked,
-            self._stage(batches, buffers),
+            self._stage(batches, contexts),
             names,
             sizes,
             self.config.inner_grad_clip,
@@ -159,69 +164,59 @@ class MetaLearner(TorchLearner):
         )
         check_finite("inner loss", losses)
         check_finite("inner gradient of", dict(zip(names, grads, strict=True)))
-        new = {k: v.detach() for k, v in new.items()}
-        per_task_params = [{k: v[t] for k, v in new.items()} for t in range(len(params))]
-        per_task_grads = [{n: g[t] for n, g in zip(names, grads, strict=True)} for t in range(len(params))]
+        self._params = {k: v.detach() for k, v in new.items()}
+        self._inner_grads.append({n: g.detach() for n, g in zip(names, grads, strict=True)})
         with torch.no_grad():
-            weights = self._runner_weights(per_task_params, next_buffers)
-        return _numpy(per_task_params), weights, _numpy(per_task_grads), losses.mean().item()
+            weights = self._runner_weights(next_contexts)
+        return weights, losses.mean().item()
 
-    def _runner_weights(
-        self, params: Sequence[Params], buffers: Sequence[EpisodeBuffer] | None
-    ) -> list[Weights]:
-        """The inference-only RLModule state of each task (TESP: with z computed here from the
-        task's buffer, so EnvRunners sample with exactly the learner's z)."""
+    def current_task_params(self) -> list[Weights]:
+        """Each task's current (adapted) parameters, as numpy copies."""
+        num = len(next(iter(self._params.values())))
+        return _numpy([{k: v[t] for k, v in self._params.items()} for t in range(num)])
+
+    def summed_inner_gradients(self) -> dict[str, torch.Tensor]:
+        """``G_t = sum_k g_k`` per adapted parameter, ``[T, ...]``: the clipped inner gradients
+        :meth:`adapt_tasks` took since :meth:`start_tasks`."""
+        return {n: sum(g[n] for g in self._inner_grads) for n in self.policy.adapted_names()}
+
+    def _runner_weights(self, contexts: Sequence[Any] | None) -> list[Weights]:
+        num = len(next(iter(self._params.values())))
         out = []
-        for t, p in enumerate(params):
-            p = {k: torch.as_tensor(v) for k, v in p.items()}
-            latent = None
-            if self.policy.latent_kind == "encoder":
-                if buffers is None or len(buffers[t]) == 0:
-                    latent = torch.zeros(self.policy.latent_dim)  # empty buffer: z = 0 (spec §1.4)
-                else:
-                    latent = self._embed(p, buffers[t])
-            out.append(self.policy.inference_state(p, latent))
+        for t in range(num):
+            params = {k: v[t] for k, v in self._params.items()}
+            out.append(self.runner_state(params, None if contexts is None else contexts[t]))
         return _numpy(out)
 
-    def _embed(self, params: Params, buffer: EpisodeBuffer) -> torch.Tensor:
-        stacked = stack_buffers([buffer])
-        return self.policy.task_latent(params, {k: v[0] for k, v in stacked.items()})
-
-    def _stage(self, batches: Sequence[TaskBatch], buffers: Sequence[EpisodeBuffer] | None) -> TorchBatch:
+    def _stage(self, batches: Sequence[TaskBatch], contexts: Sequence[Any] | None) -> TorchBatch:
         stage = stack_tasks(batches)
-        return stage | stack_buffers(buffers) if buffers is not None else stage
+        return stage | self.context_inputs(contexts) if contexts is not None else stage
 
     def meta_update(
         self,
         task_batches: Sequence[Sequence[TaskBatch]],
         task_index: Sequence[int],
-        stage_buffers: Sequence[Sequence[EpisodeBuffer]] | None = None,
-        inner_grads: Sequence[Sequence[Weights]] | None = None,
+        stage_contexts: Sequence[Sequence[Any] | None] | None = None,
         inner_loss: float = float("nan"),
     ) -> dict[str, float]:
         """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K:
-        post-adaptation), its index in the training pool, (TESP) the buffer each stage was
-        sampled with, ``stage_buffers[k][task]``, and the clipped inner gradients that
-        :meth:`adapt_tasks` took, ``inner_grads[k][task]``, with their mean loss."""
+        post-adaptation), its index in the training pool, and the contexts each stage was
+        sampled with, ``stage_contexts[k][task]``. The first-order ``"fixed"`` mode uses the
+        inner gradients :meth:`adapt_tasks` kept (their mean loss: ``inner_loss``)."""
         cfg = self.config
         check_finite("meta-parameter", dict(self.policy.named_parameters()))
         num_stages = len(task_batches[0])
         stages = [
             self._stage(
                 [batches[k] for batches in task_batches],
-                None if stage_buffers is None else stage_buffers[k],
+                None if not stage_contexts else stage_contexts[k],
             )
             for k in range(num_stages)
         ]
         index = torch.as_tensor(task_index)
         fixed = None
         if not cfg.second_order and cfg.first_order_mode == "fixed" and num_stages > 1:
-            # G_t = sum_k g_k per adapted parameter, [T, ...]; constants of the outer loss.
-            names = self.adapted_names()
-            fixed = {
-                n: torch.as_tensor(np.stack([sum(g[t][n] for g in inner_grads) for t in range(len(index))]))
-                for n in names
-            }
+            fixed = self.summed_inner_gradients()  # constants of the outer loss
         objective = partial(self._objective, stages, index, fixed)
         update = self._trpo_update if cfg.outer_optimizer == "trpo" else self._ppo_update
         stats = update(objective)
@@ -245,16 +240,16 @@ class MetaLearner(TorchLearner):
     ) -> dict[str, torch.Tensor]:
         """Task means of the outer losses and KL at the current meta-parameters.
 
-        With ``fixed_grads`` (the first-order update of Lan et al. 2019 and Li et al. 2017), the
-        adapted parameters are ``theta - alpha * G`` with the inner gradients ``G`` summed when
-        the tasks were adapted, held fixed while ``theta`` and ``alpha`` move; the gradient
-        reaches ``alpha`` through that product. Without, every task's inner loop is recomputed
-        from ``theta``: through the inner gradients when ``second_order`` (Finn et al. 2017),
-        else with them as constants at the current ``theta`` (``first_order_mode="recompute"``).
+        With ``fixed_grads`` (the first-order update of Lan et al. 2019's release and of Li et
+        al. 2017), the adapted parameters are ``theta - alpha * G`` with the inner gradients
+        ``G`` summed when the tasks were adapted, held fixed while ``theta`` and ``alpha`` move;
+        the gradient reaches ``alpha`` through that product. Without, every task's inner loop is
+        recomputed from ``theta``: through the inner gradients when ``second_order`` (Finn et al.
+        2017), else with them as constants at the current ``theta`` (``"recompute"``).
         """
         cfg = self.config
         create_graph = cfg.second_order if create_graph is None else create_graph
-        theta = self.task_params(len(index), index)
+        theta = self.policy.task_params(len(index), index)
         out: dict[str, torch.Tensor] = {}
         if fixed_grads is not None:
             sizes = self.step_sizes()
@@ -266,7 +261,7 @@ class MetaLearner(TorchLearner):
                 vmap(self.task_inner_loss),
                 theta,
                 stages[:-1],
-                self.adapted_names(),
+                self.policy.adapted_names(),
                 self.step_sizes(),
                 cfg.inner_grad_clip,
                 create_graph,
@@ -274,9 +269,10 @@ class MetaLearner(TorchLearner):
             out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
         terms = vmap(self.task_outer_terms)(adapted, stages[-1])
         out |= {k: v.mean() for k, v in terms.items()}
-        for key, value in self.task_prior_terms(theta).items():
-            out[key] = value.mean()
-            penalty = cfg.latent_prior_coeff * out[key]
+        prior = self.prior_terms(theta)
+        penalty = prior.pop("penalty", None)
+        out |= prior
+        if penalty is not None:
             out["ppo"], out["pg"] = out["ppo"] + penalty, out["pg"] + penalty
         check_finite("outer loss", out["ppo"])
         return out
@@ -318,7 +314,7 @@ class MetaLearner(TorchLearner):
         }
         if selecting:
             stats["best_iterate"] = chosen
-        return stats | {k: last[k] for k in EXTRA_STATS if k in last}
+        return stats | {k: v for k, v in last.items() if k not in CORE_TERMS}
 
     def _trpo_update(self, objective) -> dict[str, float]:
         cfg = self.config
@@ -347,7 +343,7 @@ class MetaLearner(TorchLearner):
             "outer_loss_after": result.loss_after,
             "kl": result.kl,
             "trpo_step_fraction": result.step_fraction,
-        } | {k: latest[k] for k in EXTRA_STATS if k in latest}
+        } | {k: v for k, v in latest.items() if k not in CORE_TERMS}
 
 
 def _numpy(params: Sequence[Mapping[str, torch.Tensor]]) -> list[Weights]:

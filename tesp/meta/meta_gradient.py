@@ -1,0 +1,360 @@
+"""The engine of every gradient-based meta-learner (MAML, Meta-SGD, AdaptSV, MAESN, TESP).
+
+One ``training_step`` is one meta-iteration (Finn et al. 2017, Algorithm 3):
+
+1. draw ``meta_batch_size`` tasks from the env's training distribution (driver-side rng);
+2. for stage k = 0..K: sample ``episodes_per_task`` episodes per task on the EnvRunners, each
+   task with its own current weights (stage 0: the meta-parameters), then take one inner step
+   per task on the learner (stages < K), which keeps every task's adapted parameters;
+3. meta-update on the learner from every task's stage batches (the last one is the
+   post-adaptation batch), by PPO-clip Adam steps or one TRPO step.
+
+A method is a subclass of :class:`MetaGradientConfig` (its own settings and defaults), of
+:class:`MetaGradientAlgorithm` (the two hooks below, when it carries more than parameters from
+stage to stage), of :class:`~tesp.meta.meta_learner.MetaLearner` (its losses) and of
+:class:`~tesp.models.gaussian_policy.GaussianPolicyModule` (its networks):
+
+- :meth:`MetaGradientAlgorithm.initial_contexts`: before stage 0, each task's starting context
+  (TESP: a warm-up round fills each task's episode buffer); None: no context;
+- :meth:`MetaGradientAlgorithm.next_contexts`: between stages, the context of the next stage
+  from the one just sampled (TESP: the buffer updated with the new episodes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from tesp.envs.base import POOLS, Task
+from tesp.meta.rollout import Rollout, pool_summary, stage_mean
+from tesp.meta.sampler import SampleJob, SampleResult
+from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
+from tesp.models import connectors
+
+logger = logging.getLogger(__name__)
+
+OUTER_OPTIMIZERS = ("ppo", "trpo")
+FIRST_ORDER_MODES = ("fixed", "recompute")
+META = "meta"  # metric namespace
+VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
+
+#: The settings :meth:`MetaGradientConfig.training` takes, with their meanings.
+SETTINGS_DOC = """
+    meta_batch_size: T, tasks per meta-iteration.
+    num_inner_steps: K, inner steps per task (K + 1 sampling stages).
+    inner_lr: the inner step size (MAML), or the initial value of every learned step size.
+    adapted_params: the parameter groups the inner loop adapts (the module's ``PARAM_GROUPS``).
+    learn_step_sizes: learn one inner step size per adapted parameter element (Li et al. 2017).
+    step_size_bound: learned step sizes are clamped to ``[-bound, bound]`` in the inner step.
+    inner_grad_clip: global-norm clip of each task's inner gradient; <= 0 disables.
+    second_order: differentiate the outer loss through the inner gradients (Finn et al. 2017).
+    first_order_mode: without second_order, ``"fixed"`` keeps each task's inner gradients G
+        from its adaptation and re-evaluates ``theta - alpha G`` at every outer step (the TESP
+        release's update; alpha still gets a gradient), ``"recompute"`` takes them again, as
+        constants, at the current theta.
+    best_iterate_kl_target: > 0: after the outer PPO steps keep the iterate with the lowest
+        surrogate among those whose mean KL(pi_old || pi) is below this; 0: the last iterate.
+    normalize_advantages: standardise advantages per batch in the inner and outer losses.
+    validation_freq: every N iterations, adapt to the tasks of the pools D, D', D''; 0: never.
+    validation_pool_size: tasks per pool to validate on; 0: all of them.
+    outer_optimizer: ``"ppo"`` (clipped surrogate, Adam steps) or ``"trpo"`` (one TRPO step).
+    num_outer_steps: full-batch Adam steps per meta-iteration (ppo).
+    clip_param: PPO's clip epsilon.
+    max_kl, cg_iters, cg_damping, ls_backtrack_ratio, ls_max_steps: TRPO's trust region,
+        conjugate-gradient iterations, Fisher damping, line-search shrink factor and trials.
+"""
+
+
+class MetaGradientConfig(TaskAlgorithmConfig):
+    __doc__ = "Settings of the gradient-based meta-learning loop.\n\nSettings:" + SETTINGS_DOC
+
+    def __init__(self, algo_class: type, env_to_module=connectors.env_to_module) -> None:
+        super().__init__(algo_class, env_to_module, connectors.module_to_env)
+        self.meta_batch_size = 20
+        self.num_inner_steps = 1
+        self.inner_lr = 0.1
+        self.adapted_params = ["policy"]
+        self.learn_step_sizes = False
+        self.step_size_bound = 0.1
+        self.inner_grad_clip = 60.0
+        self.second_order = True
+        self.first_order_mode = "fixed"
+        self.best_iterate_kl_target = 0.0
+        self.normalize_advantages = False
+        self.validation_freq = 25
+        self.validation_pool_size = 0
+        self.outer_optimizer = "ppo"
+        self.lr = 3e-4
+        self.num_outer_steps = 5
+        self.clip_param = 0.15
+        self.max_kl = 0.01
+        self.cg_iters = 10
+        self.cg_damping = 1e-5
+        self.ls_backtrack_ratio = 0.8
+        self.ls_max_steps = 15
+        self.rl_module(model_config={"hidden": [64, 64], "activation": "tanh", "free_log_std": True})
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        meta_batch_size: int = NotProvided,
+        num_inner_steps: int = NotProvided,
+        inner_lr: float = NotProvided,
+        adapted_params: list[str] = NotProvided,
+        learn_step_sizes: bool = NotProvided,
+        step_size_bound: float = NotProvided,
+        inner_grad_clip: float = NotProvided,
+        second_order: bool = NotProvided,
+        first_order_mode: str = NotProvided,
+        best_iterate_kl_target: float = NotProvided,
+        normalize_advantages: bool = NotProvided,
+        validation_freq: int = NotProvided,
+        validation_pool_size: int = NotProvided,
+        outer_optimizer: str = NotProvided,
+        num_outer_steps: int = NotProvided,
+        clip_param: float = NotProvided,
+        max_kl: float = NotProvided,
+        cg_iters: int = NotProvided,
+        cg_damping: float = NotProvided,
+        ls_backtrack_ratio: float = NotProvided,
+        ls_max_steps: int = NotProvided,
+        **kwargs,
+    ) -> Self:
+        super().training(**kwargs)
+        set_provided(
+            self,
+            meta_batch_size=meta_batch_size,
+            num_inner_steps=num_inner_steps,
+            inner_lr=inner_lr,
+            adapted_params=adapted_params,
+            learn_step_sizes=learn_step_sizes,
+            step_size_bound=step_size_bound,
+            inner_grad_clip=inner_grad_clip,
+            second_order=second_order,
+            first_order_mode=first_order_mode,
+            best_iterate_kl_target=best_iterate_kl_target,
+            normalize_advantages=normalize_advantages,
+            validation_freq=validation_freq,
+            validation_pool_size=validation_pool_size,
+            outer_optimizer=outer_optimizer,
+            num_outer_steps=num_outer_steps,
+            clip_param=clip_param,
+            max_kl=max_kl,
+            cg_iters=cg_iters,
+            cg_damping=cg_damping,
+            ls_backtrack_ratio=ls_backtrack_ratio,
+            ls_max_steps=ls_max_steps,
+        )
+        return self
+
+    training.__doc__ = (
+        "The meta-learning loop's settings, then the sampling and RLlib ones.\n\nArgs:" + SETTINGS_DOC
+    )
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        super().validate()
+        groups = self.get_default_rl_module_spec().module_class.PARAM_GROUPS
+        self.check(
+            [
+                (self.meta_batch_size >= 1, "meta_batch_size", "an integer >= 1"),
+                (self.num_inner_steps >= 0, "num_inner_steps", "an integer >= 0"),
+                (self.outer_optimizer in OUTER_OPTIMIZERS, "outer_optimizer", f"one of {OUTER_OPTIMIZERS}"),
+                (self.num_outer_steps >= 1, "num_outer_steps", "an integer >= 1"),
+                (
+                    self.first_order_mode in FIRST_ORDER_MODES,
+                    "first_order_mode",
+                    f"one of {FIRST_ORDER_MODES}",
+                ),
+                (self.best_iterate_kl_target >= 0, "best_iterate_kl_target", "a number >= 0 (0: off)"),
+                (self.step_size_bound > 0, "step_size_bound", "a number > 0"),
+                (self.max_kl > 0, "max_kl", "a number > 0"),
+                (0 < self.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "a number in (0, 1)"),
+                (self.lr > 0, "lr", "a number > 0"),
+                (self.cg_iters >= 1, "cg_iters", "an integer >= 1"),
+                (self.cg_damping >= 0, "cg_damping", "a number >= 0"),
+                (self.ls_max_steps >= 1, "ls_max_steps", "an integer >= 1"),
+                (self.clip_param > 0, "clip_param", "a number > 0"),
+                (self.validation_freq >= 0, "validation_freq", "an integer >= 0 (0: never)"),
+                (self.validation_pool_size >= 0, "validation_pool_size", "an integer >= 0 (0: whole pools)"),
+                (
+                    bool(self.adapted_params) and set(self.adapted_params) <= set(groups),
+                    "adapted_params",
+                    f"a non-empty list of {groups}",
+                ),
+            ]
+        )
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "adapted": list(self.adapted_params),
+            "learn_step_sizes": self.learn_step_sizes,
+            "init_step_size": self.inner_lr,
+        }
+
+
+class MetaGradientAlgorithm(TaskAlgorithm):
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:
+        super().setup(config)
+        self._resampled = 0
+
+    # -- hooks -----------------------------------------------------------------------------
+    def initial_contexts(self, tasks: list[Task], rollout: Rollout, weights: list) -> list[Any] | None:
+        """Each task's context before stage 0 (may sample, e.g. a warm-up round into ``rollout``);
+        None: the method carries nothing but parameters from stage to stage."""
+        return None
+
+    def next_contexts(self, contexts: list[Any] | None, results: list[SampleResult]) -> list[Any] | None:
+        """The context of the next stage, from the current one and the stage just sampled."""
+        return contexts
+
+    # -- the loop --------------------------------------------------------------------------
+    @override(Algorithm)
+    def training_step(self) -> None:
+        tasks = self.task_env.sample_tasks(self.config.meta_batch_size)
+        rollout = self.adapt_on_tasks(tasks)
+        t0 = time.perf_counter()
+        task_batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(tasks))]
+        inner_loss = float(np.mean(rollout.inner_losses)) if rollout.inner_losses else float("nan")
+        stats = self.on_learner(
+            lambda learner: learner.meta_update(
+                task_batches, rollout.index, rollout.stage_contexts, inner_loss
+            )
+        )
+        rollout.timings["outer"] = time.perf_counter() - t0
+        # Norm of the (shared) parameters this iteration started from.
+        theta = rollout.theta
+        stats["param_norm"] = float(np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in theta.values())))
+        stats["tasks_resampled"] = self._resampled  # after EnvRunner failures
+        stats["sampler_nodes"] = len({r.node_id for stage in rollout.stages for r in stage})
+        self._resampled = 0
+        stats.update(rollout.warmup_stats())
+        self._log_iteration(rollout, stats)
+        # The iteration counter is incremented after training_step returns.
+        freq = self.config.validation_freq
+        if freq and (self.iteration + 1) % freq == 0:
+            self._validation = self.validate_pools()
+
+    def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
+        """Adapt to each task from the current meta-parameters and sample every stage: K inner
+        steps and the post-adaptation round; no meta-update. The learner keeps each task's
+        adapted parameters and inner gradients for the meta-update that may follow."""
+        cfg = self.config
+        index = [int(task.get("index", -1)) for task in tasks]  # position in the training pool
+        weights = self.on_learner(lambda learner: learner.start_tasks(index))
+        rollout = Rollout(index=index, theta=weights[0])
+        contexts = self.initial_contexts(tasks, rollout, weights)
+        if contexts is not None:
+            weights = self.on_learner(lambda learner: learner.start_tasks(index, contexts))
+        for k in range(cfg.num_inner_steps + 1):
+            t0 = time.perf_counter()
+            results = self.sample_round(tasks, weights)
+            rollout.timings["sample"] += time.perf_counter() - t0
+            rollout.stages.append(results)
+            rollout.stage_contexts.append(contexts)
+            if k < cfg.num_inner_steps:
+                t0 = time.perf_counter()
+                batches = [r.batch for r in results]
+                nxt = self.next_contexts(contexts, results)
+                weights, loss = self.on_learner(
+                    lambda learner, b=batches, cur=contexts, n=nxt: learner.adapt_tasks(b, cur, n)
+                )
+                rollout.inner_losses.append(loss)
+                contexts = nxt
+                rollout.timings["adapt"] += time.perf_counter() - t0
+        return rollout
+
+    def evaluate_adaptation(
+        self, tasks: list[Task], chunk: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[Rollout]:
+        """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time."""
+        chunk = chunk or self.config.meta_batch_size
+        out = []
+        for start in range(0, len(tasks), chunk):
+            out.append(self.adapt_on_tasks(tasks[start : start + chunk]))
+            if progress is not None:
+                progress(len(tasks[start : start + chunk]))
+        return out
+
+    def validate_pools(
+        self, pools: Sequence[str] | None = None, size: int | None = None, obs_noise_std: float = 0.0
+    ) -> dict[str, dict[str, float]]:
+        """Adapt to the first ``size`` tasks of each pool (default: ``validation_pool_size``;
+        every task when 0) and return, per pool, the mean episode return and length per stage."""
+        size = self.config.validation_pool_size if size is None else size
+        out = {}
+        for name in pools or POOLS:
+            tasks = self.task_env.task_pools().get(name, [])
+            tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
+            if tasks:
+                out[name] = pool_summary(self.evaluate_adaptation(tasks))
+        return out
+
+    def sample_round(self, tasks: list[Task], weights: list) -> list[SampleResult]:
+        """One sampling round: every task with its own weights; results in task order."""
+        results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
+        self._resampled += self.sampler.last_resampled
+        return [results[i] for i in range(len(tasks))]
+
+    def _log_iteration(self, rollout: Rollout, stats: dict[str, float]) -> None:
+        def log(key: str, value: float) -> None:
+            self.metrics.log_value((META, key), float(value), window=1)
+
+        stage_returns = [stage_mean(stage, "episode_returns") for stage in rollout.stages]
+        for k, value in enumerate(stage_returns):
+            log(f"return_stage_{k}", value)
+        log("return_pre", stage_returns[0])
+        log("return_post", stage_returns[-1])
+        for key, value in stats.items():
+            log(key, value)
+        steps = rollout.num_env_steps
+        log("env_steps", steps)
+        self.metrics.log_value((META, "env_steps_lifetime"), steps, reduce="lifetime_sum")
+        # RLlib's own counter, which Tune shows and stop criteria such as
+        # `num_env_steps_sampled_lifetime` read.
+        self.metrics.log_value(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
+        )
+        log("env_steps_per_s", steps / max(rollout.timings["sample"], 1e-9))
+        for phase, seconds in rollout.timings.items():
+            log(f"time_{phase}_s", seconds)
+
+    @override(Algorithm)
+    def step(self) -> dict:
+        # Validation results go into the result of the iterations that ran one only (metrics
+        # logged through self.metrics would show as NaN in every other iteration).
+        self._validation = None
+        result = super().step()
+        if self._validation:
+            result[VALIDATION] = self._validation
+        return result
+
+
+def summary_line(result: dict) -> str:
+    """The progress line of a gradient meta-learner's result: the return at each stage, the
+    env steps, and the validation pools' returns when the iteration validated."""
+    meta = result.get(META, {})
+    line = f"return {stage_returns(meta)} | {meta.get('env_steps', 0) / 1e3:.0f}k steps"
+    for pool, values in result.get(VALIDATION, {}).items():
+        line += f"\n  validation {pool:<3} | return {stage_returns(values)}"
+    return line
+
+
+def stage_returns(metrics: dict) -> str:
+    """``"r0 -> r1 -> ..."`` from ``return_stage_<k>`` keys, in stage order."""
+    stages = sorted(
+        (int(k.rsplit("_", 1)[1]), v) for k, v in metrics.items() if k.startswith("return_stage_")
+    )
+    return " -> ".join(f"{v:.2f}" for _, v in stages)

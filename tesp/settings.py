@@ -1,0 +1,126 @@
+"""Every setting of a run, resolved in one place for ``main_train.py``, ``main_test.py``, the
+tests and the benchmarks.
+
+Later sources win: the method's config-class defaults < the shipped ``configs/<env>/<alg>.yaml``
+(if any) < each ``--config FILE`` < each ``--set key=value`` < the dedicated flags (which the
+command line turns into overrides). Keys are checked against the defaults (see
+:mod:`tesp.config_overrides`), then :func:`check` validates every combination a grid search
+spans, once, before Ray starts; each problem is one :class:`ConfigError` line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tesp.config_overrides import RUN_DEFAULTS, ConfigError, load_file, split_overrides
+from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, METHODS, Method, canonical, canonical_env
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class Settings:
+    alg: str  # canonical method name
+    env: str  # canonical env name
+    method: Method
+    config: Any  # the algorithm config, possibly holding grid_search values
+    run: dict[str, Any]  # stop_iters, checkpoint_freq, keep_checkpoints
+    groups: dict[str, dict[str, Any]]  # the overrides by group: algo, env_config, model, run
+
+
+def resolve_config(alg: str, env: str, overrides: dict[str, Any] | None = None, config_files=()):
+    """The algorithm config and run settings for (alg, env): defaults, then the shipped
+    ``configs/<env>/<alg>.yaml``, then ``config_files``, then ``overrides`` (dotted keys).
+
+    Returns ``(config, run, groups)``. Raises ConfigError for unknown names, keys or ill-typed
+    values (not for invalid combinations: :func:`check` or ``config.validate()`` find those).
+    """
+    s = resolve(alg, env, overrides, config_files)
+    return s.config, s.run, s.groups
+
+
+def resolve(alg: str, env: str, overrides: dict[str, Any] | None = None, config_files=()) -> Settings:
+    alg_name = canonical(alg)
+    if alg_name not in ALGS:
+        raise ConfigError(f"unknown --alg {alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
+    env_name = canonical_env(env)
+    if env_name not in ENVS:
+        raise ConfigError(
+            f"unknown --env {env!r}; choose from: {', '.join(sorted(ENVS) + sorted(ENV_ALIASES))}"
+        )
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    config = ALGS[alg_name].get_default_config()
+    algo_defaults = config.to_dict()
+    featured = sorted(set(algo_defaults) - set(AlgorithmConfig().to_dict()))
+    model_defaults = config.get_default_rl_module_spec().module_class.DEFAULT_MODEL_CONFIG
+    merged: dict[str, Any] = {}
+    default_file = CONFIG_DIR / env_name / f"{alg_name}.yaml"
+    for path in ([default_file] if default_file.is_file() else []) + list(config_files):
+        merged.update(load_file(path))
+    merged.update(overrides or {})
+    groups = split_overrides(merged, algo_defaults, ENVS[env_name], model_defaults, featured)
+    config.environment(env_name, env_config=groups["env_config"])
+    config.update_model_config(**groups["model"])
+    config.update_from_dict(groups["algo"])
+    return Settings(alg_name, env_name, METHODS[alg_name], config, {**RUN_DEFAULTS, **groups["run"]}, groups)
+
+
+def check(settings: Settings) -> None:
+    """Validate the run settings, the env options and every grid variant of the config."""
+    run = settings.run
+    if run["stop_iters"] < 1 or run["checkpoint_freq"] < 0:
+        raise ConfigError(
+            f"stop_iters={run['stop_iters']} must be >= 1 and checkpoint_freq={run['checkpoint_freq']} >= 0"
+        )
+    if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
+        raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
+    for variant in grid_variants(settings.config, settings.groups):
+        check_env_config(variant.env, variant.env_config)
+        try:
+            variant.validate()
+        except ValueError as e:
+            raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def grid_variants(config, groups: dict[str, dict[str, Any]]):
+    """One config per combination of grid_search values (for validation)."""
+    swept = [
+        (g, k, v["grid_search"])
+        for g, kv in groups.items()
+        for k, v in kv.items()
+        if isinstance(v, dict) and "grid_search" in v
+    ]
+    for combo in itertools.product(*[values for _, _, values in swept]) if swept else [()]:
+        variant = config.copy(copy_frozen=False)
+        for (group, key, _), value in zip(swept, combo, strict=True):
+            if group == "algo":
+                variant.update_from_dict({key: value})
+            elif group == "env_config":
+                variant.environment(env_config={**variant.env_config, key: value})
+            elif group == "model":
+                variant.update_model_config(**{key: value})
+        yield variant
+
+
+def check_env_config(env: str, env_config: dict[str, Any]) -> None:
+    """Build the env once, so a bad env_config value fails here with one line (not in every EnvRunner)."""
+    from tesp.envs import make_env
+
+    try:
+        make_env(env, env_config).close()
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"env_config for --env {env!r} is invalid: {str(e).splitlines()[0]}") from None
+
+
+def check_writable(path: str, flag: str) -> None:
+    """``path`` exists as a writable folder, or can be created (its nearest existing parent is)."""
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path!r} cannot be written ({str(existing)!r} is not a writable folder)")
