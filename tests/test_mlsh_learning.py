@@ -67,6 +67,7 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     import ray.tune.trainable.trainable as trainable
     import torch
 
+    from tesp.config_overrides import parse_set
     from tesp.envs import register_envs
 
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-calibration-")  # not ~/ray_results
@@ -75,8 +76,9 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     register_envs()
     tasks = int(sys.argv[sys.argv.index("--tasks") + 1]) if "--tasks" in sys.argv else TASKS
+    extra = parse_set([sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"])  # screens
     for seed in seeds:
-        windows = post_warmup_windows(seed, tasks)
+        windows = post_warmup_windows(seed, tasks, extra)
         print(
             f"seed {seed}: mean of the last 30 tasks {np.mean(windows[-3:]):.1f} | 10-task means "
             + " ".join(f"{w:.1f}" for w in windows),
