@@ -1,4 +1,4 @@
-"""``main_test.py``: evaluate a checkpoint's adaptation on the task pools (spec §2.3).
+"""``main_test.py``: evaluate a checkpoint's adaptation on the task pools (docs/original_release.md#evaluation).
 
 For every chosen pool (D, D', D'') and observation-noise level sigma, each task of the pool is
 adapted from the checkpoint's meta-parameters with the training schedule (TESP: warm-up

@@ -29,3 +29,8 @@ def random_batch(n=32, obs_dim=2, act_dim=2, seed=0, dtype=torch.float32) -> dic
         "advantages": torch.randn(n, generator=g, dtype=dtype),
         "dist_inputs": 0.1 * torch.randn(n, 2 * act_dim, generator=g, dtype=dtype),
     }
+
+
+def local_learner(algo):
+    """The algorithm's (local, in-process) learner object."""
+    return algo.on_learner(lambda learner: learner)

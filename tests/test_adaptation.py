@@ -167,7 +167,7 @@ def test_second_order_meta_gradient_matches_finite_differences_and_differs_from_
 
 
 def test_first_order_still_learns_step_sizes_through_the_direct_path():
-    """spec §1.2: with constant inner gradients, dL/dalpha = -G * dL/dtheta'."""
+    """docs/original_release.md#inner-step: with constant inner gradients, dL/dalpha = -G * dL/dtheta'."""
     policy = make_policy(learn_step_sizes=True, init_step_size=0.01)
     names = list(policy.meta_params())
     batch, outer = random_batch(seed=7), random_batch(seed=8)

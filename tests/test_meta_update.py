@@ -12,6 +12,8 @@ from tesp.meta.losses import best_iterate
 from tesp.nn.distributions import gaussian_kl
 from tesp.settings import resolve_config
 
+from .helpers import local_learner
+
 SMALL = {
     "meta_batch_size": 3,
     "episodes_per_task": 4,
@@ -30,7 +32,7 @@ def build(alg="meta_sgd", **overrides):
 
 
 def stage_inputs(algo, rollout):
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(rollout.index))]
     stages = [learner._stage([b[k] for b in batches], None) for k in range(len(rollout.stages))]
     return learner, batches, stages, torch.as_tensor(rollout.index)
@@ -103,7 +105,7 @@ def test_best_iterate_with_a_tiny_kl_target_undoes_every_step_but_not_adams_mome
     # start (KL ~ 0) is below the target and the update must give back the starting parameters.
     algo = build(lr=1.0, num_outer_steps=3, best_iterate_kl_target=1e-6)
     try:
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         before = {k: v.detach().clone() for k, v in learner.policy.named_parameters()}
         result = algo.train()
         assert result["meta"]["best_iterate"] == 0
@@ -121,7 +123,7 @@ def test_a_non_finite_parameter_stops_training_naming_it_and_the_iteration(ray_s
     try:
         algo.train()
         checkpoint = algo.save(str(tmp_path / "good")).checkpoint.path
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         with torch.no_grad():
             learner.policy.pi[0].weight[0, 0] = float("nan")
         with pytest.raises(

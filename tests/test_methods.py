@@ -12,6 +12,8 @@ from tesp.meta.sampler import SampleJob
 from tesp.nn.distributions import gaussian_kl
 from tesp.settings import resolve_config
 
+from .helpers import local_learner
+
 pytestmark = pytest.mark.ray
 
 SMALL = {"meta_batch_size": 2, "episodes_per_task": 3, "num_envs_per_env_runner": 3, "num_env_runners": 0}
@@ -42,7 +44,7 @@ def sample(algo, tasks, weights):
 
 def start(algo, tasks):
     """Each task's starting params, weights and context (TESP: the buffer of its warm-up round)."""
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     index = [int(t.get("index", -1)) for t in tasks]
     weights = learner.start_tasks(index)
     contexts = algo.initial_contexts(tasks, Rollout(index, weights[0]), weights)
@@ -104,7 +106,7 @@ def test_tesp_env_runners_sample_with_the_learners_embedding(ray_session):
 def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(ray_session):
     algo = build("maesn")
     try:
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         table = learner.policy.task_latent_mean
         with torch.no_grad():  # distinct task rows, so the runner's mu is visibly the task's
             table.copy_(torch.randn_like(table))
@@ -139,7 +141,7 @@ def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(r
 def test_embedding_regulariser_value_and_gradient(ray_session):
     algo = build("adaptsv", embedding_reg_coeff=0.3, **{"model.latent_dim": 4})
     try:
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         params = {k: v[0] for k, v in learner.policy.task_params(1).items()}
         z = torch.tensor([0.5, -1.0, 2.0, 0.0], requires_grad=True)
         params["latent"] = z
@@ -168,7 +170,7 @@ def test_tesp_regulariser_reaches_the_encoder_through_z(ray_session):
     (2 eta / d) z^T dz/dtheta, checked against autograd on z alone."""
     algo = build("tesp", embedding_reg_coeff=0.5)
     try:
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         params = {
             k: v[0].detach().clone().requires_grad_(True) for k, v in learner.policy.task_params(1).items()
         }

@@ -10,6 +10,7 @@ import torch
 from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, MASTER_LOGP, SUB_POLICY
 from tesp.envs import make_env
 
+from .helpers import local_learner
 from .runner import results, run_main_train, trial_dirs
 
 
@@ -40,7 +41,7 @@ def test_movement_bandits_reward_rule_gives_the_reference_levels():
                 total += reward
                 assert not terminated and truncated == (t == 49)
             returns.append(total)
-    # Reference levels (mlsh_mime_notes.md): 43.8, 23.0, 2.4 per episode.
+    # Reference levels (docs/mlsh_reference.md): 43.8, 23.0, 2.4 per episode.
     assert np.mean(levels["correct"]) == pytest.approx(43.8, abs=0.5)
     assert np.mean(levels["same"]) == pytest.approx(23.0, abs=1.2)
     assert np.mean(levels["random"]) == pytest.approx(2.4, abs=0.4)
@@ -109,7 +110,7 @@ def algo(ray_session):
 def test_master_acts_every_macro_duration_and_the_chosen_sub_policy_acts(algo):
     from tesp.meta.sampler import SampleJob
 
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     policy = learner.policy
     weights = learner.slot_weights([0])[0]
     task = algo.slots[0]["task"]
@@ -144,7 +145,7 @@ def test_master_acts_every_macro_duration_and_the_chosen_sub_policy_acts(algo):
 def test_warmup_updates_only_the_master_and_the_joint_phase_both(algo):
     from tesp.meta.sampler import SampleJob
 
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     policy = learner.policy
 
     def snapshot():
@@ -202,7 +203,7 @@ def test_action_entropy_matches_torch_distributions():
 def test_sub_entropy_bonus_spreads_the_sub_policies(algo, monkeypatch):
     from tesp.meta.sampler import SampleJob
 
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     policy = learner.policy
     weights = learner.slot_weights([0])
     batch = algo.sampler.sample([SampleJob(0, algo.slots[0]["task"], weights[0])])[0].batch
@@ -239,7 +240,7 @@ def test_advantages_use_the_value_function_of_the_policy_that_acted(algo):
     from tesp.algorithms.mlsh.mlsh_learner import advantages_and_targets, macro_steps
     from tesp.meta.sampler import SampleJob
 
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     policy, cfg = learner.policy, learner.config
     weights = learner.slot_weights([0])
     batch = algo.sampler.sample([SampleJob(0, algo.slots[0]["task"], weights[0])])[0].batch

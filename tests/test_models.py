@@ -10,7 +10,9 @@ def test_normc_init_and_initial_distribution():
     torch.testing.assert_close(layers[-1].weight.norm(dim=1), torch.full((4,), 0.01))
     out = policy.dist_inputs(torch.randn(100, 2))
     mean, log_std = out.chunk(2, dim=-1)
-    assert mean.abs().max() < 0.05 and log_std.abs().max() < 0.05  # mu ~ 0, sigma ~ 1 (spec §1.1)
+    assert (
+        mean.abs().max() < 0.05 and log_std.abs().max() < 0.05
+    )  # mu ~ 0, sigma ~ 1 (docs/original_release.md#policy)
 
 
 def test_functional_forward_equals_the_module_forward():

@@ -1,4 +1,4 @@
-"""The MuJoCo task suite (spec §3): models, rewards, pools and test-time noise together."""
+"""The MuJoCo task suite (docs/original_release.md#environments): models, rewards, pools and test-time noise together."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tesp.envs import ENVS, make_env
 
 SUITE = ["wheeled", "ant", "reacher_2_link", "reacher_4_link"]
 DIMS = {"wheeled": (9, 2), "ant": (29, 8), "reacher_2_link": (8, 2), "reacher_4_link": (14, 4)}
-# Per-episode return of a policy that never moves, mean over each pool (spec §3.1).
+# Per-episode return of a policy that never moves, mean over each pool (docs/original_release.md#environments).
 ZERO_MOTION = {
     "wheeled": {"D": -156, "D'": -147, "D''": -264},
     "ant": {"D": -156, "D'": -147, "D''": -264},
@@ -71,7 +71,9 @@ def test_seed_spellings_and_pools_follow_the_seed():
     assert type(make_env("reacher_4-link")) is type(make_env("reacher_4_link"))
     a, b = make_env("wheeled"), make_env("wheeled", {"pool_seed": 2})
     goals = [t["goal"] for t in a.task_pools()["D"]]
-    np.testing.assert_allclose(goals[0], [-0.2489, 0.6610], atol=1e-4)  # spec §2.1 check value
+    np.testing.assert_allclose(
+        goals[0], [-0.2489, 0.6610], atol=1e-4
+    )  # docs/original_release.md#task-pools check value
     assert not np.allclose(goals[0], b.task_pools()["D"][0]["goal"])
     assert len(make_env("ant", {"pool_size": 5}).task_pools()["D''"]) == 5
     env = make_env("wheeled")

@@ -5,7 +5,7 @@ from tesp.envs.pools import goal_pools
 
 
 def test_reference_pools_check_values():
-    pools = goal_pools()  # seed 1, 100 goals each, threshold 0.1 (spec §2.1)
+    pools = goal_pools()  # seed 1, 100 goals each, threshold 0.1 (docs/original_release.md#task-pools)
     np.testing.assert_allclose(
         pools.train[:3], [[-0.2489, 0.6610], [-0.9412, -0.4633], [-0.3097, 0.1165]], atol=1e-4
     )
@@ -13,7 +13,7 @@ def test_reference_pools_check_values():
     np.testing.assert_allclose(pools.ood[0], [-0.1601, -1.3822], atol=1e-4)
     means = [np.linalg.norm(p, axis=1).mean() for p in (pools.train, pools.test, pools.ood)]
     np.testing.assert_allclose(means, [0.778, 0.734, 1.318], atol=1e-3)
-    # Zero-motion returns from the origin over a 200-step horizon (spec §3.1: -156, -147, -264).
+    # Zero-motion returns from the origin over a 200-step horizon (docs/original_release.md#environments: -156, -147, -264).
     np.testing.assert_allclose([-200 * m for m in means], [-156, -147, -264], atol=1.0)
 
 

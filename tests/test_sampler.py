@@ -8,6 +8,8 @@ from tesp.algorithms.maml import MAMLConfig
 from tesp.meta.sampler import SampleJob, deal
 from tesp.nn.distributions import gaussian_logp
 
+from .helpers import local_learner
+
 pytestmark = pytest.mark.ray
 
 
@@ -31,7 +33,7 @@ def algo(ray_session):
 
 
 def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
-    learner = algo.learner_group._learner
+    learner = local_learner(algo)
     policy = learner.policy
     (base, *_) = learner.start_tasks([-1])
     rng = np.random.default_rng(0)

@@ -17,6 +17,7 @@ import torch
 from tesp.algorithms.maml import MAMLConfig
 
 from .conftest import REPO
+from .helpers import local_learner
 from .runner import SMALL, kill_orphaned_ray, main_train_cmd, pids, results, run_main_train, trial_dirs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -120,7 +121,7 @@ def test_checkpoint_restores_every_meta_parameter(ray_session, tmp_path, alg):
     try:
         algo.train()
         path = algo.save_to_path(str(tmp_path / "ckpt"))
-        state = {k: v.detach().clone() for k, v in algo.learner_group._learner.policy.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in local_learner(algo).policy.state_dict().items()}
         rng = algo.task_env.np_random.bit_generator.state
     finally:
         algo.stop()

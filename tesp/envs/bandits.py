@@ -1,6 +1,6 @@
 """MLSH's bandit tasks (Frans et al. 2017): two goals, one of them secretly rewarding.
 
-:class:`MovementBanditsEnv` follows the reference rules (``../shared/reference/mlsh_mime_notes.md``):
+:class:`MovementBanditsEnv` follows the rules of the authors' release (docs/mlsh_reference.md):
 
 - Observation (6): the agent's xy and both goals' xy, divided by 400.
 - Action: Discrete(5): stay, +20 x, -20 x, +20 y, -20 y.

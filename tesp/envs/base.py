@@ -6,7 +6,7 @@ driver with :meth:`TaskEnv.sample_tasks` and sends them to the EnvRunners, which
 their sub-envs with :meth:`TaskEnv.set_task`. A task stays set across resets.
 
 An env may have fixed task pools (:meth:`TaskEnv.task_pools`): the training pool D and the
-test pools D' (same distribution, unseen) and D'' (out of distribution), spec §2.1. Then
+test pools D' (same distribution, unseen) and D'' (out of distribution), docs/original_release.md#task-pools. Then
 training tasks are drawn from D without replacement, and carry their position in D as
 ``"index"`` (MAESN keeps a latent distribution per training task). Without pools, every
 draw is a fresh task from the training distribution (the MAML paper's setting).
@@ -40,7 +40,7 @@ class TaskEnv(gym.Env):
         """The fixed pools ``{"D": [...], "D'": [...], "D''": [...]}``; empty when there are none."""
         return {}
 
-    # -- test-time observation noise (spec §2.3), for envs that support it --------------------
+    # -- test-time observation noise (docs/original_release.md#evaluation), for envs that support it --------------------
     def init_noise(self, obs_noise_std: float) -> None:
         """The env's default noise level; a task's ``"obs_noise_std"`` overrides it while set."""
         if obs_noise_std < 0:

@@ -1,6 +1,6 @@
-"""The TESP task suite (spec §3): reach a 2D goal with a wheeled car, an ant or a planar arm.
+"""The TESP task suite (docs/original_release.md#environments): reach a 2D goal with a wheeled car, an ant or a planar arm.
 
-Common to all four envs (spec §3.1):
+Common to all four envs (docs/original_release.md#environments):
 
 - MuJoCo through gymnasium's ``MujocoEnv`` (official ``mujoco`` bindings), timestep 0.01 and
   frame skip 5 (0.05 s per step); the models in ``assets/`` are written from the spec.
@@ -10,9 +10,9 @@ Common to all four envs (spec §3.1):
   (locomotion) or fingertip's (reacher) xy and ``g`` the goal; the goal is not observed.
 - Termination: ``|p - g| < done_distance`` (and, for the ant, an unhealthy torso);
   truncation after ``horizon`` (200) steps. Reset is deterministic (the model's initial state).
-- Tasks: the goal. The pools D, D', D'' (spec §2.1, :func:`tesp.envs.pools.goal_pools`) are
+- Tasks: the goal. The pools D, D', D'' (docs/original_release.md#task-pools, :func:`tesp.envs.pools.goal_pools`) are
   drawn once from ``pool_seed``; training tasks come from D.
-- Test-time noise (spec §2.3): with ``obs_noise_std`` = sigma > 0 (an env option, or a task's
+- Test-time noise (docs/original_release.md#evaluation): with ``obs_noise_std`` = sigma > 0 (an env option, or a task's
   ``"obs_noise_std"``, which the evaluation sets for D' and D'' only), every returned
   observation gets N(0, sigma^2) noise; rewards and termination use the true state.
 - ``info``: ``goal``, ``dist_reward`` (= ``-|p - g|``) and ``ctrl_cost``.
@@ -52,7 +52,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
     model_file: str
     obs_dim: int
     done_distance: float
-    pool_threshold = 0.1  # minimum goal spacing in the pools (spec §2.1)
+    pool_threshold = 0.1  # minimum goal spacing in the pools (docs/original_release.md#task-pools)
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         self._t = 0
 
     def _set_action_space(self) -> spaces.Box:
-        # The policy acts in [-1, 1]^|A|; step() scales to the actuators' ranges (spec §3.1).
+        # The policy acts in [-1, 1]^|A|; step() scales to the actuators' ranges (docs/original_release.md#environments).
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.model.nu,), dtype=np.float32)
         return self.action_space
 
@@ -142,7 +142,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
 
 
 class WheeledEnv(GoalMujocoEnv):
-    """Wheeled robot (spec §3.2): a differential-drive car driving to a goal on the floor.
+    """Wheeled robot (docs/original_release.md#environments): a differential-drive car driving to a goal on the floor.
 
     - Observation (9): ``[x, y, z, sin(yaw), cos(yaw), dx, dy, dz, dyaw]`` (no wheel state).
     - Action (2): the two wheels' target velocities, scaled to +-50 rad/s.
@@ -161,7 +161,7 @@ class WheeledEnv(GoalMujocoEnv):
 
 
 class AntEnv(GoalMujocoEnv):
-    """Ant (spec §3.3): a half-size quadruped walking to a goal.
+    """Ant (docs/original_release.md#environments): a half-size quadruped walking to a goal.
 
     - Observation (29): the full ``qpos`` (torso xyz, quaternion, 8 joint angles) and ``qvel`` (14).
     - Action (8): joint target velocities (hip4, ankle4, hip1, ankle1, hip2, ankle2, hip3,
@@ -187,7 +187,7 @@ class AntEnv(GoalMujocoEnv):
 
 
 class Reacher2LinkEnv(GoalMujocoEnv):
-    """2-link reacher (spec §3.4): a planar arm (reach 1.7) moving its fingertip to a goal.
+    """2-link reacher (docs/original_release.md#environments): a planar arm (reach 1.7) moving its fingertip to a goal.
 
     - Observation (8): ``[cos q (2), sin q (2), dq (2), fingertip xy (2)]``.
     - Action (2): joint target velocities, scaled to +-100.
@@ -206,7 +206,7 @@ class Reacher2LinkEnv(GoalMujocoEnv):
 
 
 class Reacher4LinkEnv(Reacher2LinkEnv):
-    """4-link reacher (spec §3.5): a planar arm (reach 2.0) moving its fingertip to a goal.
+    """4-link reacher (docs/original_release.md#environments): a planar arm (reach 2.0) moving its fingertip to a goal.
 
     - Observation (14): ``[cos q (4), sin q (4), dq (4), fingertip xy (2)]``.
     - Action (4): joint target velocities, scaled to +-50.

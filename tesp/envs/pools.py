@@ -1,4 +1,4 @@
-"""The TESP goal pools D, D' and D'' (spec §2.1), drawn reproducibly from one seed.
+"""The TESP goal pools D, D' and D'' (docs/original_release.md#task-pools), drawn reproducibly from one seed.
 
 Goals are proposed uniformly in the square ``[-square, square]^2`` by one
 ``numpy.random.RandomState(seed)`` and rejected until each pool holds ``size`` goals:

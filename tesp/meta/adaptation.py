@@ -6,7 +6,7 @@ One inner step on task data ``D`` (Finn et al. 2017, eq. 1; Li et al. 2017, Meta
     theta' = theta - alpha (.) g
 
 ``alpha`` is a float (MAML) or a tensor per adapted parameter (Meta-SGD, AdaptSV, TESP),
-clamped to ``[-bound, bound]`` by the caller (spec §1.2). Which parameters are adapted is a
+clamped to ``[-bound, bound]`` by the caller (docs/original_release.md#inner-step). Which parameters are adapted is a
 list of names, so MAML (all policy weights), AdaptSV (a latent vector) and TESP (the encoder)
 all run this same code.
 

@@ -1,4 +1,4 @@
-"""Returns, GAE and the linear feature baseline (spec §1.1).
+"""Returns, GAE and the linear feature baseline (docs/original_release.md#policy).
 
 All functions work on zero-padded ``[episodes, time]`` arrays with a 0/1 ``mask``; padded
 entries of the outputs are 0.

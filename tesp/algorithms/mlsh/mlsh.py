@@ -1,7 +1,7 @@
 """MLSH (Frans et al. 2017, "Meta Learning Shared Hierarchies") on RLlib's new API stack.
 
 Training runs ``num_parallel_tasks`` tasks at once, each in a *slot* with its own master; the
-sub-policies are shared. Per slot and task (``../shared/reference/mlsh_mime_notes.md``):
+sub-policies are shared. Per slot and task (docs/mlsh_reference.md):
 
 1. draw a task and re-initialise the slot's master (and its optimizer state);
 2. ``warmup_iters`` (W) iterations that update only the master;

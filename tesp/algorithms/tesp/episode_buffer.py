@@ -1,4 +1,4 @@
-"""TESP's per-task episode buffer (spec §1.4): the M highest-return episodes seen so far.
+"""TESP's per-task episode buffer (docs/original_release.md#methods): the M highest-return episodes seen so far.
 
 ``B <- top_M(B u new episodes)`` by undiscounted return; ties keep the earlier episode (buffer
 first, then the new batch in order). The buffer is emptied at the start of every task's

@@ -1,4 +1,4 @@
-"""TESP's task encoder (spec §1.4): a GRU over each buffered episode, projected to d, averaged.
+"""TESP's task encoder (docs/original_release.md#methods): a GRU over each buffered episode, projected to d, averaged.
 
 Per step the encoder reads ``x_t = [o_t, mu_t, log_sigma_t, r_t]`` (the observation, the
 sampling policy's distribution parameters, and the reward). The GRU follows Keras' GRUCell
@@ -25,11 +25,6 @@ from tesp.nn.mlp import normc_
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def encoder_inputs(obs: torch.Tensor, dist_inputs: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-    """``[o_t, mu_t, log_sigma_t, r_t]`` per step, from padded ``[..., T, ·]`` episode arrays."""
-    return torch.cat([obs, dist_inputs, rewards.unsqueeze(-1)], dim=-1)
 
 
 class TaskEncoder(nn.Module):
