@@ -113,9 +113,12 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
         )
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "evaluate_adaptation"):
+        from tesp.registry import ALGS
+
+        able = [name for name, cls in ALGS.items() if hasattr(cls, "evaluate_adaptation")]
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
-            "main_test.py evaluates maml, meta_sgd, adaptsv, maesn, tesp and tesp_adapt_policy checkpoints"
+            f"main_test.py evaluates {', '.join(able)} checkpoints"
         )
     has_pools = bool(make_env(config["env"], config.get("env_config") or {}).task_pools())
     valid = list(POOLS) if has_pools else [FRESH]

@@ -22,7 +22,7 @@ from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
-from tesp.meta.meta_gradient import summary_line as meta_summary
+from tesp.meta.rollout import summary_line as meta_summary
 
 
 @dataclass(frozen=True)

@@ -340,21 +340,3 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         if self._validation:
             result[VALIDATION] = self._validation
         return result
-
-
-def summary_line(result: dict) -> str:
-    """The progress line of a gradient meta-learner's result: the return at each stage, the
-    env steps, and the validation pools' returns when the iteration validated."""
-    meta = result.get(META, {})
-    line = f"return {stage_returns(meta)} | {meta.get('env_steps', 0) / 1e3:.0f}k steps"
-    for pool, values in result.get(VALIDATION, {}).items():
-        line += f"\n  validation {pool:<3} | return {stage_returns(values)}"
-    return line
-
-
-def stage_returns(metrics: dict) -> str:
-    """``"r0 -> r1 -> ..."`` from ``return_stage_<k>`` keys, in stage order."""
-    stages = sorted(
-        (int(k.rsplit("_", 1)[1]), v) for k, v in metrics.items() if k.startswith("return_stage_")
-    )
-    return " -> ".join(f"{v:.2f}" for _, v in stages)
