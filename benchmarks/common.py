@@ -24,7 +24,8 @@ def start_ray(num_cpus: int | None = None) -> None:
 
     # Algorithms built outside Tune log to ~/ray_results/<timestamp>; keep benchmarks out of it.
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-benchmark-")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own, even when another one (a test session, a cluster) runs here.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     register_envs()
 
 
