@@ -39,7 +39,6 @@ def test_action_connector_samples_the_policy_distribution_and_records_it():
     from ray.rllib.core.columns import Columns
 
     from tesp.models.connectors import SampleGaussianActions
-    from tesp.nn.distributions import gaussian_logp
 
     torch.manual_seed(0)
     inputs = torch.tensor([[0.5, -1.0, 0.0, -1.0]]).repeat(20000, 1)  # mean (0.5, -1), std (1, e^-1)
@@ -51,7 +50,8 @@ def test_action_connector_samples_the_policy_distribution_and_records_it():
     torch.testing.assert_close(
         actions.std(0), torch.tensor([1.0, float(torch.exp(torch.tensor(-1.0)))]), atol=0.02, rtol=0
     )
-    torch.testing.assert_close(torch.as_tensor(out[Columns.ACTION_LOGP]), gaussian_logp(inputs, actions))
+    # The distribution is recorded with the step (the learner computes log-probabilities from it).
+    torch.testing.assert_close(torch.as_tensor(out[Columns.ACTION_DIST_INPUTS]), inputs)
     greedy = SampleGaussianActions()(
         rl_module=None, batch={Columns.ACTION_DIST_INPUTS: inputs[:2]}, episodes=[], explore=False
     )

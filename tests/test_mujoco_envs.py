@@ -127,3 +127,34 @@ def test_observation_noise_only_where_configured(name):
     noisy_env = make_env(name, {"obs_noise_std": 0.1})
     noisy_env.set_task(task)
     assert not np.array_equal(noisy_env.reset(seed=0)[0], clean[0])
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_step_batch_gives_what_step_gives(name):
+    """The sampler's batched step is the env's ``step`` for every env: same observations
+    (noise included), rewards and termination/truncation flags, up to the horizon."""
+    from tesp.envs.goal_mujoco import GoalMujocoEnv
+
+    def make(n):
+        envs = [make_env(name, {"horizon": 30, "obs_noise_std": 0.05}) for _ in range(n)]
+        for i, env in enumerate(envs):
+            env.set_task(env.task_pools()["D"][i])
+            env.reset(seed=i)
+        envs[0].set_task({"goal": envs[0].position()})  # starts on its goal: may terminate early
+        return envs
+
+    one, batch = make(3), make(3)
+    rng = np.random.default_rng(0)
+    live = [0, 1, 2]
+    for _ in range(35):
+        if not live:
+            break
+        actions = rng.uniform(-1.5, 1.5, size=(len(live), one[0].action_space.shape[0]))
+        got = GoalMujocoEnv.step_batch([batch[i] for i in live], actions)
+        for j, i in enumerate(live):
+            obs, reward, terminated, truncated, _ = one[i].step(actions[j])
+            np.testing.assert_array_equal(got.obs[j], obs)
+            assert got.rewards[j] == pytest.approx(reward, rel=1e-12, abs=1e-12)
+            assert (bool(got.terminated[j]), bool(got.truncated[j])) == (terminated, truncated)
+        live = [i for j, i in enumerate(live) if not (got.terminated[j] or got.truncated[j])]
+    assert not live  # every episode ended by the horizon

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
-from tesp.envs.base import Task, TaskEnv
+from tesp.envs.base import StepBatch, Task, TaskEnv
 from tesp.envs.pools import goal_pools
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -50,6 +51,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 20}
     model_file: str
+    tracked_body: str  # the body whose frame origin is the agent's / fingertip's position p
     obs_dim: int
     done_distance: float
     pool_threshold = 0.1  # minimum goal spacing in the pools (docs/original_release.md#task-pools)
@@ -86,6 +88,7 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         self._pools = _pools(int(pool_seed), int(pool_size), self.pool_threshold)
         self._goal = np.zeros(2)
         self._t = 0
+        self.tracked = self.model.body(self.tracked_body).id  # the body whose xy is p
 
     def _set_action_space(self) -> spaces.Box:
         # The policy acts in [-1, 1]^|A|; step() scales to the actuators' ranges (docs/original_release.md#environments).
@@ -112,8 +115,8 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
 
     # -- dynamics ----------------------------------------------------------------------
     def position(self) -> np.ndarray:
-        """The tracked xy point (agent or fingertip)."""
-        raise NotImplementedError
+        """The tracked xy point (agent or fingertip): the origin of ``tracked_body``'s frame."""
+        return self.data.xpos[self.tracked, :2].copy()
 
     def true_obs(self) -> np.ndarray:
         raise NotImplementedError
@@ -128,6 +131,29 @@ class GoalMujocoEnv(MujocoEnv, TaskEnv):
         self.set_state(self.init_qpos, self.init_qvel)
         self._t = 0
         return self._observe()
+
+    @staticmethod
+    def step_batch(envs: Sequence[GoalMujocoEnv], actions: np.ndarray) -> StepBatch:
+        """:meth:`step` for several envs at once: the same numbers, with the clipping, control
+        cost, distances and flags computed as arrays and no ``info`` dicts (the sampler's path;
+        about half of ``step``'s time on the cheap models was Python around ``mj_step``)."""
+        a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        ctrl = a * envs[0].ctrl_max
+        positions = np.empty((len(envs), 2))
+        for i, env in enumerate(envs):
+            env.data.ctrl[:] = ctrl[i]
+            mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
+            env._t += 1
+            positions[i] = env.data.xpos[env.tracked, :2]
+        goals = np.stack([env._goal for env in envs])
+        delta = positions - goals
+        dist = np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        ctrl_cost = envs[0].ctrl_cost_coeff * 0.5 * np.einsum("ij,ij->i", a, a)
+        done = np.array([env.done_distance for env in envs])
+        unhealthy = np.array([env.unhealthy() for env in envs])
+        terminated = (dist < done) | unhealthy
+        truncated = np.array([env._t >= env.horizon for env in envs]) & ~terminated
+        return StepBatch([env._observe() for env in envs], -dist - ctrl_cost, terminated, truncated)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
@@ -150,10 +176,7 @@ class WheeledEnv(GoalMujocoEnv):
     - Tasks: goals in D, D' (0.2 < |g| < 1.1) and D'' (1.1 < |g| < 1.5); the car starts at the origin.
     """
 
-    model_file, obs_dim, done_distance = "wheeled.xml", 9, 0.02
-
-    def position(self) -> np.ndarray:
-        return self.data.body("chassis").xpos[:2].copy()
+    model_file, tracked_body, obs_dim, done_distance = "wheeled.xml", "chassis", 9, 0.02
 
     def true_obs(self) -> np.ndarray:
         q, v = self.data.qpos, self.data.qvel
@@ -171,11 +194,8 @@ class AntEnv(GoalMujocoEnv):
     - Tasks: as for the wheeled robot; the ant starts at the origin.
     """
 
-    model_file, obs_dim, done_distance = "ant.xml", 29, 0.03
+    model_file, tracked_body, obs_dim, done_distance = "ant.xml", "torso", 29, 0.03
     healthy_z = (0.15, 0.45)
-
-    def position(self) -> np.ndarray:
-        return self.data.body("torso").xpos[:2].copy()
 
     def true_obs(self) -> np.ndarray:
         return np.concatenate([self.data.qpos, self.data.qvel])
@@ -195,10 +215,7 @@ class Reacher2LinkEnv(GoalMujocoEnv):
     - Tasks: goals as for the wheeled robot; the tip starts at (1.7, 0).
     """
 
-    model_file, obs_dim, done_distance = "reacher_2_link.xml", 8, 0.06
-
-    def position(self) -> np.ndarray:
-        return self.data.body("fingertip").xpos[:2].copy()
+    model_file, tracked_body, obs_dim, done_distance = "reacher_2_link.xml", "fingertip", 8, 0.06
 
     def true_obs(self) -> np.ndarray:
         q = self.data.qpos

@@ -20,6 +20,7 @@ same episodes on whichever EnvRunner samples it (after a runner failure too).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,30 +30,35 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from tesp.meta.batch import TaskBatch, make_batch
 
-# Module outputs that TaskBatch holds as fields of its own.
-_FIELDS = (Columns.ACTIONS, Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP)
-
 
 class _Episode:
     """The part of RLlib's episode API that tesp's connectors read: the newest observation,
-    the number of steps taken (``len``) and a per-episode ``custom_data`` dict."""
+    the number of steps taken (``len``) and a per-episode ``custom_data`` dict. The steps
+    themselves are recorded per round, as arrays over the live episodes (:class:`_Round`)."""
 
-    __slots__ = ("obs", "actions", "dist_inputs", "rewards", "extras", "custom_data", "done")
+    __slots__ = ("last_obs", "length", "custom_data", "done")
 
     def __init__(self, first_obs: np.ndarray) -> None:
-        self.obs = [first_obs]
-        self.actions: list[Any] = []
-        self.dist_inputs: list[np.ndarray] = []
-        self.rewards: list[float] = []
-        self.extras: dict[str, list[Any]] = {}
+        self.last_obs = first_obs
+        self.length = 0
         self.custom_data: dict[str, Any] = {}
         self.done = False
 
     def get_observations(self, index: int) -> np.ndarray:
-        return self.obs[index]
+        if index != -1:
+            raise IndexError("a sampling episode keeps its newest observation only")
+        return self.last_obs
 
     def __len__(self) -> int:
-        return len(self.rewards)
+        return self.length
+
+
+@dataclass
+class _Round:
+    """One round's episodes, and per step the indices of the live ones with their arrays."""
+
+    episodes: list[_Episode]
+    steps: list[tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
 
 
 def episode_seeds(seed: int, num_episodes: int) -> tuple[list[int], int]:
@@ -60,14 +66,6 @@ def episode_seeds(seed: int, num_episodes: int) -> tuple[list[int], int]:
     children = np.random.SeedSequence(seed).spawn(num_episodes + 1)
     ints = [int(c.generate_state(1, np.uint32)[0]) for c in children]
     return ints[:-1], ints[-1]
-
-
-def _pad(seqs: list[list[Any]], length: int) -> np.ndarray:
-    first = np.asarray(seqs[0][0])
-    out = np.zeros((len(seqs), length, *first.shape), dtype=np.float32)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = np.asarray(s, dtype=np.float32)
-    return out
 
 
 class TaskEnvRunner(SingleAgentEnvRunner):
@@ -92,24 +90,27 @@ class TaskEnvRunner(SingleAgentEnvRunner):
             env.unwrapped.set_task(dict(task))
         self.module.set_state(dict(weights))
         reset_seeds, action_seed = episode_seeds(seed, num_episodes)
-        episodes: list[_Episode] = []
+        rounds = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(action_seed)
             for start in range(0, num_episodes, len(envs)):
                 seeds = reset_seeds[start : start + len(envs)]
-                episodes += self._run_round(envs[: len(seeds)], seeds)
-        return self._to_batch(episodes, gamma, lam)
+                rounds.append(self._run_round(envs[: len(seeds)], seeds))
+        return self._to_batch(rounds, gamma, lam)
 
-    def _run_round(self, envs: list, seeds: list[int]) -> list[_Episode]:
+    def _run_round(self, envs: list, seeds: list[int]) -> _Round:
         """One complete episode on each of ``envs``, stepped side by side."""
-        episodes = [_Episode(env.reset(seed=s)[0]) for env, s in zip(envs, seeds, strict=True)]
+        envs = [env.unwrapped for env in envs]  # tesp's own envs: no wrapper does anything here
+        step_batch = type(envs[0]).step_batch
+        record = _Round([_Episode(env.reset(seed=s)[0]) for env, s in zip(envs, seeds, strict=True)])
         active = list(range(len(envs)))
         shared: dict[str, Any] = {}
         while active:
-            live = [episodes[i] for i in active]
+            live = [record.episodes[i] for i in active]
             batch = self._env_to_module(
                 rl_module=self.module, batch={}, episodes=live, explore=True, shared_data=shared
             )
+            obs = batch[Columns.OBS].numpy()
             out = self._module_to_env(
                 rl_module=self.module,
                 batch=self.module.forward_exploration(batch),
@@ -117,35 +118,37 @@ class TaskEnvRunner(SingleAgentEnvRunner):
                 explore=True,
                 shared_data=shared,
             )
-            actions = out[Columns.ACTIONS]
-            extras = {k: v for k, v in out.items() if k not in _FIELDS}
-            for j, i in enumerate(active):
-                ep = episodes[i]
-                obs, reward, terminated, truncated, _ = envs[i].step(actions[j])
-                ep.actions.append(actions[j])
-                ep.dist_inputs.append(out[Columns.ACTION_DIST_INPUTS][j])
-                ep.rewards.append(float(reward))
-                for key, value in extras.items():
-                    ep.extras.setdefault(key, []).append(value[j])
-                ep.obs.append(obs)
-                ep.done = bool(terminated or truncated)
-            active = [i for i in active if not episodes[i].done]
-        return episodes
+            step = step_batch([envs[i] for i in active], out[Columns.ACTIONS])
+            arrays = {k: v for k, v in out.items() if k != Columns.ACTION_LOGP}
+            record.steps.append((np.array(active), arrays | {"obs": obs, "rewards": step.rewards}))
+            for j, ep in enumerate(live):
+                ep.last_obs = step.obs[j]
+                ep.length += 1
+                ep.done = bool(step.terminated[j] or step.truncated[j])
+            active = [i for i in active if not record.episodes[i].done]
+        return record
 
     @staticmethod
-    def _to_batch(episodes: list[_Episode], gamma: float, lam: float) -> TaskBatch:
-        length = max(len(ep) for ep in episodes)
-        mask = np.zeros((len(episodes), length), dtype=np.float32)
-        for i, ep in enumerate(episodes):
-            mask[i, : len(ep)] = 1.0
-        extras = {key: _pad([ep.extras[key] for ep in episodes], length) for key in episodes[0].extras}
+    def _to_batch(rounds: list[_Round], gamma: float, lam: float) -> TaskBatch:
+        """The rounds' episodes as one padded :class:`TaskBatch` (float32), in round order."""
+        lengths = [ep.length for r in rounds for ep in r.episodes]
+        num, length = len(lengths), max(lengths)
+        mask = (np.arange(length)[None, :] < np.array(lengths)[:, None]).astype(np.float32)
+        first = rounds[0].steps[0][1]
+        arrays = {k: np.zeros((num, length, *v.shape[1:]), np.float32) for k, v in first.items()}
+        offset = 0
+        for r in rounds:
+            for t, (rows, values) in enumerate(r.steps):
+                for key, value in values.items():
+                    arrays[key][offset + rows, t] = value
+            offset += len(r.episodes)
         return make_batch(
-            obs=_pad([ep.obs[:-1] for ep in episodes], length),
-            actions=_pad([ep.actions for ep in episodes], length),
-            dist_inputs=_pad([ep.dist_inputs for ep in episodes], length),
-            rewards=_pad([ep.rewards for ep in episodes], length),
+            obs=arrays.pop("obs"),
+            actions=arrays.pop(Columns.ACTIONS),
+            dist_inputs=arrays.pop(Columns.ACTION_DIST_INPUTS),
+            rewards=arrays.pop("rewards"),
             mask=mask,
             gamma=gamma,
             lam=lam,
-            extras=extras,
+            extras=arrays,  # what else the module recorded: MAESN's noise, MLSH's sub-policy, ...
         )

@@ -7,9 +7,10 @@ these two pieces instead (``MetaGradientConfig`` sets them; a method may add its
 
 - :class:`ObservationsToTensor` : the newest observation of every sub-env, as one float tensor;
 - :class:`SampleGaussianActions` : sample ``a ~ N(mean, exp(log_std))`` (the mean when not
-  exploring) from the module's ``action_dist_inputs`` and record the distribution inputs and
-  log-probability with each step, as RLlib's ``GetActions`` does; any other module output
-  (e.g. MAESN's per-episode noise) is recorded with each step too.
+  exploring) from the module's ``action_dist_inputs`` and record the distribution inputs with
+  each step (the learner computes every log-probability from them, so unlike RLlib's
+  ``GetActions`` this records none); any other module output (e.g. MAESN's per-episode noise)
+  is recorded with each step too.
 
 Actions go to the env raw; tesp's envs clip them themselves (``normalize_actions=False``).
 """
@@ -24,7 +25,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
 
-from tesp.nn.distributions import gaussian_logp, sample_gaussian
+from tesp.nn.distributions import sample_gaussian
 
 
 class ObservationsToTensor(ConnectorV2):
@@ -44,7 +45,6 @@ class SampleGaussianActions(ConnectorV2):
         actions = sample_gaussian(inputs, explore)
         out = {k: v.numpy() for k, v in batch.items()}
         out[Columns.ACTIONS] = actions.numpy()
-        out[Columns.ACTION_LOGP] = gaussian_logp(inputs, actions).numpy()
         return out
 
 
