@@ -52,6 +52,11 @@ def main() -> None:
     from tesp.config_overrides import parse_set
 
     start_ray()
+    import torch
+
+    # One torch thread for the learner in this process: with remote EnvRunners on a 2-core
+    # machine, two learner threads and a runner thrashed (100% system time, no progress).
+    torch.set_num_threads(1)
     settings = {
         "meta_batch_size": args.tasks,
         "episodes_per_task": args.episodes,
