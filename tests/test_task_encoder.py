@@ -1,6 +1,7 @@
 """TESP building blocks: the task encoder (GRU, masking, projection) and the top-M episode buffer."""
 
 import numpy as np
+import pytest
 import torch
 
 from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer
@@ -124,3 +125,58 @@ def test_encoder_batches_over_tasks_with_vmap():
     for t in range(2):
         alone = functional_call(enc, {k: v[t] for k, v in params.items()}, (x[t], mask[t]))
         torch.testing.assert_close(z[t], alone)
+
+
+def _encode_tasks(enc, params, x, mask, fused):
+    from torch.func import functional_call, vmap
+
+    enc.fused = fused
+    z = vmap(lambda p, xi, mi: functional_call(enc, p, (xi, mi)))(params, x, mask)
+    loss = (z * torch.arange(1.0, 1.0 + z.shape[-1], dtype=z.dtype)).sum() + z.pow(2).sum()
+    return z, torch.autograd.grad(loss, list(params.values()))
+
+
+def test_fused_recurrence_gives_the_autograd_loops_embeddings_and_gradients():
+    """GRURecurrence's hand-written backward against autograd through the step loop: per-task
+    encoder parameters under vmap, episodes of different lengths, an empty padding episode,
+    gates driven into both flat ends of the hard sigmoid."""
+    enc = make_encoder(seed=4)
+    tasks = 3
+    torch.manual_seed(5)
+    params = {
+        k: torch.stack([v + 0.3 * torch.randn_like(v) for _ in range(tasks)]).requires_grad_()
+        for k, v in enc.named_parameters()
+    }
+    x = 3.0 * torch.randn(tasks, 4, 9, 5, dtype=torch.float64)  # large inputs saturate gates
+    mask = torch.ones(tasks, 4, 9, dtype=torch.float64)
+    mask[1, 2:, 5:] = 0.0
+    mask[2, 3] = 0.0  # an all-padding episode
+    z_fused, g_fused = _encode_tasks(enc, params, x, mask, fused=True)
+    z_loop, g_loop = _encode_tasks(enc, params, x, mask, fused=False)
+    torch.testing.assert_close(z_fused, z_loop, rtol=1e-12, atol=1e-12)
+    for name, a, b in zip(params, g_fused, g_loop, strict=True):
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    # The test has teeth: the gates really were saturated somewhere (hard sigmoid flat at 0 and 1).
+    enc.fused = True
+    inputs = x[0].transpose(0, 1) @ params["kernel"][0] + params["bias"][0]
+    from tesp.algorithms.tesp.task_encoder import GRURecurrence
+
+    _, _, gates, _ = GRURecurrence.apply(
+        inputs[None].detach(), mask[0].transpose(0, 1)[None], params["recurrent_kernel"][0][None].detach()
+    )
+    assert (gates < 0).any() and (gates > 1).any()
+
+
+def test_fused_recurrence_refuses_a_second_derivative():
+    """The fused backward is first order; second-order meta-gradients use the loop."""
+    enc = make_encoder(seed=6)
+    x, mask = torch.randn(2, 5, 5, dtype=torch.float64), torch.ones(2, 5, dtype=torch.float64)
+    enc.fused = True
+    (g,) = torch.autograd.grad(enc(x, mask).pow(2).sum(), [enc.kernel], create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), [enc.recurrent_kernel])
+    enc.fused = False
+    (g,) = torch.autograd.grad(enc(x, mask).pow(2).sum(), [enc.kernel], create_graph=True)
+    (gg,) = torch.autograd.grad(g.pow(2).sum(), [enc.recurrent_kernel])
+    assert gg.abs().sum() > 0

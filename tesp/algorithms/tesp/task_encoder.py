@@ -13,12 +13,20 @@ with Glorot-uniform ``W``, orthogonal ``U``, zero biases and ``h_0 = 0``. Each e
 its own length (padding steps leave ``h`` unchanged); its final state is projected linearly,
 ``u_e = P h_e + p`` (``P`` normc(0.01), ``p = 0``), and the task embedding is the mean of the
 ``u_e`` over the buffered episodes. An empty buffer gives ``z = 0``.
+
+Two implementations of the recurrence give the same numbers (tests/test_task_encoder.py):
+:class:`GRURecurrence`, one autograd node for the whole sequence with a hand-written backward
+(its weight gradients are two batched matrix products over all steps at once, instead of one
+``[tasks, units, 3 units]`` gradient per step; first order only), used by default, and the
+step-by-step autograd loop (``fused = False``), which second-order meta-gradients need because
+they differentiate the backward pass again.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from tesp.nn.mlp import normc_
 
@@ -27,12 +35,105 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
 
 
+def _gate_preactivations(h: torch.Tensor, step_inputs: torch.Tensor, w_zr: torch.Tensor) -> torch.Tensor:
+    """``0.2 (x W_{z,r} + b + h U_{z,r}) + 0.5``: the update/reset gates before the clip."""
+    return 0.2 * (step_inputs + torch.bmm(h, w_zr)) + 0.5
+
+
+class GRURecurrence(torch.autograd.Function):
+    """The masked Keras GRU recurrence over whole sequences, batched over a leading dimension.
+
+    ``inputs`` ``[B, T, E, 3u]`` are the input projections ``x_t W + b`` (step-major, so a step
+    is one block; differentiated by autograd outside), ``mask`` ``[B, T, E]``,
+    ``recurrent_kernel`` ``[B, u, 3u]``. Returns the final states ``[B, E, u]`` and, marked
+    non-differentiable, what the backward reads: the states before each step ``[B, T + 1, E, u]``,
+    the gates' pre-clip values ``[B, T, E, 2u]`` and the candidates ``[B, T, E, u]``.
+    """
+
+    @staticmethod
+    def forward(inputs, mask, recurrent_kernel):
+        batch, steps, episodes, width = inputs.shape
+        u = width // 3
+        w_zr = recurrent_kernel[..., : 2 * u].contiguous()
+        w_c = recurrent_kernel[..., 2 * u :].contiguous()
+        m = mask.unsqueeze(-1)
+        states = inputs.new_empty(batch, steps + 1, episodes, u)
+        gates = inputs.new_empty(batch, steps, episodes, 2 * u)
+        candidates = inputs.new_empty(batch, steps, episodes, u)
+        states[:, 0] = 0.0
+        h = states[:, 0]
+        for t in range(steps):
+            x_t = inputs[:, t]
+            y = _gate_preactivations(h, x_t[..., : 2 * u], w_zr)
+            z, r = torch.clamp(y, 0.0, 1.0).split(u, dim=-1)
+            c = torch.tanh(x_t[..., 2 * u :] + torch.bmm(r * h, w_c))
+            h = m[:, t] * (z * h + (1.0 - z) * c) + (1.0 - m[:, t]) * h
+            gates[:, t], candidates[:, t], states[:, t + 1] = y, c, h
+        return h, states, gates, candidates
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, mask, recurrent_kernel = inputs
+        _, states, gates, candidates = output
+        ctx.mark_non_differentiable(states, gates, candidates)
+        ctx.save_for_backward(mask, recurrent_kernel, states, gates, candidates)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_h, *_):
+        mask, recurrent_kernel, states, gates, candidates = ctx.saved_tensors
+        batch, steps, episodes, u = candidates.shape
+        w_zr_t = recurrent_kernel[..., : 2 * u].transpose(1, 2).contiguous()
+        w_c_t = recurrent_kernel[..., 2 * u :].transpose(1, 2).contiguous()
+        m = mask.unsqueeze(-1)
+        grad_pre = grad_h.new_empty(batch, steps, episodes, 3 * u)  # d loss / d (x_t W + b)
+        reset_h = torch.empty_like(candidates)
+        dh = grad_h
+        for t in reversed(range(steps)):
+            h, y, c = states[:, t], gates[:, t], candidates[:, t]
+            z, r = torch.clamp(y, 0.0, 1.0).split(u, dim=-1)
+            d_new = m[:, t] * dh
+            d_act = d_new * (1.0 - z) * (1.0 - c * c)  # through tanh
+            d_rh = torch.bmm(d_act, w_c_t)
+            # clamp passes the gradient on its closed interval, as torch.clamp's backward does
+            passes = (y >= 0.0) & (y <= 1.0)
+            d_zr = torch.where(passes, 0.2 * torch.cat([d_new * (h - c), d_rh * h], dim=-1), 0.0)
+            grad_pre[:, t, :, : 2 * u] = d_zr
+            grad_pre[:, t, :, 2 * u :] = d_act
+            reset_h[:, t] = r * h
+            dh = (1.0 - m[:, t]) * dh + d_new * z + d_rh * r + torch.bmm(d_zr, w_zr_t)
+        grad_kernel = None
+        if ctx.needs_input_grad[2]:
+            # sums over steps and episodes of h_{t-1}^T dzr_t and (r_t h_{t-1})^T dc_t
+            flat = grad_pre.view(batch, steps * episodes, 3 * u)
+            before = states[:, :-1].reshape(batch, steps * episodes, u).transpose(1, 2)
+            reset = reset_h.view(batch, steps * episodes, u).transpose(1, 2)
+            grad_kernel = torch.cat(
+                [torch.bmm(before, flat[..., : 2 * u]), torch.bmm(reset, flat[..., 2 * u :])], dim=-1
+            )
+        return grad_pre, None, grad_kernel
+
+    @staticmethod
+    def vmap(info, in_dims, inputs, mask, recurrent_kernel):
+        """Under ``torch.func.vmap`` (tasks): fold the mapped dimension into the batch one."""
+        size = info.batch_size
+
+        def fold(x, dim):
+            x = x.movedim(dim, 0) if dim is not None else x.expand(size, *x.shape)
+            return x.reshape(size * x.shape[1], *x.shape[2:])
+
+        args = [fold(x, d) for x, d in zip((inputs, mask, recurrent_kernel), in_dims, strict=True)]
+        out = GRURecurrence.apply(*args)
+        return tuple(o.view(size, -1, *o.shape[1:]) for o in out), (0, 0, 0, 0)
+
+
 class TaskEncoder(nn.Module):
     def __init__(
         self, input_dim: int, units: int, embed_dim: int, projection_init_norm: float = 0.01
     ) -> None:
         super().__init__()
         self.units = units
+        self.fused = True  # GRURecurrence; False: the autograd loop (needed for second order)
         self.kernel = nn.Parameter(torch.empty(input_dim, 3 * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, 3 * units))
         self.bias = nn.Parameter(torch.zeros(3 * units))
@@ -44,6 +145,12 @@ class TaskEncoder(nn.Module):
 
     def final_states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Run the GRU over ``x`` ``[E, T, input_dim]`` with ``mask`` ``[E, T]``; return ``[E, units]``."""
+        if self.fused:
+            steps, episodes = x.shape[1], x.shape[0]
+            flat = x.transpose(0, 1).reshape(steps * episodes, x.shape[-1])
+            inputs = torch.addmm(self.bias, flat, self.kernel).view(1, steps, episodes, 3 * self.units)
+            mask = mask.transpose(0, 1)[None]
+            return GRURecurrence.apply(inputs, mask, self.recurrent_kernel[None])[0][0]
         u = self.units
         h = x.new_zeros(x.shape[0], u)
         inputs = x @ self.kernel + self.bias  # all input projections at once: [E, T, 3u]

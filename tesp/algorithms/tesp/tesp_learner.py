@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.utils.annotations import override
 
 from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer, stack_buffers
 from tesp.meta.losses import embedding_penalty
@@ -15,6 +17,13 @@ from tesp.nn.params import Params
 
 
 class TESPLearner(MetaLearner):
+    @override(TorchLearner)
+    def build(self) -> None:
+        super().build()
+        # The fused GRU recurrence has a first-order backward; a second-order meta-gradient
+        # differentiates the inner gradient again, through the step-by-step autograd loop.
+        self.policy.encoder.fused = not self.config.second_order
+
     def task_penalties(self, params: Params, latent: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return embedding_penalty(latent, self.config.embedding_reg_coeff)
 
