@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--inner-steps", type=int, default=3)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--runners", type=int, default=1)
+    parser.add_argument("--learner-threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
@@ -56,7 +57,7 @@ def main() -> None:
 
     # One torch thread for the learner in this process: with remote EnvRunners on a 2-core
     # machine, two learner threads and a runner thrashed (100% system time, no progress).
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.learner_threads)
     settings = {
         "meta_batch_size": args.tasks,
         "episodes_per_task": args.episodes,

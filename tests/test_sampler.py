@@ -1,21 +1,19 @@
 """Per-task weights and tasks reach the right EnvRunner, and each samples with exactly them."""
 
+import os
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from tesp.algorithms.maml import MAMLConfig
-from tesp.meta.sampler import SampleJob, deal
+from tesp.meta.sampler import SampleJob
 from tesp.nn.distributions import gaussian_logp
 
 from .helpers import local_learner
 
 pytestmark = pytest.mark.ray
-
-
-def test_deal_round_robin():
-    assert deal(5, [1, 2]) == {1: [0, 2, 4], 2: [1, 3]}
-    assert deal(1, [1, 2, 3]) == {1: [0]}
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +46,7 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
 
     assert sorted(results) == list(range(5))
     runners = algo.env_runner_group.healthy_worker_ids()
-    plan = deal(5, runners)
-    for worker, task_ids in plan.items():
-        for i in task_ids:
-            assert results[i].worker_index == worker
-    assert len({results[i].worker_index for i in results}) == 2
+    assert {results[i].worker_index for i in results} == set(runners)  # both runners took jobs
 
     for i, res in results.items():
         batch = res.batch
@@ -75,3 +69,50 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
             )
         assert batch.obs.shape[0] == 3  # episodes_per_task complete episodes
         assert np.all(np.isfinite(gaussian_logp(flat["dist_inputs"], flat["actions"]).numpy()))
+
+
+def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
+    """Jobs are dealt as runners free up, not in turn: runner 2 holds its first job until
+    runner 1 has sampled four, so every other job must go to runner 1. Dealt in turn
+    (1, 2, 1, 2, 1), runner 1 would stop at three and runner 2 would have taken two."""
+    marker = str(tmp_path / "released")
+    group = algo.env_runner_group
+    fast, slow = group.healthy_worker_ids()
+
+    def hold_until_released(er):
+        original = er.sample_task
+
+        def sample_task(*args, **kwargs):
+            deadline = time.time() + 30
+            while not os.path.exists(marker) and time.time() < deadline:
+                time.sleep(0.02)
+            return original(*args, **kwargs)
+
+        er.sample_task = sample_task
+
+    def release_after_four(er):
+        original = er.sample_task
+        done = []
+
+        def sample_task(*args, **kwargs):
+            out = original(*args, **kwargs)
+            done.append(1)
+            if len(done) == 4:
+                open(marker, "w").close()
+            return out
+
+        er.sample_task = sample_task
+
+    def restore(er):
+        del er.sample_task
+
+    group.foreach_env_runner(hold_until_released, remote_worker_ids=[slow], local_env_runner=False)
+    group.foreach_env_runner(release_after_four, remote_worker_ids=[fast], local_env_runner=False)
+    try:
+        base = local_learner(algo).start_tasks([-1])[0]
+        jobs = [SampleJob(i, {"goal": np.array([0.1 * i, 0.0])}, base) for i in range(5)]
+        results = algo.sampler.sample(jobs)
+    finally:
+        group.foreach_env_runner(restore, remote_worker_ids=[fast, slow], local_env_runner=False)
+    by_runner = [results[i].worker_index for i in range(5)]
+    assert by_runner.count(fast) == 4 and by_runner.count(slow) == 1, by_runner

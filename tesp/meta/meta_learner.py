@@ -21,7 +21,7 @@ VPG with GAE inside (Finn et al. 2017), PPO-clip or TRPO's surrogate outside. A 
   latent; the entry ``"penalty"`` is added to the outer loss, the others are logged;
 - :meth:`prior_terms` (all tasks): the same on the *pre-adaptation* parameters;
 - :meth:`context_inputs`: what a stage's per-task contexts add to the loss batch;
-- :meth:`runner_state`: one task's EnvRunner weights, given its parameters and context.
+- :meth:`runner_states`: every task's EnvRunner weights, given their parameters and contexts.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ class MetaLearner(TorchLearner):
         """Tensors ``[T, ...]`` a stage's per-task contexts add to its loss batch."""
         return {}
 
-    def runner_state(self, params: Params, context: Any) -> Params:
-        """The EnvRunner weights of one task with parameters ``params`` and ``context``."""
-        return self.policy.inference_state(params)
+    def runner_states(self, params: Params, contexts: Sequence[Any] | None) -> list[Params]:
+        """The EnvRunner weights of every task, from the tasks' parameters ``params``
+        ``[T, ...]`` and their ``contexts`` (None: no context)."""
+        num = len(next(iter(params.values())))
+        return [self.policy.inference_state({k: v[t] for k, v in params.items()}) for t in range(num)]
 
     # -- the losses ------------------------------------------------------------------------
     def step_sizes(self) -> dict[str, StepSize]:
@@ -181,12 +183,7 @@ class MetaLearner(TorchLearner):
         return {n: sum(g[n] for g in self._inner_grads) for n in self.policy.adapted_names()}
 
     def _runner_weights(self, contexts: Sequence[Any] | None) -> list[Weights]:
-        num = len(next(iter(self._params.values())))
-        out = []
-        for t in range(num):
-            params = {k: v[t] for k, v in self._params.items()}
-            out.append(self.runner_state(params, None if contexts is None else contexts[t]))
-        return _numpy(out)
+        return _numpy(self.runner_states(self._params, contexts))
 
     def _stage(self, batches: Sequence[TaskBatch], contexts: Sequence[Any] | None) -> TorchBatch:
         stage = stack_tasks(batches)

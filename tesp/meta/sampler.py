@@ -2,12 +2,13 @@
 
 Each sampling round gets a list of jobs, one per task: the task and the policy weights to
 sample it with (the meta-parameters before adaptation, the task's adapted weights after).
-Jobs are dealt to the healthy EnvRunners in turn (job i to runner i mod R). Each runner gets
-one remote call carrying only its own jobs; for each job it switches all its vectorised
-sub-envs to the task (the env's ``set_task``), loads the weights into its RLModule, samples
-``num_episodes`` complete episodes, and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit
-and GAE happen there, in parallel). Jobs whose runner failed are dealt again to the runners
-that remain healthy, after RLlib has restarted the failed ones where it can.
+Jobs are dealt dynamically: every healthy EnvRunner gets one job, and a runner that returns its
+result gets the next job waiting, so a slow runner or node takes fewer jobs instead of stalling
+the round. For a job, a runner switches all its vectorised sub-envs to the task (the env's
+``set_task``), loads the weights into its RLModule, samples ``num_episodes`` complete episodes,
+and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit and GAE happen there,
+in parallel). Jobs whose runner failed are dealt again to the runners that remain healthy,
+after RLlib has restarted the failed ones where it can.
 
 Each job carries a seed the driver drew; :meth:`tesp.meta.env_runner.TaskEnvRunner.sample_task`
 derives every episode's reset seed and the action noise from it and keeps one complete episode
@@ -61,14 +62,6 @@ def run_jobs(
         batch = env_runner.sample_task(job.task, job.weights, num_episodes, job.seed, gamma, lam)
         results.append(SampleResult(job.task_id, batch, env_runner.worker_index, batch.num_steps, node))
     return results
-
-
-def deal(num_jobs: int, worker_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Deal job indices to workers in turn: ``{worker_id: [job indices]}``."""
-    out: dict[int, list[int]] = {w: [] for w in worker_ids}
-    for j in range(num_jobs):
-        out[worker_ids[j % len(worker_ids)]].append(j)
-    return {w: js for w, js in out.items() if js}
 
 
 class MultiTaskSampler:
@@ -126,15 +119,37 @@ class MultiTaskSampler:
         self.rng.bit_generator.state = state["rng"]
 
     def _sample_once(self, jobs: Sequence[SampleJob]) -> list[SampleResult]:
+        """One pass over ``jobs``: the results of those whose runner did not fail."""
         run = partial(run_jobs, num_episodes=self.num_episodes, gamma=self.gamma, lam=self.lam)
-        remote_ids = self.group.healthy_worker_ids()
-        if not remote_ids:
+        if not self.group.healthy_worker_ids():
             if self.group.num_remote_workers() > 0:
                 return []  # all remote runners are down; caller retries after probing
             return run(self.group.local_env_runner, jobs)
-        plan = deal(len(jobs), remote_ids)
-        funcs = [partial(run, jobs=[jobs[j] for j in idx]) for idx in plan.values()]
-        per_runner = self.group.foreach_env_runner(
-            funcs, remote_worker_ids=list(plan), local_env_runner=False
-        )
-        return [r for runner_results in per_runner for r in runner_results]
+        waiting = list(jobs)
+        busy: dict[int, SampleJob] = {}  # runner id -> the job it is sampling
+        results: list[SampleResult] = []
+        while waiting or busy:
+            healthy = self.group.healthy_worker_ids()
+            for runner in [r for r in busy if r not in healthy]:
+                del busy[runner]  # lost with its runner; `sample` deals it again
+            for runner in healthy:
+                if waiting and runner not in busy:
+                    job = waiting.pop(0)
+                    sent = self.group.foreach_env_runner_async(
+                        partial(run, jobs=[job]), tag=_TAG, remote_worker_ids=[runner]
+                    )
+                    if sent:
+                        busy[runner] = job
+                    else:
+                        waiting.insert(0, job)
+            if not busy:
+                break  # no runner could take a job
+            for runner, out in self.group.fetch_ready_async_reqs(tags=_TAG, timeout_seconds=_POLL_S):
+                busy.pop(runner, None)
+                results.extend(out)
+        return results
+
+
+# Tag of the sampler's remote calls, and how long one poll for finished jobs waits.
+_TAG = "tesp_sample_task"
+_POLL_S = 0.005

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, NoReturn, Self
 
+import ray
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
@@ -45,6 +47,7 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         # Seeded by default, so that a run repeats exactly; `--seed S` picks another stream.
         self.seed = 0
         self.batch_mode = "complete_episodes"
+        self.learner_num_threads = 0  # 0: the CPUs the trial reserves (see `training`)
         self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
         self.clip_actions = False
         self.env_runners(
@@ -56,7 +59,12 @@ class TaskAlgorithmConfig(AlgorithmConfig):
 
     @override(AlgorithmConfig)
     def training(
-        self, *, episodes_per_task: int = NotProvided, gae_lambda: float = NotProvided, **kwargs
+        self,
+        *,
+        episodes_per_task: int = NotProvided,
+        gae_lambda: float = NotProvided,
+        learner_num_threads: int = NotProvided,
+        **kwargs,
     ) -> Self:
         """Sampling settings every tesp method shares, then RLlib's own ``training`` settings.
 
@@ -64,10 +72,19 @@ class TaskAlgorithmConfig(AlgorithmConfig):
             episodes_per_task: complete episodes sampled per task in each sampling round, one
                 per sub-env (more episodes than sub-envs run in several rounds).
             gae_lambda: GAE's lambda (Schulman et al. 2016) for the advantages of every batch.
+            learner_num_threads: torch threads of the trial's process, where the (local) learner
+                works while the EnvRunners wait for it. 0: inside a Tune trial, every CPU the
+                trial reserves (its main process and its EnvRunners), at most the node's;
+                elsewhere (a script or test that builds the algorithm) torch's own setting.
             **kwargs: RLlib's ``AlgorithmConfig.training`` arguments (``gamma``, ``lr``, ...).
         """
         super().training(**kwargs)
-        set_provided(self, episodes_per_task=episodes_per_task, gae_lambda=gae_lambda)
+        set_provided(
+            self,
+            episodes_per_task=episodes_per_task,
+            gae_lambda=gae_lambda,
+            learner_num_threads=learner_num_threads,
+        )
         return self
 
     @override(AlgorithmConfig)
@@ -83,6 +100,7 @@ class TaskAlgorithmConfig(AlgorithmConfig):
                 (self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "an integer >= 1"),
                 (self.num_cpus_per_env_runner > 0, "num_cpus_per_env_runner", "a number > 0"),
                 (self.seed is None or self.seed >= 0, "seed", "an integer >= 0"),
+                (self.learner_num_threads >= 0, "learner_num_threads", "an integer >= 0 (0: auto)"),
             ]
         )
         super().validate()
@@ -91,6 +109,17 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         """Add ``values`` to the user part of the RLModule's ``model_config`` (RLlib's
         ``model_config`` property also holds the algorithm's automatic entries)."""
         self.rl_module(model_config={**self._model_config, **values})
+
+    def learner_threads(self) -> int | None:
+        """The torch threads for the trial's process (None: leave torch's setting alone)."""
+        if self.learner_num_threads:
+            return self.learner_num_threads
+        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+            return None  # not a Ray actor: a script's or test's own process
+        # Ray gives an actor OMP_NUM_THREADS = its CPUs; the synchronous loop leaves the
+        # EnvRunners' CPUs idle while the learner works.
+        reserved = self.num_cpus_for_main_process + self.num_env_runners * self.num_cpus_per_env_runner
+        return max(1, min(int(reserved), os.cpu_count() or 1))
 
     def check(self, checks: Iterable[tuple[bool, str, str]]) -> None:
         """``(ok, name, valid)`` triples: the first failing one raises a one-line error."""
@@ -109,6 +138,9 @@ class TaskAlgorithm(Algorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         cfg = self.config
+        threads = cfg.learner_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
         # The driver's own env instance draws the tasks; its rng is part of the checkpoint.
         self.task_env = make_env(cfg.env, cfg.env_config)
         self.task_env.reset(seed=cfg.seed)

@@ -35,11 +35,6 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
 
 
-def _gate_preactivations(h: torch.Tensor, step_inputs: torch.Tensor, w_zr: torch.Tensor) -> torch.Tensor:
-    """``0.2 (x W_{z,r} + b + h U_{z,r}) + 0.5``: the update/reset gates before the clip."""
-    return 0.2 * (step_inputs + torch.bmm(h, w_zr)) + 0.5
-
-
 class GRURecurrence(torch.autograd.Function):
     """The masked Keras GRU recurrence over whole sequences, batched over a leading dimension.
 
@@ -47,33 +42,38 @@ class GRURecurrence(torch.autograd.Function):
     is one block; differentiated by autograd outside), ``mask`` ``[B, T, E]``,
     ``recurrent_kernel`` ``[B, u, 3u]``. Returns the final states ``[B, E, u]`` and, marked
     non-differentiable, what the backward reads: the states before each step ``[B, T + 1, E, u]``,
-    the gates' pre-clip values ``[B, T, E, 2u]`` and the candidates ``[B, T, E, u]``.
+    the gates' pre-clip values ``[B, T, E, 2u]`` and the candidates ``[B, T, E, u]`` (with
+    ``record=False``, for a forward pass without gradients, empty tensors instead).
     """
 
     @staticmethod
-    def forward(inputs, mask, recurrent_kernel):
+    def forward(inputs, mask, recurrent_kernel, record=True):
         batch, steps, episodes, width = inputs.shape
         u = width // 3
         w_zr = recurrent_kernel[..., : 2 * u].contiguous()
         w_c = recurrent_kernel[..., 2 * u :].contiguous()
-        m = mask.unsqueeze(-1)
-        states = inputs.new_empty(batch, steps + 1, episodes, u)
-        gates = inputs.new_empty(batch, steps, episodes, 2 * u)
-        candidates = inputs.new_empty(batch, steps, episodes, u)
+        kept = steps if record else 0
+        states = inputs.new_empty(batch, kept + 1, episodes, u)
+        gates = inputs.new_empty(batch, kept, episodes, 2 * u)
+        candidates = inputs.new_empty(batch, kept, episodes, u)
         states[:, 0] = 0.0
         h = states[:, 0]
+        if not record:
+            states = states[:, :0]
         for t in range(steps):
             x_t = inputs[:, t]
-            y = _gate_preactivations(h, x_t[..., : 2 * u], w_zr)
+            y = torch.baddbmm(x_t[..., : 2 * u], h, w_zr).mul_(0.2).add_(0.5)  # gates before the clip
             z, r = torch.clamp(y, 0.0, 1.0).split(u, dim=-1)
-            c = torch.tanh(x_t[..., 2 * u :] + torch.bmm(r * h, w_c))
-            h = m[:, t] * (z * h + (1.0 - z) * c) + (1.0 - m[:, t]) * h
-            gates[:, t], candidates[:, t], states[:, t + 1] = y, c, h
+            c = torch.baddbmm(x_t[..., 2 * u :], r * h, w_c).tanh_()
+            # z h + (1 - z) c on the episode's steps, h after its end
+            h = torch.addcmul(h, mask[:, t, :, None] * (1.0 - z), c - h)
+            if record:
+                gates[:, t], candidates[:, t], states[:, t + 1] = y, c, h
         return h, states, gates, candidates
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask, recurrent_kernel = inputs
+        _, mask, recurrent_kernel, _ = inputs
         _, states, gates, candidates = output
         ctx.mark_non_differentiable(states, gates, candidates)
         ctx.save_for_backward(mask, recurrent_kernel, states, gates, candidates)
@@ -93,15 +93,14 @@ class GRURecurrence(torch.autograd.Function):
             h, y, c = states[:, t], gates[:, t], candidates[:, t]
             z, r = torch.clamp(y, 0.0, 1.0).split(u, dim=-1)
             d_new = m[:, t] * dh
-            d_act = d_new * (1.0 - z) * (1.0 - c * c)  # through tanh
+            d_act = torch.mul(d_new * (1.0 - z), 1.0 - c * c, out=grad_pre[:, t, :, 2 * u :])  # tanh'
             d_rh = torch.bmm(d_act, w_c_t)
             # clamp passes the gradient on its closed interval, as torch.clamp's backward does
             passes = (y >= 0.0) & (y <= 1.0)
-            d_zr = torch.where(passes, 0.2 * torch.cat([d_new * (h - c), d_rh * h], dim=-1), 0.0)
+            d_zr = torch.where(passes, torch.cat([d_new * (h - c), d_rh * h], dim=-1), 0.0).mul_(0.2)
             grad_pre[:, t, :, : 2 * u] = d_zr
-            grad_pre[:, t, :, 2 * u :] = d_act
-            reset_h[:, t] = r * h
-            dh = (1.0 - m[:, t]) * dh + d_new * z + d_rh * r + torch.bmm(d_zr, w_zr_t)
+            torch.mul(r, h, out=reset_h[:, t])
+            dh = torch.baddbmm(dh - d_new * (1.0 - z) + d_rh * r, d_zr, w_zr_t)
         grad_kernel = None
         if ctx.needs_input_grad[2]:
             # sums over steps and episodes of h_{t-1}^T dzr_t and (r_t h_{t-1})^T dc_t
@@ -111,10 +110,10 @@ class GRURecurrence(torch.autograd.Function):
             grad_kernel = torch.cat(
                 [torch.bmm(before, flat[..., : 2 * u]), torch.bmm(reset, flat[..., 2 * u :])], dim=-1
             )
-        return grad_pre, None, grad_kernel
+        return grad_pre, None, grad_kernel, None
 
     @staticmethod
-    def vmap(info, in_dims, inputs, mask, recurrent_kernel):
+    def vmap(info, in_dims, inputs, mask, recurrent_kernel, record=True):
         """Under ``torch.func.vmap`` (tasks): fold the mapped dimension into the batch one."""
         size = info.batch_size
 
@@ -122,9 +121,9 @@ class GRURecurrence(torch.autograd.Function):
             x = x.movedim(dim, 0) if dim is not None else x.expand(size, *x.shape)
             return x.reshape(size * x.shape[1], *x.shape[2:])
 
-        args = [fold(x, d) for x, d in zip((inputs, mask, recurrent_kernel), in_dims, strict=True)]
-        out = GRURecurrence.apply(*args)
-        return tuple(o.view(size, -1, *o.shape[1:]) for o in out), (0, 0, 0, 0)
+        args = [fold(x, d) for x, d in zip((inputs, mask, recurrent_kernel), in_dims[:3], strict=True)]
+        out = GRURecurrence.apply(*args, record)
+        return tuple(o.view(size, o.shape[0] // size, *o.shape[1:]) for o in out), (0, 0, 0, 0)
 
 
 class TaskEncoder(nn.Module):
@@ -150,7 +149,8 @@ class TaskEncoder(nn.Module):
             flat = x.transpose(0, 1).reshape(steps * episodes, x.shape[-1])
             inputs = torch.addmm(self.bias, flat, self.kernel).view(1, steps, episodes, 3 * self.units)
             mask = mask.transpose(0, 1)[None]
-            return GRURecurrence.apply(inputs, mask, self.recurrent_kernel[None])[0][0]
+            record = torch.is_grad_enabled()
+            return GRURecurrence.apply(inputs, mask, self.recurrent_kernel[None], record)[0][0]
         u = self.units
         h = x.new_zeros(x.shape[0], u)
         inputs = x @ self.kernel + self.bias  # all input projections at once: [E, T, 3u]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.annotations import override
+from torch.func import vmap
 
 from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer, stack_buffers
 from tesp.meta.losses import embedding_penalty
@@ -30,11 +31,15 @@ class TESPLearner(MetaLearner):
     def context_inputs(self, contexts: Sequence[EpisodeBuffer]) -> TorchBatch:
         return stack_buffers(contexts)
 
-    def runner_state(self, params: Params, context: EpisodeBuffer | None) -> Params:
-        """The shared policy and ``latent = z(B)`` (an empty or no buffer: z = 0)."""
-        if context is None or len(context) == 0:
-            latent = torch.zeros(self.policy.latent_dim)
+    def runner_states(self, params: Params, contexts: Sequence[EpisodeBuffer] | None) -> list[Params]:
+        """The shared policy and ``latent = z(B)`` per task, all tasks' encoders in one call
+        (an empty or no buffer: z = 0)."""
+        num = len(next(iter(params.values())))
+        if contexts is None:
+            latents = torch.zeros(num, self.policy.latent_dim)
         else:
-            stacked = stack_buffers([context])
-            latent = self.policy.task_latent(params, {k: v[0] for k, v in stacked.items()})
-        return self.policy.inference_state(params) | {"latent": latent}
+            latents = vmap(self.policy.task_latent)(params, stack_buffers(contexts))
+        return [
+            self.policy.inference_state({k: v[t] for k, v in params.items()}) | {"latent": latents[t]}
+            for t in range(num)
+        ]
