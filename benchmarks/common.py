@@ -6,6 +6,7 @@ import os
 import secrets
 import tempfile
 import time
+from functools import partial
 
 
 def start_ray(num_cpus: int | None = None) -> None:
@@ -30,10 +31,21 @@ def start_ray(num_cpus: int | None = None) -> None:
 
 
 def sampler_rate(
-    alg: str, env: str, runners: int, tasks: int, episodes: int, rounds: int, overrides: dict | None = None
+    alg: str,
+    env: str,
+    runners: int,
+    tasks: int,
+    episodes: int,
+    rounds: int,
+    overrides: dict | None = None,
+    slow_factor: float = 1.0,
 ) -> float:
     """Env steps per second of the engine's sampling path (``MultiTaskSampler.sample``): every
-    task with its own weights on the EnvRunner it is dealt to, baseline fit and GAE included."""
+    task with its own weights on the EnvRunner it is dealt to, baseline fit and GAE included.
+
+    ``slow_factor`` > 1 slows the last EnvRunner down artificially: after each job it sleeps
+    ``slow_factor - 1`` times as long as the job took, so it samples at ``1 / slow_factor`` of
+    its speed (and leaves its core to the others meanwhile)."""
     from tesp.meta.sampler import SampleJob
     from tesp.settings import resolve_config
 
@@ -46,6 +58,11 @@ def sampler_rate(
     config, _, _ = resolve_config(alg, env, settings | (overrides or {}))
     algo = config.build_algo()
     try:
+        if slow_factor > 1:
+            slowed = algo.env_runner_group.healthy_worker_ids()[-1:]
+            algo.env_runner_group.foreach_env_runner(
+                partial(_slow_down, factor=slow_factor), remote_worker_ids=slowed, local_env_runner=False
+            )
         (weights, *_) = algo.on_learner(lambda learner: learner.start_tasks([-1]))
         task_list = algo.task_env.sample_tasks(tasks)
         jobs = [SampleJob(i, t, weights) for i, t in enumerate(task_list)]
@@ -56,3 +73,15 @@ def sampler_rate(
         return steps / (time.perf_counter() - start)
     finally:
         algo.stop()
+
+
+def _slow_down(env_runner, factor: float) -> None:
+    original = env_runner.sample_task
+
+    def sample_task(*args, **kwargs):
+        start = time.perf_counter()
+        out = original(*args, **kwargs)
+        time.sleep((factor - 1.0) * (time.perf_counter() - start))
+        return out
+
+    env_runner.sample_task = sample_task

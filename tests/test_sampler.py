@@ -72,9 +72,9 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
 
 
 def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
-    """Jobs are dealt as runners free up, not in turn: runner 2 holds its first job until
-    runner 1 has sampled four, so every other job must go to runner 1. Dealt in turn
-    (1, 2, 1, 2, 1), runner 1 would stop at three and runner 2 would have taken two."""
+    """Jobs are dealt as runners free up, not in turn: runner 2 is held on the k jobs it is
+    first given (k = jobs a runner holds at once) until runner 1 has sampled four, so every other
+    job must go to runner 1. Dealt in turn, runner 1 would get only half of the 4 + k jobs."""
     marker = str(tmp_path / "released")
     group = algo.env_runner_group
     fast, slow = group.healthy_worker_ids()
@@ -110,9 +110,10 @@ def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
     group.foreach_env_runner(release_after_four, remote_worker_ids=[fast], local_env_runner=False)
     try:
         base = local_learner(algo).start_tasks([-1])[0]
-        jobs = [SampleJob(i, {"goal": np.array([0.1 * i, 0.0])}, base) for i in range(5)]
+        held = algo.sampler.jobs_per_runner
+        jobs = [SampleJob(i, {"goal": np.array([0.1 * i, 0.0])}, base) for i in range(4 + held)]
         results = algo.sampler.sample(jobs)
     finally:
         group.foreach_env_runner(restore, remote_worker_ids=[fast, slow], local_env_runner=False)
-    by_runner = [results[i].worker_index for i in range(5)]
-    assert by_runner.count(fast) == 4 and by_runner.count(slow) == 1, by_runner
+    by_runner = [results[i].worker_index for i in range(len(jobs))]
+    assert by_runner.count(fast) == 4 and by_runner.count(slow) == held, by_runner

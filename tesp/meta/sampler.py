@@ -2,9 +2,10 @@
 
 Each sampling round gets a list of jobs, one per task: the task and the policy weights to
 sample it with (the meta-parameters before adaptation, the task's adapted weights after).
-Jobs are dealt dynamically: every healthy EnvRunner gets one job, and a runner that returns its
-result gets the next job waiting, so a slow runner or node takes fewer jobs instead of stalling
-the round. For a job, a runner switches all its vectorised sub-envs to the task (the env's
+Jobs are dealt dynamically: every healthy EnvRunner holds up to ``max_requests_in_flight_per_env_runner``
+jobs (the one it samples and the next, so it does not idle while its result travels back; one
+once no more jobs wait than there are runners), and a runner that returns a result gets the
+next job waiting, so a slow runner or node takes fewer jobs instead of stalling the round. For a job, a runner switches all its vectorised sub-envs to the task (the env's
 ``set_task``), loads the weights into its RLModule, samples ``num_episodes`` complete episodes,
 and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit and GAE happen there,
 in parallel). Jobs whose runner failed are dealt again to the runners that remain healthy,
@@ -75,8 +76,10 @@ class MultiTaskSampler:
         lam: float,
         seed: int | None = None,
         max_attempts: int = 3,
+        jobs_per_runner: int = 2,
     ) -> None:
         self.group = env_runner_group
+        self.jobs_per_runner = jobs_per_runner  # jobs a runner holds at once
         # Draws every job's seed; part of the algorithm's checkpoint (see `get_state`).
         self.rng = np.random.default_rng(seed)
         self.num_episodes = num_episodes
@@ -126,26 +129,28 @@ class MultiTaskSampler:
                 return []  # all remote runners are down; caller retries after probing
             return run(self.group.local_env_runner, jobs)
         waiting = list(jobs)
-        busy: dict[int, SampleJob] = {}  # runner id -> the job it is sampling
+        held: dict[int, list[SampleJob]] = {}  # runner id -> the jobs sent to it, not yet returned
         results: list[SampleResult] = []
-        while waiting or busy:
+        while waiting or any(held.values()):
             healthy = self.group.healthy_worker_ids()
-            for runner in [r for r in busy if r not in healthy]:
-                del busy[runner]  # lost with its runner; `sample` deals it again
+            for runner in [r for r in held if r not in healthy]:
+                del held[runner]  # lost with their runner; `sample` deals them again
+            # Near the end of the round a runner gets a job only when it has none: a job queued
+            # behind a slow runner's would wait there while a fast runner idles.
+            limit = self.jobs_per_runner if len(waiting) > len(healthy) else 1
             for runner in healthy:
-                if waiting and runner not in busy:
-                    job = waiting.pop(0)
+                while waiting and len(held.setdefault(runner, [])) < limit:
                     sent = self.group.foreach_env_runner_async(
-                        partial(run, jobs=[job]), tag=_TAG, remote_worker_ids=[runner]
+                        partial(run, jobs=[waiting[0]]), tag=_TAG, remote_worker_ids=[runner]
                     )
-                    if sent:
-                        busy[runner] = job
-                    else:
-                        waiting.insert(0, job)
-            if not busy:
+                    if not sent:
+                        break
+                    held[runner].append(waiting.pop(0))
+            if not any(held.values()):
                 break  # no runner could take a job
             for runner, out in self.group.fetch_ready_async_reqs(tags=_TAG, timeout_seconds=_POLL_S):
-                busy.pop(runner, None)
+                done = {r.task_id for r in out}
+                held[runner] = [j for j in held.get(runner, []) if j.task_id not in done]
                 results.extend(out)
         return results
 

@@ -44,6 +44,8 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         self.num_envs_per_env_runner = 20
         self.num_cpus_per_env_runner = 0.5
         self.env_runner_cls = TaskEnvRunner  # samples whole episodes of one task per job
+        # A runner holds the job it samples and the next one (tesp.meta.sampler).
+        self.max_requests_in_flight_per_env_runner = 2
         # Seeded by default, so that a run repeats exactly; `--seed S` picks another stream.
         self.seed = 0
         self.batch_mode = "complete_episodes"
@@ -149,6 +151,7 @@ class TaskAlgorithm(Algorithm):
             num_episodes=cfg.episodes_per_task,
             gamma=cfg.gamma,
             lam=cfg.gae_lambda,
+            jobs_per_runner=cfg.max_requests_in_flight_per_env_runner,
             # Its own stream (the tasks come from task_env's), derived from the same seed.
             seed=None if cfg.seed is None else [cfg.seed, 1],
         )

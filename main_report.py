@@ -1,0 +1,8 @@
+"""Figures, tables and a PDF from Tune results: ``python main_report.py RESULTS_DIR... --out DIR``."""
+
+import sys
+
+from tesp.report.report import main
+
+if __name__ == "__main__":
+    sys.exit(main())

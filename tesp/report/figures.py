@@ -1,0 +1,203 @@
+"""The report's figures, as matplotlib Figures (tests inspect their axes and lines).
+
+Every curve is the mean over a method's seeds with a 95% percentile-bootstrap band
+(:func:`tesp.report.stats.bootstrap_ci`), on the iterations every seed reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from tesp.report.runs import Evaluation, Run  # noqa: E402
+from tesp.report.stats import bootstrap_ci, iqm, normalise, performance_profile, stratified_bootstrap_ci  # noqa: E402
+
+TRAINING = "training"
+STAGES = {"pre": "return_stage_0", "post": "return_post"}
+
+
+def pool_keys(pool: str, stage: str) -> tuple[str, ...]:
+    """Where a pool's stage return sits in Tune's result: the training batch or a validation pool."""
+    return ("meta", STAGES[stage]) if pool == TRAINING else ("validation", pool, STAGES[stage])
+
+
+def pools_of(runs: Sequence[Run]) -> list[str]:
+    """The training pool and every validation pool any run logged, in the order D, D', D''."""
+    found = {p for r in runs for row in r.rows for p in (row.get("validation") or {})}
+    return [TRAINING] + sorted(found, key=lambda p: (len(p), p))
+
+
+def mean_curve(
+    runs: Sequence[Run], keys: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(iterations, env steps, mean, CI low, CI high) over ``runs`` on the iterations at which
+    every run logged ``keys``; env steps are the runs' mean lifetime count there."""
+    common = None
+    for run in runs:
+        its, _ = run.series(*keys)
+        common = set(its) if common is None else common & set(its)
+    its = np.array(sorted(common or []), dtype=int)
+    if len(its) == 0:
+        return (np.zeros(0),) * 5
+    values = np.stack([run.at(its, *keys) for run in runs])
+    steps = np.nanmean(np.stack([run.at(its, "meta", "env_steps_lifetime") for run in runs]), axis=0)
+    low, high = bootstrap_ci(values)
+    return its, steps, values.mean(0), np.atleast_1d(low), np.atleast_1d(high)
+
+
+def learning_curves(
+    runs: Mapping[str, Sequence[Run]], env: str, still: Mapping[str, float] | None = None
+) -> Figure:
+    """One env: rows = x axis (meta-iterations, env steps), columns = pools; per method the
+    post-adaptation return (solid, with its band) and the pre-adaptation one (dashed)."""
+    all_runs = [r for rs in runs.values() for r in rs]
+    pools = pools_of(all_runs)
+    fig, axes = plt.subplots(2, len(pools), figsize=(4.2 * len(pools), 6.4), squeeze=False)
+    colors = _colors(runs)
+    for col, pool in enumerate(pools):
+        for row, x_name in enumerate(("meta-iteration", "env steps")):
+            ax = axes[row, col]
+            for method, method_runs in runs.items():
+                for stage, style in (("post", "-"), ("pre", "--")):
+                    its, steps, mean, low, high = mean_curve(method_runs, pool_keys(pool, stage))
+                    if not len(its):
+                        continue
+                    x = its if row == 0 else steps
+                    ax.plot(x, mean, style, color=colors[method], label=f"{method} {stage}")
+                    if stage == "post":
+                        ax.fill_between(x, low, high, color=colors[method], alpha=0.2, linewidth=0)
+            ref = (still or {}).get("D" if pool == TRAINING else pool)
+            if ref is not None:
+                ax.axhline(ref, color="grey", linestyle=":", label="still policy")
+            ax.set_title(f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)"), fontsize=9)
+            ax.set_xlabel(x_name)
+            ax.set_ylabel("mean episode return")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def final_scores(runs: Sequence[Run], pool: str) -> np.ndarray:
+    """Each run's last logged post-adaptation return on ``pool``."""
+    return np.array([run.last(*pool_keys(pool, "post")) for run in runs])
+
+
+def aggregate(
+    runs: Mapping[tuple[str, str], Sequence[Run]],
+    still: Mapping[str, Mapping[str, float]],
+    pool: str,
+    taus: np.ndarray | None = None,
+) -> tuple[Figure, dict[str, tuple[float, float, float]]]:
+    """Across envs: per method the IQM of normalised final post-adaptation returns on ``pool``
+    with its stratified-bootstrap 95% interval (left), and performance profiles (right).
+
+    ``runs`` maps (env, method) to its runs. Per env, 0 is the still policy's return (the
+    lowest final return of any run where the env has no still reference) and 1 the highest
+    final return of any run. Returns the figure and ``{method: (iqm, low, high)}``.
+    """
+    envs = sorted({env for env, _ in runs})
+    methods = sorted({m for _, m in runs})
+    raw = {key: final_scores(rs, pool) for key, rs in runs.items()}
+    scores: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
+    for env in envs:
+        values = np.concatenate([v for (e, _), v in raw.items() if e == env])
+        values = values[np.isfinite(values)]
+        if not len(values):
+            continue
+        ref = still.get(env, {}).get("D" if pool == TRAINING else pool)
+        low = ref if ref is not None else values.min()
+        for (e, m), v in raw.items():
+            if e == env and np.isfinite(v).any():
+                scores[m][env] = normalise(v[np.isfinite(v)], low, values.max())
+    taus = np.linspace(-0.25, 1.0, 101) if taus is None else taus
+    fig, (bar_ax, prof_ax) = plt.subplots(1, 2, figsize=(10, 3.2 + 0.25 * len(methods)))
+    colors = _colors(dict.fromkeys(methods))
+    summary = {}
+    for i, method in enumerate(methods):
+        if not scores[method]:
+            continue
+        point, lo, hi = stratified_bootstrap_ci(scores[method], iqm)
+        summary[method] = (point, lo, hi)
+        bar_ax.errorbar(point, i, xerr=[[point - lo], [hi - point]], fmt="o", color=colors[method], capsize=4)
+        prof, plo, phi = performance_profile(scores[method], taus)
+        prof_ax.plot(taus, prof, color=colors[method], label=method)
+        prof_ax.fill_between(taus, plo, phi, color=colors[method], alpha=0.2, linewidth=0)
+    bar_ax.set_yticks(range(len(methods)), methods)
+    bar_ax.set_xlabel("IQM of normalised final return (95% stratified bootstrap CI)")
+    bar_ax.set_title(f"{pool}: {len(envs)} env(s)", fontsize=9)
+    prof_ax.set_xlabel("normalised return tau")
+    prof_ax.set_ylabel("fraction of runs with score > tau")
+    prof_ax.set_title("performance profile", fontsize=9)
+    prof_ax.legend(fontsize=7)
+    for ax in (bar_ax, prof_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig, summary
+
+
+def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Figure:
+    """The TESP supplement's Fig. 1 layout: per pool, the post-adaptation return of the evaluated
+    checkpoints against their meta-iteration, one line per observation-noise sigma (mean over
+    the trials evaluated at that iteration)."""
+    pools = sorted({p for e in evaluations for p in e.pools}, key=lambda p: (len(p), p))
+    fig, axes = plt.subplots(1, len(pools), figsize=(4.2 * len(pools), 3.4), squeeze=False)
+    sigmas = sorted({s for e in evaluations for by in e.pools.values() for s in by}, key=float)
+    for ax, pool in zip(axes[0], pools, strict=True):
+        for sigma in sigmas:
+            points: dict[int, list[float]] = {}
+            for e in evaluations:
+                value = e.pools.get(pool, {}).get(sigma, {}).get("return_post")
+                if value is not None:
+                    points.setdefault(e.iteration, []).append(value)
+            its = sorted(points)
+            ax.plot(its, [np.mean(points[i]) for i in its], "o-", label=f"sigma {sigma}")
+        ax.set_title(f"{env} {method}: {pool}", fontsize=9)
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel("post-adaptation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
+    """MLSH: the return after the warm-up and after the joint phase (means over the tasks done
+    so far) against the tasks done, and how often each sub-policy is chosen."""
+    fig, (ret_ax, sub_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for key, label in (("return_post_warmup", "after warm-up"), ("return_post_joint", "after joint phase")):
+        its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
+        if len(its):
+            tasks = np.nanmean(np.stack([r.at(its, "mlsh", "tasks_done") for r in runs]), axis=0)
+            ret_ax.plot(tasks, mean, label=label)
+            ret_ax.fill_between(tasks, low, high, alpha=0.2, linewidth=0)
+    ret_ax.set_xlabel("tasks done")
+    ret_ax.set_ylabel("mean episode return")
+    ret_ax.set_title(f"{env}: mlsh ({len(runs)} seed(s))", fontsize=9)
+    ret_ax.legend(fontsize=7)
+    subs = sorted(
+        {k for r in runs for row in r.rows for k in row.get("mlsh", {}) if k.startswith("sub_choice_freq_")}
+    )
+    for key in subs:
+        its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
+        sub_ax.plot(its, mean, label=f"sub-policy {key.rsplit('_', 1)[1]}")
+        sub_ax.fill_between(its, low, high, alpha=0.2, linewidth=0)
+    sub_ax.set_xlabel("iteration")
+    sub_ax.set_ylabel("share of macro steps")
+    sub_ax.set_title("sub-policy choices", fontsize=9)
+    sub_ax.legend(fontsize=7)
+    for ax in (ret_ax, sub_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _colors(keys) -> dict[str, str]:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {k: cycle[i % len(cycle)] for i, k in enumerate(keys)}

@@ -1,0 +1,181 @@
+"""``python main_report.py RESULTS_DIR... --out DIR``: what a person looks at after training.
+
+For every env in the Tune experiment folders given: learning curves (pre- and post-adaptation
+return per pool against meta-iterations and env steps, methods overlaid, mean over seeds with
+95% bootstrap bands, the still policy's return as a reference line); across envs, the IQM of
+normalised final returns with stratified-bootstrap intervals and performance profiles (Agarwal
+et al. 2021); the observation-noise panel from ``main_test.py`` outputs; MLSH's warm-up/joint
+returns and sub-policy choices; a results table and a settings table. Written as PNG and SVG,
+``report.md`` and one ``report.pdf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+
+from tesp.cli import OneLineParser, fail  # noqa: E402
+from tesp.report import figures, tables  # noqa: E402
+from tesp.report.runs import ReportError, Run, load_evaluations, load_runs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="main_report.py", description=__doc__.split("\n\n")[1])
+    parser.add_argument("results", nargs="+", help="Tune experiment folders (or folders holding them)")
+    parser.add_argument("--out", required=True, help="folder for the figures, report.md and report.pdf")
+    parser.add_argument("--title", default="tesp report", help="title of report.md and report.pdf")
+    return parser
+
+
+def still_returns(env: str) -> dict[str, float]:
+    """Per pool, the mean return of a policy that outputs zero actions (one episode per task);
+    empty for an env without pools."""
+    import numpy as np
+
+    from tesp.envs import make_env
+
+    task_env = make_env(env)
+    out = {}
+    for pool, tasks in task_env.task_pools().items():
+        totals = []
+        for task in tasks:
+            task_env.set_task(task)
+            task_env.reset(seed=0)
+            total, done = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = task_env.step(np.zeros(task_env.action_space.shape))
+                total += reward
+                done = terminated or truncated
+            totals.append(total)
+        out[pool] = float(np.mean(totals))
+    return out
+
+
+def build(roots: list[str], out: Path, title: str) -> Path:
+    """Write every figure and table of ``roots`` into ``out``; returns ``report.md``'s path."""
+    runs = load_runs(roots)
+    out.mkdir(parents=True, exist_ok=True)
+    by_env: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_env[run.env][run.method].append(run)
+    groups = {(env, m): rs for env, ms in by_env.items() for m, rs in ms.items()}
+    gradient = {k: rs for k, rs in groups.items() if any("meta" in row for row in rs[0].rows)}
+    still = {env: _still(env) for env in by_env}
+    pages: list[tuple[str, plt.Figure]] = []
+    md = [f"# {title}", "", tables.provenance(REPO), "", f"Results: {', '.join(roots)}", ""]
+
+    for env, methods in sorted(by_env.items()):
+        meta_methods = {m: rs for m, rs in methods.items() if (env, m) in gradient}
+        if meta_methods:
+            fig = figures.learning_curves(meta_methods, env, still[env])
+            seeds = ", ".join(f"{m} {len(rs)}" for m, rs in meta_methods.items())
+            pages.append((f"curves_{env}", fig))
+            md += [
+                f"## {env}",
+                "",
+                f"Mean return per pool, pre- (dashed) and post-adaptation (solid), mean over seeds "
+                f"({seeds}) with 95% bootstrap bands; dotted: the still policy.",
+                "",
+                f"![{env}](curves_{env}.png)",
+                "",
+            ]
+        if "mlsh" in methods:
+            pages.append((f"mlsh_{env}", figures.mlsh_panel(methods["mlsh"], env)))
+            md += [f"## {env}: MLSH", "", f"![mlsh {env}](mlsh_{env}.png)", ""]
+
+    if gradient:
+        md += ["## Across envs", ""]
+        for pool in figures.pools_of([r for rs in gradient.values() for r in rs]):
+            fig, summary = figures.aggregate(gradient, still, pool)
+            name = f"aggregate_{_slug(pool)}"
+            pages.append((name, fig))
+            md += [
+                f"### {pool}",
+                "",
+                "IQM of final post-adaptation returns normalised per env (0: still policy, or the "
+                "lowest run without one; 1: the best run), 95% stratified-bootstrap intervals:",
+                "",
+                *[f"- {m}: {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for m, v in summary.items()],
+                "",
+                f"![aggregate {pool}]({name}.png)",
+                "",
+            ]
+
+    evaluations = load_evaluations(roots)
+    by_trial_group: dict[tuple[str, str], list] = defaultdict(list)
+    for e in evaluations:
+        by_trial_group[(e.env, e.method)].append(e)
+    for (env, method), evs in sorted(by_trial_group.items()):
+        name = f"noise_{env}_{method}"
+        pages.append((name, figures.noise_panel(evs, env, method)))
+        md += [f"## Observation noise: {env} {method}", "", f"![noise]({name}.png)", ""]
+
+    rows = tables.results_rows(groups)
+    md += [
+        "## Results",
+        "",
+        "Final values, mean [95% bootstrap CI] over seeds.",
+        "",
+        tables.results_table(rows),
+        "",
+    ]
+    md += ["## Settings", "", tables.settings_table(groups), ""]
+
+    for name, fig in pages:
+        fig.savefig(out / f"{name}.png", dpi=110)
+        fig.savefig(out / f"{name}.svg")
+    report = out / "report.md"
+    report.write_text("\n".join(md))
+    _pdf(out / "report.pdf", title, pages, md)
+    for _, fig in pages:
+        plt.close(fig)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        fail(f"--out {args.out!r} is a file, not a folder")
+    try:
+        report = build(args.results, out, args.title)
+    except ReportError as e:
+        fail(str(e))
+    print(f"wrote {report}, report.pdf and the figures in {out}")
+    return 0
+
+
+def _still(env: str) -> dict[str, float]:
+    try:
+        return still_returns(env)
+    except (KeyError, ValueError):  # an env this checkout does not know
+        return {}
+
+
+def _slug(text: str) -> str:
+    return text.replace("''", "pp").replace("'", "p")
+
+
+def _pdf(path: Path, title: str, pages: list, md: list[str]) -> None:
+    """One PDF: a title page with the text and tables, then every figure."""
+    with PdfPages(path) as pdf:
+        text = [line for line in md if not line.startswith("![")]
+        per_page = 60
+        for start in range(0, len(text), per_page):
+            fig = plt.figure(figsize=(8.27, 11.69))
+            fig.text(0.04, 0.97, title if start == 0 else "", fontsize=14, va="top")
+            body = "\n".join(line[:150] for line in text[start : start + per_page])
+            fig.text(0.04, 0.94, body, fontsize=5.5, family="monospace", va="top")
+            pdf.savefig(fig)
+            plt.close(fig)
+        for _, fig in pages:
+            pdf.savefig(fig)

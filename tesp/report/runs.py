@@ -1,0 +1,144 @@
+"""Reading Tune experiment folders: one :class:`Run` per trial, and ``main_test.py`` outputs.
+
+A trial folder is one that holds Tune's ``result.json`` (one JSON object per iteration) and
+``params.json`` (the trial's config). The method is the trial's Algorithm class (Tune names the
+folder after it), the env and seed come from the config. Nothing is read that tesp logs by
+hand: these are Tune's own files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ReportError(ValueError):
+    """Bad input to the report: one line for the user."""
+
+
+@dataclass
+class Run:
+    path: Path
+    method: str
+    env: str
+    seed: int | None
+    config: dict[str, Any]
+    rows: list[dict[str, Any]] = field(repr=False)
+
+    def series(self, *keys: str) -> tuple[np.ndarray, np.ndarray]:
+        """(training iterations, values) of the nested metric ``keys`` where it was logged."""
+        its, values = [], []
+        for row in self.rows:
+            value = _get(row, keys)
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                its.append(row["training_iteration"])
+                values.append(float(value))
+        return np.asarray(its), np.asarray(values)
+
+    def at(self, iterations: np.ndarray, *keys: str) -> np.ndarray:
+        """The metric ``keys`` at the given iterations (NaN where it was not logged)."""
+        by_iter = {row["training_iteration"]: _get(row, keys) for row in self.rows}
+        return np.array([float(by_iter.get(int(i)) or np.nan) for i in iterations])
+
+    def last(self, *keys: str) -> float:
+        _, values = self.series(*keys)
+        return float(values[-1]) if len(values) else float("nan")
+
+
+@dataclass
+class Evaluation:
+    """One ``main_test.py`` output (``checkpoint_NNNNNN-eval.json``)."""
+
+    path: Path
+    method: str
+    env: str
+    iteration: int
+    pools: dict[str, dict[str, dict[str, float]]]  # pool -> sigma -> summary
+    trial: Path  # the trial folder the checkpoint belongs to
+
+
+def load_runs(roots: list[str]) -> list[Run]:
+    """Every trial below ``roots``; raises :class:`ReportError` when there is none."""
+    runs = []
+    for root in roots:
+        base = Path(root).expanduser()
+        if not base.is_dir():
+            raise ReportError(f"results folder {root!r} does not exist")
+        for result in sorted(base.rglob("result.json")):
+            run = _load_trial(result.parent)
+            if run is not None:
+                runs.append(run)
+    if not runs:
+        raise ReportError(
+            f"no Tune results (result.json with at least one iteration) below {', '.join(map(repr, roots))}"
+        )
+    return runs
+
+
+def load_evaluations(roots: list[str]) -> list[Evaluation]:
+    out = []
+    for root in roots:
+        for path in sorted(Path(root).expanduser().rglob("checkpoint_*-eval.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            out.append(
+                Evaluation(
+                    path=path,
+                    method=method_name(data.get("algorithm", "?")),
+                    env=data.get("env", "?"),
+                    iteration=int(data.get("training_iteration", 0)),
+                    pools=data.get("pools", {}),
+                    trial=path.parent,
+                )
+            )
+    return out
+
+
+def method_name(class_name: str) -> str:
+    """The ``--alg`` name of an Algorithm class name (the class name if it is not registered)."""
+    from tesp.registry import ALGS
+
+    names = {cls.__name__: name for name, cls in ALGS.items()}
+    return names.get(class_name, class_name)
+
+
+def _load_trial(folder: Path) -> Run | None:
+    try:
+        params = json.loads((folder / "params.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    rows = []
+    with open(folder / "result.json") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a trial killed while writing its last line
+    rows = [r for r in rows if "training_iteration" in r]
+    if not rows:
+        return None
+    # Tune names a trial's folder <Trainable>_<env>_<id>...; the Trainable is the Algorithm class.
+    return Run(
+        path=folder,
+        method=method_name(folder.name.split("_", 1)[0]),
+        env=str(params.get("env")),
+        seed=params.get("seed"),
+        config=params,
+        rows=rows,
+    )
+
+
+def _get(row: dict, keys: tuple[str, ...]):
+    for key in keys:
+        if not isinstance(row, dict) or key not in row:
+            return None
+        row = row[key]
+    return row

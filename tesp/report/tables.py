@@ -1,0 +1,133 @@
+"""The report's tables, as Markdown: final results per (env, method), settings per (env, method),
+and the versions the report was made with."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tesp.report.figures import TRAINING, pool_keys, pools_of
+from tesp.report.runs import Run
+from tesp.report.stats import bootstrap_ci
+
+PACKAGES = ("torch", "ray", "gymnasium", "mujoco", "numpy", "matplotlib")
+# Settings left out of the settings table: bookkeeping that differs between every run.
+IGNORED = {"seed", "logger_config", "callbacks", "env_runner_cls", "_tf_policy_handles_more_than_one_loss"}
+
+
+def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% bootstrap interval (NaN-free values only)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return (float("nan"),) * 3
+    low, high = bootstrap_ci(values)
+    return float(values.mean()), float(low), float(high)
+
+
+def results_rows(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[dict]:
+    """Per (env, method): final return per pool and stage (mean and CI over seeds), the seeds,
+    iterations, env steps, wall-clock and env steps per second (means over seeds)."""
+    rows = []
+    for (env, method), runs in sorted(groups.items()):
+        row = {"env": env, "method": method, "seeds": len(runs)}
+        row["iterations"] = float(np.mean([r.rows[-1]["training_iteration"] for r in runs]))
+        for pool in pools_of(runs):
+            for stage in ("pre", "post"):
+                row[f"{pool} {stage}"] = mean_ci([r.last(*pool_keys(pool, stage)) for r in runs])
+        steps = np.array([r.last("meta", "env_steps_lifetime") for r in runs])
+        if not np.isfinite(steps).any():  # MLSH logs its env steps per iteration only
+            steps = np.array([sum(row.get("mlsh", {}).get("env_steps", 0) for row in r.rows) for r in runs])
+        seconds = np.array([r.rows[-1].get("time_total_s", np.nan) for r in runs])
+        row["env steps"] = float(np.nanmean(steps))
+        row["wall-clock s"] = float(np.nanmean(seconds))
+        row["steps/s"] = float(np.nanmean(steps / seconds))
+        rows.append(row)
+    return rows
+
+
+def results_table(rows: Sequence[dict]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def settings_table(groups: Mapping[tuple[str, str], Sequence[Run]]) -> str:
+    """The settings that differ between the (env, method) groups (from each group's first
+    trial's saved config), one column per group; settings every group shares are listed once
+    below the table."""
+    configs = {f"{env} {method}": _flat(runs[0].config) for (env, method), runs in sorted(groups.items())}
+    keys = sorted({k for c in configs.values() for k in c} - IGNORED)
+    differ = [k for k in keys if len({json.dumps(c.get(k), default=str) for c in configs.values()}) > 1]
+    shared = [k for k in keys if k not in differ]
+    names = list(configs)
+    lines = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in differ:
+        lines.append(f"| `{key}` | " + " | ".join(_value(configs[n].get(key)) for n in names) + " |")
+    first = next(iter(configs.values()))
+    common = ", ".join(f"`{k}`={_value(first.get(k))}" for k in shared if _interesting(first.get(k)))
+    return "\n".join(lines) + (f"\n\nShared by all: {common}" if common else "")
+
+
+def provenance(repo: Path) -> str:
+    """The commit of ``repo`` and the package versions, as one Markdown line."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    versions = []
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+    return f"tesp commit {commit}; " + ", ".join(versions)
+
+
+def _flat(config: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and key in ("model_config", "env_config", "_model_config"):
+            out |= _flat(value, f"{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _interesting(value) -> bool:
+    return isinstance(value, (int, float, str, bool, list)) and value not in ("", [], None)
+
+
+def _value(value) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _cell(value) -> str:
+    if isinstance(value, tuple):
+        mean, low, high = value
+        return "n/a" if not np.isfinite(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}"
+    return str(value)
+
+
+__all__ = ["TRAINING", "provenance", "results_rows", "results_table", "settings_table"]

@@ -1,0 +1,176 @@
+"""main_report.py: figures, tables and the PDF from Tune-format experiment folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tesp.report import figures, stats, tables
+from tesp.report.runs import load_runs
+
+from .conftest import REPO
+
+POOLS = ("D", "D'", "D''")
+
+
+def fake_experiment(root, method_class, env, seed, iterations, offset, validate_every=2):
+    """A trial folder laid out as Tune writes one (params.json, result.json lines), with returns
+    that are a known function of the iteration: pre = offset + it, post = offset + 2 it (+ 10 per
+    pool index on the validation pools)."""
+    trial = root / f"{method_class}_{env}_0000{seed}_{seed}_seed={seed}"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text(json.dumps({"env": env, "seed": seed, "lr": 0.001}))
+    with open(trial / "result.json", "w") as f:
+        for it in range(1, iterations + 1):
+            row = {
+                "training_iteration": it,
+                "time_total_s": 2.0 * it,
+                "meta": {
+                    "return_stage_0": offset + it,
+                    "return_post": offset + 2 * it,
+                    "env_steps_lifetime": 1000 * it,
+                },
+            }
+            if it % validate_every == 0:
+                row["validation"] = {
+                    p: {"return_stage_0": offset + it + 10 * i, "return_post": offset + 2 * it + 10 * i}
+                    for i, p in enumerate(POOLS)
+                }
+            f.write(json.dumps(row) + "\n")
+    return trial
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        fake_experiment(root / "maml-exp", "MAML", "wheeled", seed, iterations=6, offset=-100 + seed)
+        fake_experiment(root / "tesp-exp", "TESP", "wheeled", seed, iterations=6, offset=-80 + 3 * seed)
+    return root
+
+
+def test_runs_are_read_with_their_method_env_and_seed(results):
+    runs = load_runs([str(results)])
+    assert sorted((r.method, r.seed) for r in runs) == [("maml", 0), ("maml", 1), ("tesp", 0), ("tesp", 1)]
+    assert {r.env for r in runs} == {"wheeled"}
+    its, post = runs[0].series("validation", "D'", "return_post")
+    np.testing.assert_array_equal(its, [2, 4, 6])
+
+
+def test_learning_curves_have_a_panel_per_pool_and_axis_and_a_line_per_method_and_stage(results):
+    runs = load_runs([str(results)])
+    by_method = {m: [r for r in runs if r.method == m] for m in ("maml", "tesp")}
+    still = {"D": -156.0, "D'": -147.0, "D''": -264.0}
+    fig = figures.learning_curves(by_method, "wheeled", still)
+    axes = np.array(fig.axes).reshape(2, 4)
+    assert [ax.get_title() for ax in axes[0]] == [
+        "wheeled: training",
+        "wheeled: D (validation)",
+        "wheeled: D' (validation)",
+        "wheeled: D'' (validation)",
+    ]
+    for row in axes:
+        for col, ax in enumerate(row):
+            labels = sorted(line.get_label() for line in ax.get_lines())
+            assert labels == ["maml post", "maml pre", "still policy", "tesp post", "tesp pre"]
+            (ref,) = [line for line in ax.get_lines() if line.get_label() == "still policy"]
+            assert ref.get_ydata()[0] == [-156.0, -156.0, -147.0, -264.0][col]
+    # The plotted post-adaptation curve of D' is the seeds' mean: offset + 2 it + 10.
+    (maml_post,) = [line for line in axes[0, 2].get_lines() if line.get_label() == "maml post"]
+    np.testing.assert_array_equal(maml_post.get_xdata(), [2, 4, 6])
+    np.testing.assert_allclose(maml_post.get_ydata(), [-99.5 + 2 * it + 10 for it in (2, 4, 6)])
+    # Against env steps, the same values at the mean lifetime env steps.
+    (steps_post,) = [line for line in axes[1, 2].get_lines() if line.get_label() == "maml post"]
+    np.testing.assert_array_equal(steps_post.get_xdata(), [2000, 4000, 6000])
+
+
+def test_results_table_holds_the_final_values_and_their_ci(results):
+    runs = load_runs([str(results)])
+    groups = {("wheeled", m): [r for r in runs if r.method == m] for m in ("maml", "tesp")}
+    rows = {row["method"]: row for row in tables.results_rows(groups)}
+    mean, low, high = rows["tesp"]["D'' post"]
+    finals = [-80 + 12 + 20, -77 + 12 + 20]  # offset + 2 * 6 + 10 * 2, per seed
+    assert mean == pytest.approx(np.mean(finals))
+    assert low == pytest.approx(min(finals)) and high == pytest.approx(max(finals))
+    assert rows["maml"]["training pre"][0] == pytest.approx(-99.5 + 6)
+    assert rows["maml"]["env steps"] == 6000 and rows["maml"]["wall-clock s"] == 12
+    assert rows["maml"]["steps/s"] == pytest.approx(500)
+    text = tables.results_table(list(rows.values()))
+    assert "| wheeled | tesp | 2 |" in text
+
+
+def test_bootstrap_interval_of_two_values_spans_them():
+    # Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 2.5th and
+    # 97.5th percentiles are 0 and 1.
+    low, high = stats.bootstrap_ci(np.array([0.0, 1.0]), reps=4000)
+    assert (low, high) == (0.0, 1.0)
+    low, high = stats.bootstrap_ci(np.array([3.0, 3.0, 3.0]))
+    assert low == high == 3.0
+
+
+def test_iqm_is_scipys_trimmed_mean():
+    from scipy.stats import trim_mean
+
+    for n in range(1, 13):
+        x = np.random.default_rng(n).normal(size=n)
+        assert stats.iqm(x) == pytest.approx(trim_mean(x, 0.25))
+    assert stats.iqm(np.array([0.0, 1.0, 2.0, 100.0])) == 1.5  # the outliers are cut
+
+
+def test_stratified_bootstrap_resamples_within_each_env():
+    # Env a's runs all score 0, env b's all 1: every replicate pools two 0s and two 1s, so the
+    # IQM is 0.5 with no spread; resampling the pooled runs would spread it.
+    point, low, high = stats.stratified_bootstrap_ci({"a": np.zeros(2), "b": np.ones(2)}, stats.iqm)
+    assert point == low == high == 0.5
+
+
+def test_performance_profile_counts_runs_above_each_threshold():
+    prof, low, high = stats.performance_profile(
+        {"a": np.array([0.1, 0.5, 0.9])}, np.array([0.0, 0.3, 0.7, 1.0])
+    )
+    np.testing.assert_allclose(prof, [1.0, 2 / 3, 1 / 3, 0.0])
+    assert np.all(low <= prof) and np.all(prof <= high)
+
+
+def test_aggregate_normalises_by_the_still_policy_and_the_best_run(results):
+    runs = load_runs([str(results)])
+    groups = {("wheeled", m): [r for r in runs if r.method == m] for m in ("maml", "tesp")}
+    fig, summary = figures.aggregate(groups, {"wheeled": {"D''": -264.0}}, "D''")
+    best = -77 + 12 + 20
+    tesp_scores = (np.array([-80 + 32, best]) + 264) / (best + 264)
+    assert summary["tesp"][0] == pytest.approx(tesp_scores.mean())  # IQM of 2 runs = their mean
+    assert len(fig.axes) == 2
+
+
+def test_report_writes_figures_markdown_and_pdf(results, tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(results), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("curves_wheeled", "aggregate_training", "aggregate_Dpp"):
+        assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.svg").stat().st_size > 0
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    text = (out / "report.md").read_text()
+    assert "![wheeled](curves_wheeled.png)" in text and "## Settings" in text and "torch " in text
+
+
+def test_report_refuses_a_folder_without_results(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(tmp_path), "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no Tune results")
