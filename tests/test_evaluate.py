@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import REPO
@@ -155,3 +156,53 @@ def test_a_checkpoint_without_adaptation_is_refused_before_ray_starts(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = one_error_line(run_main_test(str(tmp_path / "m")))
     assert "is of MLSHAlgorithm, which has no adaptation to evaluate" in line
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / script), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_render_writes_the_episodes_before_and_after_adaptation_side_by_side(wheeled_run, tmp_path):
+    import imageio.v3 as iio
+
+    experiment, _ = wheeled_run
+    proc = run_script(
+        "main_render.py", str(experiment), "--pool", "D'", "--task", "1", "--out", str(tmp_path / "v")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rendering" in proc.stderr  # the progress bar
+    mp4, gif = tmp_path / "v.mp4", tmp_path / "v.gif"
+    assert f"wrote {mp4}" in proc.stdout and f"wrote {gif}" in proc.stdout
+    video = iio.imread(mp4)
+    # Two 480x480 views side by side; one frame per step of the longer episode plus the reset
+    # state (the quick wheeled episodes run the whole horizon of 200 steps).
+    assert video.shape == (201, 480, 960, 3)
+    assert iio.imread(gif).shape == (201, 240, 480, 3)
+    # The two halves show different episodes.
+    assert not np.array_equal(video[-1, :, :480], video[-1, :, 480:])
+
+
+def test_report_reads_the_real_run_and_its_evaluation(wheeled_run, tmp_path):
+    experiment, _ = wheeled_run
+    proc = run_script("main_report.py", str(experiment), "--out", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "![wheeled](curves_wheeled.png)" in text and "| wheeled | tesp | 1 |" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pool", "E"], "unknown pool 'E'; choose from: D, D', D''"),
+        (["--task", "100"], "--task 100 is out of range: pool D'' has tasks 0..99"),
+        (["--out", "/nonexistent/folder/v"], "--out '/nonexistent/folder/v': folder '/nonexistent/folder'"),
+    ],
+)
+def test_render_refuses_bad_input_in_one_line(wheeled_run, tmp_path, args, message):
+    experiment, _ = wheeled_run
+    argv = [str(experiment), "--out", str(tmp_path / "v"), *args]
+    proc = run_script("main_render.py", *argv)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line

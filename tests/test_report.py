@@ -174,3 +174,42 @@ def test_report_refuses_a_folder_without_results(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no Tune results")
+
+
+def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
+    from tesp.meta.batch import make_batch
+    from tesp.render import trajectory_figure
+
+    rng = np.random.default_rng(0)
+
+    def batch(episodes, horizon=5):
+        obs = np.cumsum(rng.normal(size=(episodes, horizon, 2)), axis=1).astype(np.float32)
+        mask = np.ones((episodes, horizon), np.float32)
+        mask[0, 3:] = 0.0  # a short episode
+        zeros = np.zeros((episodes, horizon), np.float32)
+        return make_batch(
+            obs, obs.copy(), np.zeros((episodes, horizon, 4), np.float32), zeros, mask, 0.99, 0.97
+        )
+
+    tasks = [{"goal": np.array([0.1 * i, -0.2])} for i in range(3)]
+    fig = trajectory_figure(tasks, [batch(2) for _ in tasks], [batch(4) for _ in tasks], "point", (0, 1))
+    before, after = fig.axes
+    # every episode one line, plus one goal marker per task
+    assert len(before.get_lines()) == 3 * 2 + 3 and len(after.get_lines()) == 3 * 4 + 3
+    short = before.get_lines()[0]
+    assert len(short.get_xdata()) == 3  # drawn to the episode's end, not the padding
+    goals = [line for line in after.get_lines() if line.get_marker() == "x"]
+    np.testing.assert_allclose([g.get_xdata()[0] for g in goals], [0.0, 0.1, 0.2])
+
+
+def test_render_refuses_a_missing_checkpoint_before_ray_starts(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "main_render.py", str(tmp_path / "nothing"), "--out", str(tmp_path / "v")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: checkpoint") and "does not exist" in line

@@ -3,9 +3,11 @@
 Each sampling round gets a list of jobs, one per task: the task and the policy weights to
 sample it with (the meta-parameters before adaptation, the task's adapted weights after).
 Jobs are dealt dynamically: every healthy EnvRunner holds up to ``max_requests_in_flight_per_env_runner``
-jobs (the one it samples and the next, so it does not idle while its result travels back; one
+calls (the one it samples and the next, so it does not idle while its result travels back; one
 once no more jobs wait than there are runners), and a runner that returns a result gets the
-next job waiting, so a slow runner or node takes fewer jobs instead of stalling the round. For a job, a runner switches all its vectorised sub-envs to the task (the env's
+next jobs waiting, so a slow runner or node takes fewer jobs instead of stalling the round. A
+call carries ``waiting / (2 x runners)`` jobs, at least one (guided self-scheduling): few round
+trips while many jobs wait, single jobs at the end of the round. For a job, a runner switches all its vectorised sub-envs to the task (the env's
 ``set_task``), loads the weights into its RLModule, samples ``num_episodes`` complete episodes,
 and turns them into a :class:`~tesp.meta.batch.TaskBatch` (baseline fit and GAE happen there,
 in parallel). Jobs whose runner failed are dealt again to the runners that remain healthy,
@@ -129,28 +131,32 @@ class MultiTaskSampler:
                 return []  # all remote runners are down; caller retries after probing
             return run(self.group.local_env_runner, jobs)
         waiting = list(jobs)
-        held: dict[int, list[SampleJob]] = {}  # runner id -> the jobs sent to it, not yet returned
+        held: dict[int, list[list[SampleJob]]] = {}  # runner id -> its calls not yet returned
         results: list[SampleResult] = []
         while waiting or any(held.values()):
             healthy = self.group.healthy_worker_ids()
             for runner in [r for r in held if r not in healthy]:
                 del held[runner]  # lost with their runner; `sample` deals them again
-            # Near the end of the round a runner gets a job only when it has none: a job queued
+            # Near the end of the round a runner gets a call only when it has none: a job queued
             # behind a slow runner's would wait there while a fast runner idles.
             limit = self.jobs_per_runner if len(waiting) > len(healthy) else 1
             for runner in healthy:
                 while waiting and len(held.setdefault(runner, [])) < limit:
+                    # Guided self-scheduling: early calls carry several jobs (fewer round trips
+                    # on cheap envs), the last ones one job each (a short tail on a slow runner).
+                    chunk = waiting[: max(1, len(waiting) // (2 * len(healthy)))]
                     sent = self.group.foreach_env_runner_async(
-                        partial(run, jobs=[waiting[0]]), tag=_TAG, remote_worker_ids=[runner]
+                        partial(run, jobs=chunk), tag=_TAG, remote_worker_ids=[runner]
                     )
                     if not sent:
                         break
-                    held[runner].append(waiting.pop(0))
+                    held[runner].append(chunk)
+                    del waiting[: len(chunk)]
             if not any(held.values()):
                 break  # no runner could take a job
             for runner, out in self.group.fetch_ready_async_reqs(tags=_TAG, timeout_seconds=_POLL_S):
                 done = {r.task_id for r in out}
-                held[runner] = [j for j in held.get(runner, []) if j.task_id not in done]
+                held[runner] = [c for c in held.get(runner, []) if not {j.task_id for j in c} <= done]
                 results.extend(out)
         return results
 

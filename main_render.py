@@ -1,0 +1,12 @@
+"""Render a checkpoint's policy before and after adaptation: ``python main_render.py CHECKPOINT --out FILE``."""
+
+import sys
+
+from tesp.auth import prepare_client_auth
+
+prepare_client_auth(sys.argv[1:])  # before Ray is imported
+
+from tesp.render import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""``main_render.py CHECKPOINT``: a checkpoint's policy on one task, before and after adaptation.
+
+The checkpoint's algorithm adapts to the chosen task(s) exactly as ``main_test.py`` does
+(stochastic sampling, the training schedule, no meta-update); the first episode sampled before
+adaptation (stage 0) and the first one after the last inner step are then shown:
+
+- MuJoCo envs: the two episodes replayed action by action in a copy of the env that renders
+  offscreen (``MUJOCO_GL=egl`` by default), side by side with the goal marked, as MP4 and GIF.
+  The physics is deterministic from the reset state, so a replay is the sampled episode (the
+  replayed return is checked against the recorded one);
+- ``point``: the trajectories of ``--num-tasks`` tasks before and after adaptation, one line
+  per episode, goals marked, as PNG and SVG.
+
+Bad input (the checkpoint, the pool, the task index, the output path) ends the program with one
+``error:`` line and exit code 2 before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
+
+FRESH = "fresh"
+VIDEO_FPS = 20  # the envs' control rate: 0.05 s per step
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="main_render.py",
+        description="Render a checkpoint's policy on a task before and after adaptation.",
+    )
+    parser.add_argument(
+        "checkpoint", help="a checkpoint folder, or a trial or experiment folder (its newest)"
+    )
+    parser.add_argument(
+        "--pool", default=None, help="task pool (default: D'' where the env has pools, else fresh)"
+    )
+    parser.add_argument("--task", type=int, default=0, help="index of the task in the pool (default 0)")
+    parser.add_argument("--num-tasks", type=int, default=4, help="tasks in a trajectory plot (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fresh tasks' draw (default 0)")
+    parser.add_argument(
+        "--out", required=True, help="output path; its suffix is replaced by .mp4/.gif or .png/.svg"
+    )
+    parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    return parser
+
+
+def check_args(args: argparse.Namespace):
+    """Everything checked before Ray starts; returns (checkpoint, env name, env config, pool)."""
+    from tesp.envs import make_env
+    from tesp.evaluate import find_checkpoint, saved_config
+
+    checkpoint = find_checkpoint(args.checkpoint)
+    algo_cls, config = saved_config(checkpoint)
+    if not hasattr(algo_cls, "adapt_on_tasks"):
+        raise ConfigError(
+            f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to render"
+        )
+    env_name, env_config = config["env"], config.get("env_config") or {}
+    env = make_env(env_name, env_config)
+    valid = list(env.task_pools()) or [FRESH]
+    pool = args.pool or ("D''" if "D''" in valid else valid[0])
+    if pool not in valid:
+        why = "" if env.task_pools() else f" (env {env_name!r} has no task pools)"
+        raise ConfigError(f"unknown pool {pool!r}{why}; choose from: {', '.join(valid)}")
+    size = len(env.task_pools()[pool]) if pool != FRESH else None
+    if args.task < 0 or (size is not None and args.task >= size):
+        raise ConfigError(f"--task {args.task} is out of range: pool {pool} has tasks 0..{size - 1}")
+    if args.num_tasks < 1:
+        raise ConfigError(f"--num-tasks {args.num_tasks} must be >= 1")
+    out = Path(args.out).expanduser()
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist or is not writable")
+    return checkpoint, env_name, env_config, pool
+
+
+def renders_frames(env) -> bool:
+    return "rgb_array" in env.metadata.get("render_modes", [])
+
+
+def episode(batch, index: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """(observations, actions, return) of episode ``index`` of a :class:`TaskBatch`."""
+    n = int(batch.mask[index].sum())
+    return batch.obs[index, :n], batch.actions[index, :n], float(batch.episode_returns[index])
+
+
+def replay(env, task: dict, actions: np.ndarray, progress=None) -> tuple[list[np.ndarray], float]:
+    """Frames and return of ``actions`` replayed from the env's reset state on ``task``, with
+    the goal drawn as a red sphere."""
+    import mujoco
+
+    env.set_task(dict(task, obs_noise_std=0.0))
+    env.reset(seed=0)
+    goal = np.asarray(task["goal"], np.float64)
+    reach = max(1.5, float(np.linalg.norm(goal)) + 0.5)
+    env.mujoco_renderer.default_cam_config = {
+        "lookat": np.array([goal[0] / 2, goal[1] / 2, 0.0]),
+        "distance": 2.2 * reach,
+        "elevation": -60.0,
+        "azimuth": 90.0,
+    }
+    viewer = env.mujoco_renderer._get_viewer("rgb_array")  # gymnasium's offscreen viewer
+    frames, total = [], 0.0
+
+    def frame():
+        viewer.add_marker(
+            pos=np.array([goal[0], goal[1], 0.05]),
+            size=np.full(3, 0.06),
+            rgba=np.array([0.9, 0.1, 0.1, 1.0]),
+            type=mujoco.mjtGeom.mjGEOM_SPHERE,
+            label="",
+        )
+        frames.append(env.render().copy())
+
+    frame()
+    for a in actions:
+        _, reward, terminated, truncated, _ = env.step(a)
+        total += float(reward)
+        frame()
+        if progress is not None:
+            progress(1)
+        if terminated or truncated:
+            break
+    return frames, total
+
+
+def side_by_side(
+    left: list[np.ndarray], right: list[np.ndarray], labels: tuple[str, str]
+) -> list[np.ndarray]:
+    """Frames of two episodes next to each other (the shorter one holds its last frame), labelled."""
+    from PIL import Image, ImageDraw
+
+    n = max(len(left), len(right))
+    out = []
+    for t in range(n):
+        pair = [left[min(t, len(left) - 1)], right[min(t, len(right) - 1)]]
+        image = Image.fromarray(np.concatenate(pair, axis=1))
+        draw = ImageDraw.Draw(image)
+        width = pair[0].shape[1]
+        for i, label in enumerate(labels):
+            draw.text((8 + i * width, 8), f"{label}  t={min(t, len((left, right)[i]) - 1)}", fill=(0, 0, 0))
+        out.append(np.asarray(image))
+    return out
+
+
+def write_video(frames: list[np.ndarray], stem: Path) -> list[Path]:
+    import imageio.v3 as iio
+
+    mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
+    iio.imwrite(mp4, np.stack(frames), fps=VIDEO_FPS, codec="libx264", macro_block_size=1)
+    iio.imwrite(gif, np.stack(frames)[:, ::2, ::2], duration=1000 / VIDEO_FPS, loop=0)
+    return [mp4, gif]
+
+
+def trajectory_figure(tasks: list[dict], before: list, after: list, env_name: str, stages: tuple[int, int]):
+    """Two panels (before, after adaptation): every episode of every task as a line from its
+    observed positions, each task's goal as an x in the task's colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, batches, title in zip(
+        axes, (before, after), ("before adaptation", "after adaptation"), strict=True
+    ):
+        for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
+            color = cycle[i % len(cycle)]
+            for e in range(batch.obs.shape[0]):
+                obs, _, _ = episode(batch, e)
+                ax.plot(obs[:, 0], obs[:, 1], color=color, alpha=0.6, linewidth=1)
+            ax.plot(*task["goal"], "x", color=color, markersize=10, markeredgewidth=2)
+        ax.set_title(f"{env_name}: {title} (stage {stages[0] if ax is axes[0] else stages[1]})", fontsize=9)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -> list[Path]:
+    from tqdm import tqdm
+
+    from tesp.envs import make_env
+
+    task_env = algo.task_env
+    if pool == FRESH:
+        drawer = make_env(env_name, env_config)
+        drawer.np_random = np.random.default_rng(args.seed)
+        candidates = drawer.draw_tasks(args.task + args.num_tasks)
+    else:
+        candidates = task_env.task_pools()[pool]
+    viewer_env = (
+        make_env(env_name, dict(env_config, render_mode="rgb_array")) if renders_frames(task_env) else None
+    )
+    if viewer_env is not None:
+        tasks = [candidates[args.task]]
+    else:
+        tasks = list(candidates[args.task : args.task + args.num_tasks])
+    rollout = algo.adapt_on_tasks(tasks)
+    first, last = rollout.stages[0], rollout.stages[-1]
+    stages = (0, len(rollout.stages) - 1)
+    if viewer_env is None:
+        fig = trajectory_figure(tasks, [r.batch for r in first], [r.batch for r in last], env_name, stages)
+        paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+        for p in paths:
+            fig.savefig(p, dpi=110)
+        return paths
+    episodes = [episode(first[0].batch), episode(last[0].batch)]
+    clips = []
+    with tqdm(total=sum(len(a) for _, a, _ in episodes), unit="frame", desc="rendering") as bar:
+        for (_, actions, recorded), _stage in zip(episodes, stages, strict=True):
+            frames, total = replay(viewer_env, tasks[0], actions, progress=bar.update)
+            if not tasks[0].get("obs_noise_std") and not np.isclose(total, recorded, rtol=1e-4, atol=1e-3):
+                raise RuntimeError(
+                    f"replay diverged from the sampled episode: return {total:.3f} vs {recorded:.3f}"
+                )
+            clips.append(frames)
+    labels = (f"before adaptation: {episodes[0][2]:.1f}", f"after {stages[1]} steps: {episodes[1][2]:.1f}")
+    viewer_env.close()
+    return write_video(side_by_side(clips[0], clips[1], labels), stem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args = make_parser().parse_args(argv)
+    try:
+        checkpoint, env_name, env_config, pool = check_args(args)
+        connect_ray(args.address, dashboard=False)
+    except ConfigError as e:
+        fail(str(e))
+    import ray
+    import ray.tune.trainable.trainable as trainable
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from tesp.envs import register_envs
+
+    scratch = tempfile.mkdtemp(prefix="tesp-render-")
+    trainable.DEFAULT_STORAGE_PATH = scratch  # no log folder in ~/ray_results
+    try:
+        register_envs()
+        algo = Algorithm.from_checkpoint(str(checkpoint))
+        try:
+            paths = render(algo, env_name, env_config, pool, args, Path(args.out).expanduser())
+        finally:
+            algo.stop()
+    finally:
+        ray.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
