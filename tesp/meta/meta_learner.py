@@ -254,15 +254,16 @@ class MetaLearner(TorchLearner):
             for name, g in fixed_grads.items():
                 adapted[name] = theta[name] - sizes[name] * g
         else:
-            adapted, inner_losses = adapt(
-                vmap(self.task_inner_loss),
-                theta,
-                stages[:-1],
-                self.policy.adapted_names(),
-                self.step_sizes(),
-                cfg.inner_grad_clip,
-                create_graph,
-            )
+            with torch.enable_grad():  # inner gradients, also for an evaluation without gradients
+                adapted, inner_losses = adapt(
+                    vmap(self.task_inner_loss),
+                    theta,
+                    stages[:-1],
+                    self.policy.adapted_names(),
+                    self.step_sizes(),
+                    cfg.inner_grad_clip,
+                    create_graph,
+                )
             out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
         terms = vmap(self.task_outer_terms)(adapted, stages[-1])
         out |= {k: v.mean() for k, v in terms.items()}
@@ -285,7 +286,8 @@ class MetaLearner(TorchLearner):
         values, snapshots = [], []
         for step in range(cfg.num_outer_steps + 1):
             final = step == cfg.num_outer_steps
-            out = objective(create_graph=False if final else None)
+            with torch.set_grad_enabled(not final):  # the last evaluation only reports
+                out = objective(create_graph=False if final else None)
             values.append({k: v.item() for k, v in out.items()})
             if selecting:
                 snapshots.append([p.detach().clone() for p in params])
