@@ -26,6 +26,7 @@ VPG with GAE inside (Finn et al. 2017), PPO-clip or TRPO's surrogate outside. A 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -246,7 +247,10 @@ class MetaLearner(TorchLearner):
         """
         cfg = self.config
         create_graph = cfg.second_order if create_graph is None else create_graph
-        theta = self.policy.task_params(len(index), index)
+        # Inner gradients need autograd even in an evaluation that takes no outer gradient.
+        inner = torch.enable_grad() if fixed_grads is None else contextlib.nullcontext()
+        with inner:
+            theta = self.policy.task_params(len(index), index)
         out: dict[str, torch.Tensor] = {}
         if fixed_grads is not None:
             sizes = self.step_sizes()
@@ -254,7 +258,7 @@ class MetaLearner(TorchLearner):
             for name, g in fixed_grads.items():
                 adapted[name] = theta[name] - sizes[name] * g
         else:
-            with torch.enable_grad():  # inner gradients, also for an evaluation without gradients
+            with inner:
                 adapted, inner_losses = adapt(
                     vmap(self.task_inner_loss),
                     theta,
