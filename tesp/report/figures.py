@@ -75,10 +75,8 @@ def learning_curves(
             ref = (still or {}).get("D" if pool == TRAINING else pool)
             if ref is not None:
                 ax.axhline(ref, color="grey", linestyle=":", label="still policy")
-            ax.set_title(f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)"), fontsize=9)
-            ax.set_xlabel(x_name)
-            ax.set_ylabel("mean episode return")
-            ax.grid(alpha=0.3)
+            title = f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)")
+            _label(ax, x_name, "mean episode return", title)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -130,14 +128,14 @@ def aggregate(
         prof_ax.plot(taus, prof, color=colors[method], label=method)
         prof_ax.fill_between(taus, plo, phi, color=colors[method], alpha=0.2, linewidth=0)
     bar_ax.set_yticks(range(len(methods)), methods)
-    bar_ax.set_xlabel("IQM of normalised final return (95% stratified bootstrap CI)")
-    bar_ax.set_title(f"{pool}: {len(envs)} env(s)", fontsize=9)
-    prof_ax.set_xlabel("normalised return tau")
-    prof_ax.set_ylabel("fraction of runs with score > tau")
-    prof_ax.set_title("performance profile", fontsize=9)
+    _label(
+        bar_ax,
+        "IQM of normalised final return (95% stratified bootstrap CI)",
+        "",
+        f"{pool}: {len(envs)} env(s)",
+    )
+    _label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
     prof_ax.legend(fontsize=7)
-    for ax in (bar_ax, prof_ax):
-        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig, summary
 
@@ -158,10 +156,7 @@ def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Fig
                     points.setdefault(e.iteration, []).append(value)
             its = sorted(points)
             ax.plot(its, [np.mean(points[i]) for i in its], "o-", label=f"sigma {sigma}")
-        ax.set_title(f"{env} {method}: {pool}", fontsize=9)
-        ax.set_xlabel("meta-iteration")
-        ax.set_ylabel("post-adaptation return")
-        ax.grid(alpha=0.3)
+        _label(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -177,9 +172,7 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
             tasks = np.nanmean(np.stack([r.at(its, "mlsh", "tasks_done") for r in runs]), axis=0)
             ret_ax.plot(tasks, mean, label=label)
             ret_ax.fill_between(tasks, low, high, alpha=0.2, linewidth=0)
-    ret_ax.set_xlabel("tasks done")
-    ret_ax.set_ylabel("mean episode return")
-    ret_ax.set_title(f"{env}: mlsh ({len(runs)} seed(s))", fontsize=9)
+    _label(ret_ax, "tasks done", "mean episode return", f"{env}: mlsh ({len(runs)} seed(s))")
     ret_ax.legend(fontsize=7)
     subs = sorted(
         {k for r in runs for row in r.rows for k in row.get("mlsh", {}) if k.startswith("sub_choice_freq_")}
@@ -188,14 +181,17 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
         its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
         sub_ax.plot(its, mean, label=f"sub-policy {key.rsplit('_', 1)[1]}")
         sub_ax.fill_between(its, low, high, alpha=0.2, linewidth=0)
-    sub_ax.set_xlabel("iteration")
-    sub_ax.set_ylabel("share of macro steps")
-    sub_ax.set_title("sub-policy choices", fontsize=9)
+    _label(sub_ax, "iteration", "share of macro steps", "sub-policy choices")
     sub_ax.legend(fontsize=7)
-    for ax in (ret_ax, sub_ax):
-        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
 
 
 def _colors(keys) -> dict[str, str]:

@@ -79,20 +79,17 @@ def settings_table(groups: Mapping[tuple[str, str], Sequence[Run]]) -> str:
 
 def provenance(repo: Path) -> str:
     """The commit of ``repo`` and the package versions, as one Markdown line."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ).stdout
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        commit += (
+            " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+        )
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     versions = []
