@@ -70,6 +70,8 @@ def check_args(args: argparse.Namespace):
     if pool not in valid:
         why = "" if env.task_pools() else f" (env {env_name!r} has no task pools)"
         raise ConfigError(f"unknown pool {pool!r}{why}; choose from: {', '.join(valid)}")
+    if not renders_frames(env) and env.positions(np.zeros(env.observation_space.shape)) is None:
+        raise ConfigError(f"env {env_name!r} can be neither rendered nor plotted as trajectories")
     size = len(env.task_pools()[pool]) if pool != FRESH else None
     if args.task < 0 or (size is not None and args.task >= size):
         raise ConfigError(f"--task {args.task} is out of range: pool {pool} has tasks 0..{size - 1}")
@@ -159,7 +161,9 @@ def write_video(frames: list[np.ndarray], stem: Path) -> list[Path]:
     return [mp4, gif]
 
 
-def trajectory_figure(tasks: list[dict], before: list, after: list, env_name: str, stages: tuple[int, int]):
+def trajectory_figure(
+    tasks: list[dict], before: list, after: list, positions, env_name: str, stages: tuple[int, int]
+):
     """Two panels (before, after adaptation): every episode of every task as a line from its
     observed positions, each task's goal as an x in the task's colour."""
     import matplotlib
@@ -167,20 +171,14 @@ def trajectory_figure(tasks: list[dict], before: list, after: list, env_name: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tesp.report.trajectories import plot_trajectories
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, batches, title in zip(
-        axes, (before, after), ("before adaptation", "after adaptation"), strict=True
+    for ax, batches, title, stage in zip(
+        axes, (before, after), ("before adaptation", "after adaptation"), stages, strict=True
     ):
-        for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
-            color = cycle[i % len(cycle)]
-            for e in range(batch.obs.shape[0]):
-                obs, _, _ = episode(batch, e)
-                ax.plot(obs[:, 0], obs[:, 1], color=color, alpha=0.6, linewidth=1)
-            ax.plot(*task["goal"], "x", color=color, markersize=10, markeredgewidth=2)
-        ax.set_title(f"{env_name}: {title} (stage {stages[0] if ax is axes[0] else stages[1]})", fontsize=9)
-        ax.set_aspect("equal")
-        ax.grid(alpha=0.3)
+        plot_trajectories(ax, tasks, batches, positions)
+        ax.set_title(f"{env_name}: {title} (stage {stage})", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -208,7 +206,8 @@ def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -
     first, last = rollout.stages[0], rollout.stages[-1]
     stages = (0, len(rollout.stages) - 1)
     if viewer_env is None:
-        fig = trajectory_figure(tasks, [r.batch for r in first], [r.batch for r in last], env_name, stages)
+        before, after = [r.batch for r in first], [r.batch for r in last]
+        fig = trajectory_figure(tasks, before, after, task_env.positions, env_name, stages)
         paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
         for p in paths:
             fig.savefig(p, dpi=110)

@@ -192,7 +192,8 @@ def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
         )
 
     tasks = [{"goal": np.array([0.1 * i, -0.2])} for i in range(3)]
-    fig = trajectory_figure(tasks, [batch(2) for _ in tasks], [batch(4) for _ in tasks], "point", (0, 1))
+    before, after = [batch(2) for _ in tasks], [batch(4) for _ in tasks]
+    fig = trajectory_figure(tasks, before, after, lambda obs: obs[..., :2], "point", (0, 1))
     before, after = fig.axes
     # every episode one line, plus one goal marker per task
     assert len(before.get_lines()) == 3 * 2 + 3 and len(after.get_lines()) == 3 * 4 + 3

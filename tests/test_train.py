@@ -218,3 +218,23 @@ def test_sigkill_then_resume_continues_iterations_parameters_and_optimizer(tmp_p
     with open(final / "learner_group/learner/state.pkl", "rb") as f:
         opt = pickle.load(f)["optimizer"]["default_policy_default_optimizer"]["state"]["state"]
     assert float(opt[0]["step"]) == stop * 5
+
+
+def test_point_validation_logs_trajectory_images_to_tensorboard(tmp_path):
+    """At validation an env whose observations hold positions (point) gets a trajectory plot per
+    pool in the result, which Tune's TensorBoard logger writes as an image."""
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    proc = run_main_train(
+        "--env", "point", "--alg", "maml", "--stop-iters", "1", *SMALL,
+        "--set", "env_config.pool_size=4", "--set", "validation_freq=1",
+        "--storage-path", str(tmp_path), "--name", "traj",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "traj")
+    events = EventAccumulator(str(trial), size_guidance={IMAGES: 0})
+    events.Reload()
+    tags = events.Tags()[IMAGES]
+    assert sorted(tags) == sorted(f"ray/tune/validation_trajectories/{p}" for p in ("D", "Dp", "Dpp"))
+    (image,) = events.Images(tags[0])
+    assert image.width >= 100 and image.height >= 100

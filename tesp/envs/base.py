@@ -50,6 +50,11 @@ class TaskEnv(gym.Env):
         """The fixed pools ``{"D": [...], "D'": [...], "D''": [...]}``; empty when there are none."""
         return {}
 
+    def positions(self, obs: np.ndarray) -> np.ndarray | None:
+        """The agent's xy ``[..., 2]`` in observations ``[..., obs_dim]``, for trajectory plots;
+        None where the observation does not hold it."""
+        return None
+
     # -- test-time observation noise (docs/original_release.md#evaluation), for envs that support it --------------------
     def init_noise(self, obs_noise_std: float) -> None:
         """The env's default noise level; a task's ``"obs_noise_std"`` overrides it while set."""

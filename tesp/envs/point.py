@@ -85,6 +85,9 @@ class PointNavEnv(TaskEnv):
             "D''": [{"goal": g} for g in ood],
         }
 
+    def positions(self, obs: np.ndarray) -> np.ndarray:
+        return obs[..., :2]  # the observation is the position
+
     def set_task(self, task: Task) -> None:
         """Takes effect at once; the sampler resets every sub-env after switching tasks."""
         self._goal = np.asarray(task["goal"], dtype=np.float64).copy()

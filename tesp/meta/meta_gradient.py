@@ -45,6 +45,7 @@ OUTER_OPTIMIZERS = ("ppo", "trpo")
 FIRST_ORDER_MODES = ("fixed", "recompute")
 META = "meta"  # metric namespace
 VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
+VALIDATION_IMAGES = "validation_trajectories"  # validation_trajectories/<pool>: a trajectory plot
 
 #: The settings :meth:`MetaGradientConfig.training` takes, with their meanings.
 SETTINGS_DOC = """
@@ -209,6 +210,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         self._resampled = 0
+        self._validation_images: dict[str, np.ndarray] = {}
 
     # -- hooks -----------------------------------------------------------------------------
     def initial_contexts(self, tasks: list[Task], rollout: Rollout, weights: list) -> list[Any] | None:
@@ -245,7 +247,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         # The iteration counter is incremented after training_step returns.
         freq = self.config.validation_freq
         if freq and (self.iteration + 1) % freq == 0:
-            self._validation = self.validate_pools()
+            self._validation = self.validate_pools(images=self._validation_images)
 
     def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
         """Adapt to each task from the current meta-parameters and sample every stage: K inner
@@ -289,17 +291,37 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         return out
 
     def validate_pools(
-        self, pools: Sequence[str] | None = None, size: int | None = None, obs_noise_std: float = 0.0
+        self,
+        pools: Sequence[str] | None = None,
+        size: int | None = None,
+        obs_noise_std: float = 0.0,
+        images: dict[str, np.ndarray] | None = None,
     ) -> dict[str, dict[str, float]]:
         """Adapt to the first ``size`` tasks of each pool (default: ``validation_pool_size``;
-        every task when 0) and return, per pool, the mean episode return and length per stage."""
+        every task when 0) and return, per pool, the mean episode return and length per stage.
+
+        ``images``, where the env's observations hold positions: filled per pool with a plot of
+        the post-adaptation episodes of (up to) the first 6 tasks, ``[3, H, W]`` uint8."""
         size = self.config.validation_pool_size if size is None else size
         out = {}
         for name in pools or POOLS:
             tasks = self.task_env.task_pools().get(name, [])
             tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
-            if tasks:
-                out[name] = pool_summary(self.evaluate_adaptation(tasks))
+            if not tasks:
+                continue
+            rollouts = self.evaluate_adaptation(tasks)
+            out[name] = pool_summary(rollouts)
+            if (
+                images is not None
+                and self.task_env.positions(np.zeros(self.task_env.observation_space.shape)) is not None
+            ):
+                from tesp.report.trajectories import trajectory_image
+
+                post = [r.batch for ro in rollouts for r in ro.stages[-1]][:6]
+                title = f"{name}: after adaptation, iteration {self.iteration + 1}"
+                # TensorBoard tags allow no quotes: D, Dp, Dpp
+                tag = name.replace("'", "p")
+                images[tag] = trajectory_image(tasks[: len(post)], post, self.task_env.positions, title)
         return out
 
     def sample_round(self, tasks: list[Task], weights: list) -> list[SampleResult]:
@@ -336,7 +358,11 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         # Validation results go into the result of the iterations that ran one only (metrics
         # logged through self.metrics would show as NaN in every other iteration).
         self._validation = None
+        self._validation_images = {}
         result = super().step()
         if self._validation:
             result[VALIDATION] = self._validation
+        if self._validation_images:
+            # Tune's TensorBoard logger writes a [3, H, W] array of the result as an image.
+            result[VALIDATION_IMAGES] = self._validation_images
         return result

@@ -1,0 +1,45 @@
+"""Trajectory plots of 2D tasks: every episode of every task as a line, each goal as an x.
+
+Used by ``main_render.py`` (before/after adaptation) and by validation, which logs the plot of
+each pool's post-adaptation episodes to TensorBoard through Tune's result (an image array).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, positions: Callable) -> None:
+    """Draw each batch's episodes (``positions(obs)`` up to the episode's end) in its task's
+    colour and the task's goal as an x."""
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
+        color = cycle[i % len(cycle)]
+        for e in range(batch.obs.shape[0]):
+            xy = positions(batch.obs[e, : int(batch.mask[e].sum())])
+            ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
+        ax.plot(*np.asarray(task["goal"])[:2], "x", color=color, markersize=10, markeredgewidth=2)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+
+
+def trajectory_image(tasks: Sequence[dict], batches: Sequence, positions: Callable, title: str) -> np.ndarray:
+    """The plot as a ``[3, H, W]`` uint8 array (the layout Tune's TensorBoard logger writes as an
+    image)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2.4, 2.4), dpi=50)  # small: Tune also writes it into result.json
+    plot_trajectories(ax, tasks, batches, positions)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    plt.close(fig)
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
