@@ -80,7 +80,14 @@ def check(settings: Settings) -> None:
     if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
         raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
     for variant in grid_variants(settings.config, settings.groups):
-        check_env_config(variant.env, variant.env_config)
+        env = check_env_config(variant.env, variant.env_config)
+        train = env.task_pools().get("D")
+        tasks = getattr(variant, "meta_batch_size", 0)
+        if train and tasks > len(train):
+            raise ConfigError(
+                f"meta_batch_size={tasks} is invalid: the training pool D of --env {variant.env!r} "
+                f"holds {len(train)} tasks (env_config.pool_size); must be <= {len(train)}"
+            )
         try:
             variant.validate()
         except ValueError as e:
@@ -107,12 +114,15 @@ def grid_variants(config, groups: dict[str, dict[str, Any]]):
         yield variant
 
 
-def check_env_config(env: str, env_config: dict[str, Any]) -> None:
-    """Build the env once, so a bad env_config value fails here with one line (not in every EnvRunner)."""
+def check_env_config(env: str, env_config: dict[str, Any]):
+    """Build the env once, so a bad env_config value fails here with one line (not in every
+    EnvRunner); returns it (closed)."""
     from tesp.envs import make_env
 
     try:
-        make_env(env, env_config).close()
+        built = make_env(env, env_config)
+        built.close()
+        return built
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env_config for --env {env!r} is invalid: {str(e).splitlines()[0]}") from None
 

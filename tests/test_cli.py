@@ -48,6 +48,20 @@ from .runner import run_main_train
             ["adapted_params=['policy']", "latent"],
         ),
         (["--env", "point", "--alg", "maml", "--tesp-adapt-policy"], ["--tesp-adapt-policy", "'maml'"]),
+        (
+            [
+                "--env",
+                "point",
+                "--alg",
+                "maml",
+                "--set",
+                "env_config.pool_size=3",
+                "--set",
+                "meta_batch_size=4",
+            ],
+            ["meta_batch_size=4", "holds 3 tasks", "<= 3"],
+        ),
+        (["--env", "point", "--alg", "maml", "--set", "learner_num_threads=-1"], ["learner_num_threads=-1"]),
         (["--env", "point", "--alg", "maesn", "--set", "env_config.pool_size=0"], ["pool_size > 0", "maesn"]),
         (["--env", "point", "--alg", "tesp", "--set", "adapted_params=[latent]"], ["['latent']", "encoder"]),
         (
