@@ -140,3 +140,29 @@ def test_a_non_finite_parameter_stops_training_naming_it_and_the_iteration(ray_s
         assert all(torch.isfinite(p).all() for p in params.values())
     finally:
         restored.stop()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("alg", ["maesn", "tesp"])
+def test_the_outer_update_taken_in_task_chunks_is_the_full_batch_one(ray_session, alg):
+    """The PPO meta-update with the loss and gradient accumulated over chunks of 2 tasks gives the
+    parameters of the one over all 5 tasks at once (float tolerance): every term is a task mean,
+    including MAESN's prior KL and TESP's embedding penalty."""
+    extra = {"model.encoder_units": 8} if alg == "tesp" else {}
+    params = {}
+    for chunk in (0, 2):
+        algo = build(alg, meta_batch_size=5, outer_task_chunk=chunk, num_outer_steps=3, **extra)
+        try:
+            algo.train()
+            learner = local_learner(algo)
+            params[chunk] = {k: v.detach().clone() for k, v in learner.policy.named_parameters()}
+        finally:
+            algo.stop()
+    for name, value in params[0].items():
+        torch.testing.assert_close(params[2][name], value, rtol=1e-4, atol=1e-6, msg=name)
+    start = build(alg, meta_batch_size=5, **extra)
+    try:
+        moved = {k: v.detach() for k, v in local_learner(start).policy.named_parameters()}
+    finally:
+        start.stop()
+    assert any(not torch.allclose(moved[k], params[0][k]) for k in moved)  # the update did move them

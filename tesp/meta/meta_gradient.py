@@ -68,6 +68,8 @@ SETTINGS_DOC = """
     validation_pool_size: tasks per pool to validate on; 0: all of them.
     outer_optimizer: ``"ppo"`` (clipped surrogate, Adam steps) or ``"trpo"`` (one TRPO step).
     num_outer_steps: full-batch Adam steps per meta-iteration (ppo).
+    outer_task_chunk: the ppo loss and its gradient are evaluated this many tasks at a time
+        and summed (the same full-batch step, smaller intermediate tensors); 0: all at once.
     clip_param: PPO's clip epsilon.
     max_kl, cg_iters, cg_damping, ls_backtrack_ratio, ls_max_steps: TRPO's trust region,
         conjugate-gradient iterations, Fisher damping, line-search shrink factor and trials.
@@ -95,6 +97,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
         self.outer_optimizer = "ppo"
         self.lr = 3e-4
         self.num_outer_steps = 5
+        self.outer_task_chunk = 5
         self.clip_param = 0.15
         self.max_kl = 0.01
         self.cg_iters = 10
@@ -122,6 +125,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
         validation_pool_size: int = NotProvided,
         outer_optimizer: str = NotProvided,
         num_outer_steps: int = NotProvided,
+        outer_task_chunk: int = NotProvided,
         clip_param: float = NotProvided,
         max_kl: float = NotProvided,
         cg_iters: int = NotProvided,
@@ -148,6 +152,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
             validation_pool_size=validation_pool_size,
             outer_optimizer=outer_optimizer,
             num_outer_steps=num_outer_steps,
+            outer_task_chunk=outer_task_chunk,
             clip_param=clip_param,
             max_kl=max_kl,
             cg_iters=cg_iters,
@@ -171,6 +176,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
                 (self.num_inner_steps >= 0, "num_inner_steps", "an integer >= 0"),
                 (self.outer_optimizer in OUTER_OPTIMIZERS, "outer_optimizer", f"one of {OUTER_OPTIMIZERS}"),
                 (self.num_outer_steps >= 1, "num_outer_steps", "an integer >= 1"),
+                (self.outer_task_chunk >= 0, "outer_task_chunk", "an integer >= 0 (0: all tasks at once)"),
                 (
                     self.first_order_mode in FIRST_ORDER_MODES,
                     "first_order_mode",

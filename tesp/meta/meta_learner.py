@@ -216,8 +216,10 @@ class MetaLearner(TorchLearner):
         if not cfg.second_order and cfg.first_order_mode == "fixed" and num_stages > 1:
             fixed = self.summed_inner_gradients()  # constants of the outer loss
         objective = partial(self._objective, stages, index, fixed)
-        update = self._trpo_update if cfg.outer_optimizer == "trpo" else self._ppo_update
-        stats = update(objective)
+        if cfg.outer_optimizer == "trpo":
+            stats = self._trpo_update(objective)
+        else:
+            stats = self._ppo_update(objective, len(task_index))
         if fixed is not None:
             stats["inner_loss"] = inner_loss
         check_finite("meta-parameter after the update:", dict(self.policy.named_parameters()))
@@ -235,8 +237,10 @@ class MetaLearner(TorchLearner):
         index: torch.Tensor,
         fixed_grads: Mapping[str, torch.Tensor] | None = None,
         create_graph: bool | None = None,
+        tasks: slice = slice(None),
     ) -> dict[str, torch.Tensor]:
-        """Task means of the outer losses and KL at the current meta-parameters.
+        """Task means of the outer losses and KL at the current meta-parameters, over the
+        ``tasks`` (a slice of the meta-batch; default all).
 
         With ``fixed_grads`` (the first-order update of Lan et al. 2019's release and of Li et
         al. 2017), the adapted parameters are ``theta - alpha * G`` with the inner gradients
@@ -247,6 +251,10 @@ class MetaLearner(TorchLearner):
         """
         cfg = self.config
         create_graph = cfg.second_order if create_graph is None else create_graph
+        stages = [{k: v[tasks] for k, v in stage.items()} for stage in stages]
+        index = index[tasks]
+        if fixed_grads is not None:
+            fixed_grads = {k: v[tasks] for k, v in fixed_grads.items()}
         # Inner gradients need autograd even in an evaluation that takes no outer gradient.
         inner = torch.enable_grad() if fixed_grads is None else contextlib.nullcontext()
         with inner:
@@ -279,10 +287,29 @@ class MetaLearner(TorchLearner):
         check_finite("outer loss", out["ppo"])
         return out
 
-    def _ppo_update(self, objective) -> dict[str, float]:
-        """``num_outer_steps`` full-batch Adam steps on the PPO-clip loss; with
-        ``best_iterate_kl_target`` > 0, then the iterate chosen by :func:`best_iterate` (its
-        policy surrogate, without the regularisers), Adam's moments not rolled back."""
+    def _chunked(self, objective, num_tasks: int, backward: bool) -> dict[str, float]:
+        """The objective's values over all tasks, evaluated ``outer_task_chunk`` tasks at a time
+        (every term is a mean over tasks, so the chunks' means weighted by their share add up to
+        it); with ``backward``, the gradient of the PPO loss is accumulated chunk by chunk.
+        Smaller chunks keep the intermediate tensors small: on this project's machines freshly
+        mapped memory for large tensors cost more than the arithmetic (benchmarks/README.md)."""
+        size = self.config.outer_task_chunk or num_tasks
+        totals: dict[str, float] = {}
+        for start in range(0, num_tasks, size):
+            part = slice(start, min(start + size, num_tasks))
+            share = (part.stop - part.start) / num_tasks
+            out = objective(create_graph=None if backward else False, tasks=part)
+            if backward:
+                (share * out["ppo"]).backward()
+            for k, v in out.items():
+                totals[k] = totals.get(k, 0.0) + share * v.item()
+        return totals
+
+    def _ppo_update(self, objective, num_tasks: int) -> dict[str, float]:
+        """``num_outer_steps`` full-batch Adam steps on the PPO-clip loss (the gradient taken in
+        chunks of tasks, :meth:`_chunked`); with ``best_iterate_kl_target`` > 0, then the iterate
+        chosen by :func:`best_iterate` (its policy surrogate, without the regularisers), Adam's
+        moments not rolled back."""
         cfg = self.config
         optimizer = self.get_optimizer()
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -290,15 +317,13 @@ class MetaLearner(TorchLearner):
         values, snapshots = [], []
         for step in range(cfg.num_outer_steps + 1):
             final = step == cfg.num_outer_steps
+            optimizer.zero_grad(set_to_none=True)
             with torch.set_grad_enabled(not final):  # the last evaluation only reports
-                out = objective(create_graph=False if final else None)
-            values.append({k: v.item() for k, v in out.items()})
+                values.append(self._chunked(objective, num_tasks, backward=not final))
             if selecting:
                 snapshots.append([p.detach().clone() for p in params])
             if final:
                 break
-            optimizer.zero_grad(set_to_none=True)
-            out["ppo"].backward()
             check_finite("outer gradient of", {n: p.grad for n, p in self.policy.named_parameters()})
             optimizer.step()
         chosen = len(values) - 1
