@@ -164,8 +164,8 @@ def write_video(frames: list[np.ndarray], stem: Path) -> list[Path]:
 def trajectory_figure(
     tasks: list[dict], before: list, after: list, positions, env_name: str, stages: tuple[int, int]
 ):
-    """Two panels (before, after adaptation): every episode of every task as a line from its
-    observed positions, each task's goal as an x in the task's colour."""
+    """Two panels (before, after adaptation): the first 3 episodes of every task as lines from
+    their observed positions, each task's goal as an x in the task's colour."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -36,14 +36,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def still_returns(env: str) -> dict[str, float]:
+def still_returns(env: str, env_config: dict | None = None) -> dict[str, float]:
     """Per pool, the mean return of a policy that outputs zero actions (one episode per task);
     empty for an env without pools."""
     import numpy as np
 
     from tesp.envs import make_env
 
-    task_env = make_env(env)
+    options = {k: v for k, v in (env_config or {}).items() if k != "obs_noise_std"}
+    task_env = make_env(env, options)
     out = {}
     for pool, tasks in task_env.task_pools().items():
         totals = []
@@ -69,7 +70,9 @@ def build(roots: list[str], out: Path, title: str) -> Path:
         by_env[run.env][run.method].append(run)
     groups = {(env, m): rs for env, ms in by_env.items() for m, rs in ms.items()}
     gradient = {k: rs for k, rs in groups.items() if any("meta" in row for row in rs[0].rows)}
-    still = {env: _still(env) for env in by_env}
+    still = {
+        env: _still(env, next(iter(ms.values()))[0].config.get("env_config")) for env, ms in by_env.items()
+    }
     pages: list[tuple[str, plt.Figure]] = []
     md = [f"# {title}", "", tables.provenance(REPO), "", f"Results: {', '.join(roots)}", ""]
 
@@ -154,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _still(env: str) -> dict[str, float]:
+def _still(env: str, env_config: dict | None) -> dict[str, float]:
     try:
-        return still_returns(env)
+        return still_returns(env, env_config)
     except (KeyError, ValueError):  # an env this checkout does not know
         return {}
 

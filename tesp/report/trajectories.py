@@ -11,15 +11,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, positions: Callable) -> None:
-    """Draw each batch's episodes (``positions(obs)`` up to the episode's end) in its task's
-    colour and the task's goal as an x."""
+def plot_trajectories(
+    ax, tasks: Sequence[dict], batches: Sequence, positions: Callable, max_episodes: int = 3
+) -> None:
+    """Draw each batch's first ``max_episodes`` episodes (``positions(obs)`` up to the episode's
+    end) in its task's colour and the task's goal as an x."""
     import matplotlib.pyplot as plt
 
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
         color = cycle[i % len(cycle)]
-        for e in range(batch.obs.shape[0]):
+        for e in range(min(batch.obs.shape[0], max_episodes)):
             xy = positions(batch.obs[e, : int(batch.mask[e].sum())])
             ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
         ax.plot(*np.asarray(task["goal"])[:2], "x", color=color, markersize=10, markeredgewidth=2)
@@ -36,7 +38,7 @@ def trajectory_image(tasks: Sequence[dict], batches: Sequence, positions: Callab
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(2.4, 2.4), dpi=50)  # small: Tune also writes it into result.json
-    plot_trajectories(ax, tasks, batches, positions)
+    plot_trajectories(ax, tasks, batches, positions, max_episodes=1)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.canvas.draw()
