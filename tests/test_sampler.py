@@ -73,7 +73,8 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
 
 def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
     """Jobs are dealt as runners free up, not in turn: runner 2 is held on the k jobs it is
-    first given (k = jobs a runner holds at once) until runner 1 has sampled four, so every other
+    first given (k = calls a runner holds at once, one job each while few jobs wait) until
+    runner 1 has sampled four, so every other
     job must go to runner 1. Dealt in turn, runner 1 would get only half of the 4 + k jobs."""
     marker = str(tmp_path / "released")
     group = algo.env_runner_group
@@ -110,7 +111,7 @@ def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
     group.foreach_env_runner(release_after_four, remote_worker_ids=[fast], local_env_runner=False)
     try:
         base = local_learner(algo).start_tasks([-1])[0]
-        held = algo.sampler.jobs_per_runner
+        held = algo.sampler.calls_per_runner
         jobs = [SampleJob(i, {"goal": np.array([0.1 * i, 0.0])}, base) for i in range(4 + held)]
         results = algo.sampler.sample(jobs)
     finally:

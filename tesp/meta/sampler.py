@@ -78,10 +78,10 @@ class MultiTaskSampler:
         lam: float,
         seed: int | None = None,
         max_attempts: int = 3,
-        jobs_per_runner: int = 2,
+        calls_per_runner: int = 2,
     ) -> None:
         self.group = env_runner_group
-        self.jobs_per_runner = jobs_per_runner  # jobs a runner holds at once
+        self.calls_per_runner = calls_per_runner  # calls (of one or more jobs) a runner holds at once
         # Draws every job's seed; part of the algorithm's checkpoint (see `get_state`).
         self.rng = np.random.default_rng(seed)
         self.num_episodes = num_episodes
@@ -139,7 +139,7 @@ class MultiTaskSampler:
                 del held[runner]  # lost with their runner; `sample` deals them again
             # Near the end of the round a runner gets a call only when it has none: a job queued
             # behind a slow runner's would wait there while a fast runner idles.
-            limit = self.jobs_per_runner if len(waiting) > len(healthy) else 1
+            limit = self.calls_per_runner if len(waiting) > len(healthy) else 1
             for runner in healthy:
                 while waiting and len(held.setdefault(runner, [])) < limit:
                     # Guided self-scheduling: early calls carry several jobs (fewer round trips

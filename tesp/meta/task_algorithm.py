@@ -151,7 +151,7 @@ class TaskAlgorithm(Algorithm):
             num_episodes=cfg.episodes_per_task,
             gamma=cfg.gamma,
             lam=cfg.gae_lambda,
-            jobs_per_runner=cfg.max_requests_in_flight_per_env_runner,
+            calls_per_runner=cfg.max_requests_in_flight_per_env_runner,
             # Its own stream (the tasks come from task_env's), derived from the same seed.
             seed=None if cfg.seed is None else [cfg.seed, 1],
         )
