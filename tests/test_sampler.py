@@ -74,8 +74,8 @@ def test_each_runner_samples_with_its_tasks_weights_and_goal(algo):
 def test_a_runner_that_finishes_takes_the_next_job(algo, tmp_path):
     """Jobs are dealt as runners free up, not in turn: runner 2 is held on the k jobs it is
     first given (k = calls a runner holds at once, one job each while few jobs wait) until
-    runner 1 has sampled four, so every other
-    job must go to runner 1. Dealt in turn, runner 1 would get only half of the 4 + k jobs."""
+    runner 1 has sampled four, so every other job must go to runner 1. Dealt in turn, runner 1
+    would get only half of the 4 + k jobs."""
     marker = str(tmp_path / "released")
     group = algo.env_runner_group
     fast, slow = group.healthy_worker_ids()
