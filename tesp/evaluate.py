@@ -138,17 +138,13 @@ def evaluate(
     The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
     with ``task_seed``.
     """
-    import numpy as np
     from tqdm import tqdm
 
-    from tesp.envs import make_env
     from tesp.meta.rollout import pool_summary
 
     available = dict(algo.task_env.task_pools())
     if FRESH in pools:
-        drawer = make_env(algo.config.env, algo.config.env_config)
-        drawer.np_random = np.random.default_rng(task_seed)
-        available[FRESH] = drawer.draw_tasks(pool_size or NUM_FRESH)
+        available[FRESH] = fresh_tasks(algo.config.env, algo.config.env_config, pool_size or NUM_FRESH, task_seed)
     jobs = [(p, s, available[p][:pool_size] if pool_size else available[p]) for p in pools for s in sigmas]
     rows, summary = [], {}
     with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting") as bar:
@@ -159,6 +155,17 @@ def evaluate(
             summary.setdefault(pool, {})[str(sigma)] = pool_summary(rollouts) | {"num_tasks": len(tasks)}
             rows += task_rows(pool, sigma, tasks, rollouts)
     return rows, summary
+
+
+def fresh_tasks(env: str, env_config: dict, n: int, seed: int) -> list[dict]:
+    """``n`` tasks of ``env``'s training distribution, drawn with ``seed`` (pool :data:`FRESH`)."""
+    import numpy as np
+
+    from tesp.envs import make_env
+
+    drawer = make_env(env, env_config)
+    drawer.np_random = np.random.default_rng(seed)
+    return drawer.draw_tasks(n)
 
 
 def task_rows(pool: str, sigma: float, tasks: list[dict], rollouts) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
+from tesp.evaluate import FRESH, find_checkpoint, fresh_tasks, saved_config
 
-FRESH = "fresh"
 VIDEO_FPS = 20  # the envs' control rate: 0.05 s per step
 
 
@@ -55,8 +55,6 @@ def make_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace):
     """Everything checked before Ray starts; returns (checkpoint, env name, env config, pool)."""
     from tesp.envs import make_env
-    from tesp.evaluate import find_checkpoint, saved_config
-
     checkpoint = find_checkpoint(args.checkpoint)
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "adapt_on_tasks"):
@@ -190,9 +188,7 @@ def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -
 
     task_env = algo.task_env
     if pool == FRESH:
-        drawer = make_env(env_name, env_config)
-        drawer.np_random = np.random.default_rng(args.seed)
-        candidates = drawer.draw_tasks(args.task + args.num_tasks)
+        candidates = fresh_tasks(env_name, env_config, args.task + args.num_tasks, args.seed)
     else:
         candidates = task_env.task_pools()[pool]
     viewer_env = (
