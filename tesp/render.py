@@ -159,11 +159,9 @@ def write_video(frames: list[np.ndarray], stem: Path) -> list[Path]:
     return [mp4, gif]
 
 
-def trajectory_figure(
-    tasks: list[dict], before: list, after: list, positions, env_name: str, stages: tuple[int, int]
-):
+def trajectory_figure(tasks: list[dict], before: list, after: list, env, env_name: str, stages: tuple[int, int]):
     """Two panels (before, after adaptation): the first 3 episodes of every task as lines from
-    their observed positions, each task's goal as an x in the task's colour."""
+    their observed positions, the goals in the task's colour (x: pays, o: does not)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,7 +173,7 @@ def trajectory_figure(
     for ax, batches, title, stage in zip(
         axes, (before, after), ("before adaptation", "after adaptation"), stages, strict=True
     ):
-        plot_trajectories(ax, tasks, batches, positions)
+        plot_trajectories(ax, tasks, batches, env)
         ax.set_title(f"{env_name}: {title} (stage {stage})", fontsize=9)
     fig.tight_layout()
     return fig
@@ -203,7 +201,7 @@ def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -
     stages = (0, len(rollout.stages) - 1)
     if viewer_env is None:
         before, after = [r.batch for r in first], [r.batch for r in last]
-        fig = trajectory_figure(tasks, before, after, task_env.positions, env_name, stages)
+        fig = trajectory_figure(tasks, before, after, task_env, env_name, stages)
         paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
         for p in paths:
             fig.savefig(p, dpi=110)

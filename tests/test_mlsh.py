@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, MASTER_LOGP, SUB_POLICY
 from tesp.envs import make_env
 
+from .conftest import REPO
 from .helpers import local_learner
 from .runner import results, run_main_train, trial_dirs
 
@@ -327,6 +331,38 @@ def test_schedule_runs_warmup_then_joint_and_moves_to_new_tasks(algo, monkeypatc
 
 
 @pytest.mark.ray
+def test_adaptation_trains_a_fresh_master_per_task_for_the_warmup_and_restores_the_learner(
+    algo, monkeypatch
+):
+    learner = local_learner(algo)
+    before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+    updates, resets = [], []
+    update, reset = learner.update_mlsh, learner.reset_master
+
+    def recorded_update(batches, joint):
+        updates.append((sorted(batches), list(joint)))
+        return update(batches, joint)
+
+    def recorded_reset(slot):
+        resets.append(slot)
+        return reset(slot)
+
+    monkeypatch.setattr(learner, "update_mlsh", recorded_update)
+    monkeypatch.setattr(learner, "reset_master", recorded_reset)
+    tasks = [{"correct": c} for c in (0, 1, 1)]  # three tasks in two slots: two chunks
+    rollout = algo.adapt_on_tasks(tasks)
+    w = algo.config.warmup_iters
+    assert len(rollout.stages) == w + 1 and all(len(stage) == 3 for stage in rollout.stages)
+    # chunk (0, 1) then (2): fresh masters, then W master-only updates each
+    assert resets == [0, 1, 0]
+    assert updates == [([0, 1], [])] * w + [([0], [])] * w
+    for stage in rollout.stages:
+        assert [r.batch.obs.shape[0] for r in stage] == [algo.config.episodes_per_task] * 3
+    after = learner.policy.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # training is untouched
+
+
+@pytest.mark.ray
 @pytest.mark.slow
 def test_mlsh_smoke_run_and_bad_flags(tmp_path):
     proc = run_main_train(
@@ -351,6 +387,13 @@ def test_mlsh_smoke_run_and_bad_flags(tmp_path):
     assert last["tasks_done"] >= 2 and np.isfinite(last["return_post_warmup"])
     assert (trial / "checkpoint_000001").is_dir() or list(trial.glob("checkpoint_*"))
     assert "after warm-up" in proc.stdout
+    out = tmp_path / "bandits"
+    render = subprocess.run(
+        [sys.executable, "main_render.py", str(trial), "--num-tasks", "2", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr[-3000:]
+    assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".svg").is_file()
     bad = run_main_train("--env", "movement_bandits", "--alg", "mlsh", "--num-subs", "0")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: num_subs=0 is invalid")
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tesp.envs import make_env
 from tesp.report import figures, stats, tables
 from tesp.report.runs import load_runs
 
@@ -193,14 +194,47 @@ def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
 
     tasks = [{"goal": np.array([0.1 * i, -0.2])} for i in range(3)]
     before, after = [batch(2) for _ in tasks], [batch(4) for _ in tasks]
-    fig = trajectory_figure(tasks, before, after, lambda obs: obs[..., :2], "point", (0, 1))
+    fig = trajectory_figure(tasks, before, after, make_env("point"), "point", (0, 1))
     before, after = fig.axes
-    # one line per episode (at most 3 per task), plus one goal marker per task
-    assert len(before.get_lines()) == 3 * 2 + 3 and len(after.get_lines()) == 3 * 3 + 3
-    short = before.get_lines()[0]
-    assert len(short.get_xdata()) == 3  # drawn to the episode's end, not the padding
-    goals = [line for line in after.get_lines() if line.get_marker() == "x"]
-    np.testing.assert_allclose([g.get_xdata()[0] for g in goals], [0.0, 0.1, 0.2])
+
+    def paths(ax):
+        return [line for line in ax.get_lines() if line.get_marker() in ("None", "", None)]
+
+    def marks(ax, marker):
+        return [line for line in ax.get_lines() if line.get_marker() == marker]
+
+    # one line per episode (at most 3 per task), each with its task's goal; no decoys on point
+    assert len(paths(before)) == 3 * 2 and len(paths(after)) == 3 * 3
+    assert len(paths(before)[0].get_xdata()) == 3  # drawn to the episode's end, not the padding
+    goals = marks(after, "x")
+    np.testing.assert_allclose([g.get_xdata()[0] for g in goals], np.repeat([0.0, 0.1, 0.2], 3))
+    assert not marks(after, "o")
+
+
+def test_bandit_trajectories_mark_each_episodes_correct_goal_and_decoy():
+    from tesp.meta.batch import make_batch
+    from tesp.render import trajectory_figure
+
+    env = make_env("movement_bandits")
+    episodes = []
+    for seed in (1, 2):
+        obs, _ = env.reset(seed=seed)
+        steps = [obs] + [env.step(1)[0] for _ in range(4)]
+        episodes.append(np.stack(steps))
+    obs = np.stack(episodes)
+    shape = obs.shape[:2]
+    zeros = np.zeros(shape, np.float32)
+    batch = make_batch(obs, obs.copy(), zeros[..., None], zeros, np.ones(shape, np.float32), 0.99, 0.97)
+    fig = trajectory_figure([{"correct": 1}], [batch], [batch], env, "movement_bandits", (0, 2))
+    ax = fig.axes[0]
+    pays = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    decoys = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    # each episode's own goals, in env units: the correct one (task 1) pays, the other is a decoy
+    for e, (p, d) in enumerate(zip(pays, decoys, strict=True)):
+        np.testing.assert_allclose([p.get_xdata()[0], p.get_ydata()[0]], obs[e, 0, 4:6] * 400, rtol=1e-6)
+        np.testing.assert_allclose([d.get_xdata()[0], d.get_ydata()[0]], obs[e, 0, 2:4] * 400, rtol=1e-6)
+    trajectory = [line for line in ax.get_lines() if line.get_marker() in ("None", "", None)][0]
+    np.testing.assert_allclose(trajectory.get_xdata(), 200 + 20 * np.arange(5), rtol=1e-6)
 
 
 def test_render_refuses_a_missing_checkpoint_before_ray_starts(tmp_path):

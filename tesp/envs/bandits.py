@@ -61,6 +61,15 @@ class MovementBanditsEnv(TaskEnv):
         """The current episode's two goals, ``[2, 2]``."""
         return self._goals.copy()
 
+    def positions(self, obs: np.ndarray) -> np.ndarray:
+        return obs[..., :2] * self.size
+
+    def goal_marks(self, task: Task, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The episode's two goals, read from its first observation: the correct one pays."""
+        goals = obs[0, 2:6].reshape(2, 2) * self.size
+        correct = int(task["correct"])
+        return goals[[correct]], goals[[1 - correct]]
+
     def _obs(self) -> np.ndarray:
         return (np.concatenate([self._pos, self._goals.reshape(-1)]) / self.size).astype(np.float32)
 

@@ -55,6 +55,12 @@ class TaskEnv(gym.Env):
         None where the observation does not hold it."""
         return None
 
+    def goal_marks(self, task: Task, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The goals to mark in a trajectory plot of one episode of ``task`` (observations
+        ``obs`` ``[T, obs_dim]``): those that pay ``[n, 2]`` and those that do not ``[m, 2]``.
+        By default the task's ``"goal"``."""
+        return np.asarray(task["goal"], np.float64)[None, :2], np.zeros((0, 2))
+
     # -- test-time observation noise (docs/original_release.md#evaluation), for envs that support it --------------------
     def init_noise(self, obs_noise_std: float) -> None:
         """The env's default noise level; a task's ``"obs_noise_std"`` overrides it while set."""

@@ -327,7 +327,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
                 title = f"{name}: after adaptation, iteration {self.iteration + 1}"
                 # TensorBoard tags allow no quotes: D, Dp, Dpp
                 tag = name.replace("'", "p")
-                images[tag] = trajectory_image(tasks[: len(post)], post, self.task_env.positions, title)
+                images[tag] = trajectory_image(tasks[: len(post)], post, self.task_env, title)
         return out
 
     def sample_round(self, tasks: list[Task], weights: list) -> list[SampleResult]:

@@ -1,4 +1,5 @@
-"""Trajectory plots of 2D tasks: every episode of every task as a line, each goal as an x.
+"""Trajectory plots of 2D tasks: every episode of every task as a line, the goals that pay as
+an x, the ones that do not (MovementBandits' decoy) as an o.
 
 Used by ``main_render.py`` (before/after adaptation) and by validation, which logs the plot of
 each pool's post-adaptation episodes to TensorBoard through Tune's result (an image array).
@@ -6,30 +7,32 @@ each pool's post-adaptation episodes to TensorBoard through Tune's result (an im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def plot_trajectories(
-    ax, tasks: Sequence[dict], batches: Sequence, positions: Callable, max_episodes: int = 3
-) -> None:
-    """Draw each batch's first ``max_episodes`` episodes (``positions(obs)`` up to the episode's
-    end) in its task's colour and the task's goal as an x."""
+def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, env, max_episodes: int = 3) -> None:
+    """Draw each batch's first ``max_episodes`` episodes (``env.positions(obs)`` up to the
+    episode's end) and their goals (``env.goal_marks``) in the task's colour."""
     import matplotlib.pyplot as plt
 
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
         color = cycle[i % len(cycle)]
         for e in range(min(batch.obs.shape[0], max_episodes)):
-            xy = positions(batch.obs[e, : int(batch.mask[e].sum())])
+            obs = batch.obs[e, : int(batch.mask[e].sum())]
+            xy = env.positions(obs)
             ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
-        ax.plot(*np.asarray(task["goal"])[:2], "x", color=color, markersize=10, markeredgewidth=2)
+            pays, decoys = env.goal_marks(task, obs)
+            ax.plot(pays[:, 0], pays[:, 1], "x", color=color, markersize=10, markeredgewidth=2)
+            if len(decoys):
+                ax.plot(decoys[:, 0], decoys[:, 1], "o", color=color, markersize=8, fillstyle="none")
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
 
 
-def trajectory_image(tasks: Sequence[dict], batches: Sequence, positions: Callable, title: str) -> np.ndarray:
+def trajectory_image(tasks: Sequence[dict], batches: Sequence, env, title: str) -> np.ndarray:
     """The plot as a ``[3, H, W]`` uint8 array (the layout Tune's TensorBoard logger writes as an
     image)."""
     import matplotlib
@@ -38,7 +41,7 @@ def trajectory_image(tasks: Sequence[dict], batches: Sequence, positions: Callab
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(2.4, 2.4), dpi=50)  # small: Tune also writes it into result.json
-    plot_trajectories(ax, tasks, batches, positions, max_episodes=1)
+    plot_trajectories(ax, tasks, batches, env, max_episodes=1)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.canvas.draw()

@@ -35,6 +35,8 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 from tesp.algorithms.mlsh import connectors
 from tesp.algorithms.mlsh.mlsh_learner import MLSHLearner
 from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, SUB_POLICY, MLSHModule
+from tesp.envs.base import Task
+from tesp.meta.rollout import Rollout
 from tesp.meta.sampler import SampleJob
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
 
@@ -231,6 +233,40 @@ class MLSHAlgorithm(TaskAlgorithm):
         self.metrics.log_value(
             (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
         )
+
+    def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
+        """MLSH's adaptation to new tasks (the paper's test): each task gets a fresh master that
+        trains for the warm-up, ``warmup_iters`` master-only iterations with the sub-policies
+        fixed; stage ``w`` is the batch sampled before update ``w`` (stage 0: the fresh master,
+        the last stage: after the warm-up). Tasks run ``num_parallel_tasks`` at a time in the
+        slots; the learner's state (masters, optimizers, observation filter) is restored
+        afterwards, so training goes on as if this had not run."""
+        cfg = self.config
+        saved = self.learner_group.get_state()
+        rollout = Rollout(index=[-1] * len(tasks), theta={})
+        rollout.stages = [[] for _ in range(cfg.warmup_iters + 1)]
+        try:
+            for start in range(0, len(tasks), cfg.num_parallel_tasks):
+                chunk = tasks[start : start + cfg.num_parallel_tasks]
+                ids = list(range(len(chunk)))
+                for g in ids:
+                    self.on_learner(lambda learner, g=g: learner.reset_master(g))
+                for w in range(cfg.warmup_iters + 1):
+                    weights = self.on_learner(lambda learner, ids=ids: learner.slot_weights(ids))
+                    if start == 0 and w == 0:
+                        rollout.theta = weights[0]
+                    t0 = time.perf_counter()
+                    results = self.sampler.sample([SampleJob(g, chunk[g], weights[g]) for g in ids])
+                    rollout.timings["sample"] += time.perf_counter() - t0
+                    rollout.stages[w].extend(results[g] for g in ids)
+                    if w < cfg.warmup_iters:
+                        t0 = time.perf_counter()
+                        batches = {g: results[g].batch for g in ids}
+                        self.on_learner(lambda learner, b=batches: learner.update_mlsh(b, joint=[]))
+                        rollout.timings["adapt"] += time.perf_counter() - t0
+        finally:
+            self.learner_group.set_state(saved)
+        return rollout
 
     # -- checkpointing of the schedule ---------------------------------------------------
     @override(Algorithm)
