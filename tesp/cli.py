@@ -196,7 +196,7 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
     from ray import tune
 
     from tesp.envs import register_envs
-    from tesp.progress import Progress
+    from tesp.progress import JsonLogger, Progress
 
     register_envs()
     s = plan.settings
@@ -218,7 +218,7 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
                 num_to_keep=s.run["keep_checkpoints"],
             ),
             verbose=0,  # Progress prints one line per iteration instead
-            callbacks=[Progress(s.method.summary)],
+            callbacks=[Progress(s.method.summary), JsonLogger()],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
     results = tuner.fit()

@@ -238,3 +238,6 @@ def test_point_validation_logs_trajectory_images_to_tensorboard(tmp_path):
     assert sorted(tags) == sorted(f"ray/tune/validation_trajectories/{p}" for p in ("D", "Dp", "Dpp"))
     (image,) = events.Images(tags[0])
     assert image.width >= 100 and image.height >= 100
+    # ... and only there: result.json keeps the validation returns, not the image's numbers.
+    (row,) = results(trial)
+    assert "validation_trajectories" not in json.dumps(row) and "D''" in json.dumps(row)
