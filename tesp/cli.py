@@ -177,6 +177,28 @@ def check_address(address: str) -> None:
         ) from None
 
 
+def check_fits_locally(settings) -> None:
+    """A trial that asks for more CPUs than the local Ray has would wait forever: refuse it."""
+    from tesp.settings import grid_variants
+
+    have = os.cpu_count() or 1
+    for variant in grid_variants(settings.config, settings.groups):
+        need = variant.algo_class.default_resource_request(variant).required_resources.get("CPU", 0)
+        if need > have:
+            parts = [
+                f"main process {variant.num_cpus_for_main_process:g}",
+                f"EnvRunners {variant.num_env_runners} x {variant.num_cpus_per_env_runner:g}",
+            ]
+            if variant.num_learners:
+                per = variant.num_cpus_per_learner
+                parts.append(f"Learners {variant.num_learners} x {1 if per == 'auto' else per:g}")
+            raise ConfigError(
+                f"a trial needs {need:g} CPUs ({', '.join(parts)}) but the local Ray has {have}; lower "
+                "num_env_runners, num_cpus_per_env_runner, num_learners or num_cpus_per_learner, "
+                "or join a cluster with --address"
+            )
+
+
 def connect_ray(address: str | None, dashboard: bool) -> None:
     import ray
 
@@ -256,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)"
                 )
             args.resume = os.path.abspath(os.path.expanduser(args.resume))
+        if args.address is None:
+            check_fits_locally(plan.settings)
         connect_ray(args.address, args.dashboard)
     except ConfigError as e:
         fail(str(e))

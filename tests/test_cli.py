@@ -91,6 +91,15 @@ from .runner import run_main_train
             ["num_envs_per_env_runner=0", ">= 1"],
         ),
         (
+            ["--env", "point", "--alg", "maml", "--set", "num_env_runners=64"],
+            ["needs 33 CPUs", "EnvRunners 64 x 0.5", "the local Ray has", "--address"],
+        ),
+        (["--env", "movement_bandits", "--alg", "mlsh", "--set", "num_learners=2"], ["num_learners=2", "0 or 1"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "num_learners=30"],
+            ["num_learners=30", "at most meta_batch_size"],
+        ),
+        (
             ["--env", "point", "--alg", "maml", "--storage-path", "/etc/hostname/results"],
             ["--storage-path", "/etc/hostname/results", "not a writable folder"],
         ),

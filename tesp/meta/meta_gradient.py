@@ -78,6 +78,7 @@ SETTINGS_DOC = """
 
 class MetaGradientConfig(TaskAlgorithmConfig):
     __doc__ = "Settings of the gradient-based meta-learning loop.\n\nSettings:" + SETTINGS_DOC
+    shards_tasks = True  # several Learners split the meta-batch (tesp.meta.meta_learner)
 
     def __init__(self, algo_class: type, env_to_module=connectors.env_to_module) -> None:
         super().__init__(algo_class, env_to_module, connectors.module_to_env)
@@ -194,6 +195,16 @@ class MetaGradientConfig(TaskAlgorithmConfig):
                 (self.validation_freq >= 0, "validation_freq", "an integer >= 0 (0: never)"),
                 (self.validation_pool_size >= 0, "validation_pool_size", "an integer >= 0 (0: whole pools)"),
                 (
+                    self.num_learners <= max(1, self.meta_batch_size),
+                    "num_learners",
+                    f"at most meta_batch_size ({self.meta_batch_size}): every Learner needs a task",
+                ),
+                (
+                    self.num_learners <= 1 or self.outer_optimizer != "trpo",
+                    "num_learners",
+                    "0 or 1 with outer_optimizer='trpo' (TRPO's step runs on one Learner)",
+                ),
+                (
                     bool(self.adapted_params) and set(self.adapted_params) <= set(groups),
                     "adapted_params",
                     f"a non-empty list of {groups}",
@@ -236,11 +247,18 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         t0 = time.perf_counter()
         task_batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(tasks))]
         inner_loss = float(np.mean(rollout.inner_losses)) if rollout.inner_losses else float("nan")
-        stats = self.on_learner(
-            lambda learner: learner.meta_update(
-                task_batches, rollout.index, rollout.stage_contexts, inner_loss
-            )
-        )
+        # stage_contexts is [stage][task]: a Learner's shard is [stage][its tasks].
+        per_stage = rollout.stage_contexts
+        contexts = [list(c) for c in zip(*per_stage, strict=True)] if per_stage[0] is not None else None
+        stats = self.on_learner_shards(
+            lambda learner, b, i, c: learner.meta_update(
+                b, i, None if c is None else [list(s) for s in zip(*c, strict=True)], inner_loss
+            ),
+            len(tasks),
+            task_batches,
+            rollout.index,
+            contexts,
+        )[0]  # every Learner took the same step
         rollout.timings["outer"] = time.perf_counter() - t0
         # Norm of the (shared) parameters this iteration started from.
         theta = rollout.theta
@@ -261,11 +279,11 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         adapted parameters and inner gradients for the meta-update that may follow."""
         cfg = self.config
         index = [int(task.get("index", -1)) for task in tasks]  # position in the training pool
-        weights = self.on_learner(lambda learner: learner.start_tasks(index))
+        weights = self._start_tasks(index, None)
         rollout = Rollout(index=index, theta=weights[0])
         contexts = self.initial_contexts(tasks, rollout, weights)
         if contexts is not None:
-            weights = self.on_learner(lambda learner: learner.start_tasks(index, contexts))
+            weights = self._start_tasks(index, contexts)
         for k in range(cfg.num_inner_steps + 1):
             t0 = time.perf_counter()
             results = self.sample_round(tasks, weights)
@@ -276,13 +294,28 @@ class MetaGradientAlgorithm(TaskAlgorithm):
                 t0 = time.perf_counter()
                 batches = [r.batch for r in results]
                 nxt = self.next_contexts(contexts, results)
-                weights, loss = self.on_learner(
-                    lambda learner, b=batches, cur=contexts, n=nxt: learner.adapt_tasks(b, cur, n)
-                )
+                weights, loss = self._adapt_tasks(batches, contexts, nxt)
                 rollout.inner_losses.append(loss)
                 contexts = nxt
                 rollout.timings["adapt"] += time.perf_counter() - t0
         return rollout
+
+    def _start_tasks(self, index: list[int], contexts: list | None) -> list:
+        """Every task's EnvRunner weights at theta (each Learner starts its shard)."""
+        shards = self.on_learner_shards(
+            lambda learner, i, c: learner.start_tasks(i, c), len(index), index, contexts
+        )
+        return [w for shard in shards for w in shard]
+
+    def _adapt_tasks(self, batches: list, contexts: list | None, nxt: list | None) -> tuple[list, float]:
+        """One inner step on every task (each Learner its shard): the next weights and the mean
+        inner loss over the tasks."""
+        shards = self.on_learner_shards(
+            lambda learner, b, c, n: learner.adapt_tasks(b, c, n), len(batches), batches, contexts, nxt
+        )
+        sizes = [s.stop - s.start for s in self.task_shards(len(batches))]
+        loss = sum(size * loss for size, (_, loss) in zip(sizes, shards, strict=True) if size) / len(batches)
+        return [w for weights, _ in shards for w in weights], loss
 
     def evaluate_adaptation(
         self, tasks: list[Task], chunk: int | None = None, progress: Callable[[int], None] | None = None

@@ -13,7 +13,12 @@ The engine (:mod:`tesp.meta.meta_gradient`) calls three methods through
   the meta-parameters with PPO-clip Adam steps or one TRPO step.
 
 All tasks are processed together (``torch.func.vmap`` over a leading task dimension); the loop
-itself is :mod:`tesp.meta.adaptation`. The policy-gradient losses are the methods' common ground:
+itself is :mod:`tesp.meta.adaptation`. With several RLlib Learners (``num_learners`` > 1) each
+holds a contiguous shard of the meta-batch: it adapts its own tasks, and the meta-update sums the
+shards' gradients (each task weighted by ``1 / meta-batch``) with an all-reduce over the process
+group RLlib's LearnerGroup sets up, so every Learner takes the same step as one Learner holding
+all tasks would. RLlib's DDP wrapper is not used: the meta-gradients go through
+``torch.func`` calls of the unwrapped module, which DDP's forward would not see. The policy-gradient losses are the methods' common ground:
 VPG with GAE inside (Finn et al. 2017), PPO-clip or TRPO's surrogate outside. A method's learner
 (in its folder) changes them through these hooks:
 
@@ -34,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from torch.func import vmap
@@ -54,10 +60,23 @@ Weights = dict[str, np.ndarray]
 CORE_TERMS = ("ppo", "ppo_policy", "pg", "kl", "inner_loss")  # other outer terms are logged as they are
 
 
+def world_size() -> int:
+    """Learners in the meta-update's process group (1: a single Learner)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def world_rank() -> int:
+    return dist.get_rank() if world_size() > 1 else 0
+
+
 class MetaLearner(TorchLearner):
     @property
     def policy(self) -> GaussianPolicyModule:
         return self.module[DEFAULT_MODULE_ID].unwrapped()
+
+    def _make_modules_ddp_if_necessary(self) -> None:
+        """No DDP wrapper with several Learners: :meth:`_all_reduce_gradients` sums the
+        meta-gradients instead (see the module docstring)."""
 
     # -- hooks (see the module docstring) --------------------------------------------------
     def task_penalties(self, params: Params, latent: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -137,6 +156,9 @@ class MetaLearner(TorchLearner):
 
         ``task_index`` is each task's index in the training pool (-1: not in it).
         """
+        if not len(task_index):  # a Learner with no task in this round's shard
+            self._params, self._inner_grads = {}, []
+            return []
         with torch.no_grad():
             theta = self.policy.task_params(len(task_index), torch.as_tensor(task_index))
             self._params = {k: v.detach().clone() for k, v in theta.items()}
@@ -153,6 +175,8 @@ class MetaLearner(TorchLearner):
         with ``contexts``). Keeps the new parameters and the clipped inner gradients (what the
         first-order meta-update holds fixed); returns the EnvRunner weights for the next round
         (with ``next_contexts``) and the mean inner loss. No graph is kept."""
+        if not batches:
+            return [], float("nan")
         stacked = {k: v.clone().requires_grad_(True) for k, v in self._params.items()}
         names = self.policy.adapted_names()
         sizes = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in self.step_sizes().items()}
@@ -219,7 +243,7 @@ class MetaLearner(TorchLearner):
         if cfg.outer_optimizer == "trpo":
             stats = self._trpo_update(objective)
         else:
-            stats = self._ppo_update(objective, len(task_index))
+            stats = self._ppo_update(objective, len(task_index), self._global_count(len(task_index)))
         if fixed is not None:
             stats["inner_loss"] = inner_loss
         check_finite("meta-parameter after the update:", dict(self.policy.named_parameters()))
@@ -287,25 +311,60 @@ class MetaLearner(TorchLearner):
         check_finite("outer loss", out["ppo"])
         return out
 
-    def _chunked(self, objective, num_tasks: int, backward: bool) -> dict[str, float]:
-        """The objective's values over all tasks, evaluated ``outer_task_chunk`` tasks at a time
-        (every term is a mean over tasks, so the chunks' means weighted by their share add up to
-        it); with ``backward``, the gradient of the PPO loss is accumulated chunk by chunk.
-        Smaller chunks keep the intermediate tensors small: on this project's machines freshly
-        mapped memory for large tensors cost more than the arithmetic (benchmarks/README.md)."""
+    def _chunked(self, objective, num_tasks: int, total: int, backward: bool) -> dict[str, float]:
+        """The objective's values over the meta-batch, evaluated ``outer_task_chunk`` of this
+        Learner's ``num_tasks`` tasks at a time (every term is a mean over tasks, so the chunks'
+        means weighted by their share of all ``total`` tasks add up to it; several Learners'
+        parts are summed by an all-reduce); with ``backward``, the gradient of the PPO loss is
+        accumulated chunk by chunk. Smaller chunks keep the intermediate tensors small: on this
+        project's machines freshly mapped memory for large tensors cost more than the arithmetic
+        (benchmarks/README.md)."""
         size = self.config.outer_task_chunk or num_tasks
         totals: dict[str, float] = {}
         for start in range(0, num_tasks, size):
             part = slice(start, min(start + size, num_tasks))
-            share = (part.stop - part.start) / num_tasks
+            share = (part.stop - part.start) / total
             out = objective(create_graph=None if backward else False, tasks=part)
             if backward:
                 (share * out["ppo"]).backward()
             for k, v in out.items():
                 totals[k] = totals.get(k, 0.0) + share * v.item()
+        if world_size() > 1:
+            if backward:
+                self._all_reduce_gradients()
+            keys = sorted(totals)
+            values = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
+            dist.all_reduce(values)
+            totals = dict(zip(keys, values.tolist(), strict=True))
         return totals
 
-    def _ppo_update(self, objective, num_tasks: int) -> dict[str, float]:
+    @staticmethod
+    def _global_count(n: int) -> int:
+        """``n`` summed over the Learners."""
+        if world_size() == 1:
+            return n
+        count = torch.tensor([n], dtype=torch.int64)
+        dist.all_reduce(count)
+        return int(count.item())
+
+    def _all_reduce_gradients(self) -> None:
+        """Sum every parameter's gradient over the Learners, in one flat buffer. A parameter no
+        Learner has a gradient for (e.g. the latent of a task in no shard) keeps ``None``, so
+        Adam leaves it alone exactly as with one Learner."""
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
+        flat = torch.cat(
+            [has] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params]
+        )
+        dist.all_reduce(flat)
+        offset = len(params)
+        for i, p in enumerate(params):
+            n = p.numel()
+            grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+            p.grad = grad.clone() if flat[i] > 0 else None
+            offset += n
+
+    def _ppo_update(self, objective, num_tasks: int, total: int) -> dict[str, float]:
         """``num_outer_steps`` full-batch Adam steps on the PPO-clip loss (the gradient taken in
         chunks of tasks, :meth:`_chunked`); with ``best_iterate_kl_target`` > 0, then the iterate
         chosen by :func:`best_iterate` (its policy surrogate, without the regularisers), Adam's
@@ -319,7 +378,7 @@ class MetaLearner(TorchLearner):
             final = step == cfg.num_outer_steps
             optimizer.zero_grad(set_to_none=True)
             with torch.set_grad_enabled(not final):  # the last evaluation only reports
-                values.append(self._chunked(objective, num_tasks, backward=not final))
+                values.append(self._chunked(objective, num_tasks, total, backward=not final))
             if selecting:
                 snapshots.append([p.detach().clone() for p in params])
             if final:

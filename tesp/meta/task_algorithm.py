@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 from typing import Any, NoReturn, Self
 
+import numpy as np
 import ray
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -35,6 +36,8 @@ def set_provided(config: AlgorithmConfig, **values: Any) -> None:
 
 
 class TaskAlgorithmConfig(AlgorithmConfig):
+    shards_tasks = False  # True: the method's update runs over several Learners, tasks sharded
+
     def __init__(self, algo_class: type, env_to_module, module_to_env) -> None:
         super().__init__(algo_class=algo_class)
         self.episodes_per_task = 20  # complete episodes per task per sampling round
@@ -103,6 +106,11 @@ class TaskAlgorithmConfig(AlgorithmConfig):
                 (self.num_cpus_per_env_runner > 0, "num_cpus_per_env_runner", "a number > 0"),
                 (self.seed is None or self.seed >= 0, "seed", "an integer >= 0"),
                 (self.learner_num_threads >= 0, "learner_num_threads", "an integer >= 0 (0: auto)"),
+                (
+                    self.num_learners <= 1 or self.shards_tasks,
+                    "num_learners",
+                    f"0 or 1 ({self.algo_class.__name__}'s update runs on one Learner)",
+                ),
             ]
         )
         super().validate()
@@ -166,8 +174,36 @@ class TaskAlgorithm(Algorithm):
             raise NonFiniteError(f"iteration {self.iteration + 1}: {e}") from None
 
     def on_learner(self, fn):
-        """Run ``fn(learner)`` on the (single) learner and return its result."""
+        """Run ``fn(learner)`` on the (first) learner and return its result."""
         return next(iter(self.learner_group.foreach_learner(fn))).get()
+
+    @property
+    def num_learner_shards(self) -> int:
+        return max(1, len(self.learner_group))  # 0 remote Learners: the local one
+
+    def task_shards(self, n: int) -> list[slice]:
+        """The contiguous slices of ``n`` tasks the Learners hold, in rank order."""
+        bounds = np.linspace(0, n, self.num_learner_shards + 1).round().astype(int)
+        return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def on_learner_shards(self, fn, n: int, *per_task: list | None) -> list:
+        """``fn(learner, *shard)`` on every Learner, where ``shard`` holds that Learner's slice
+        (:meth:`task_shards`) of each per-task list in ``per_task`` (None stays None); the
+        results in rank order. With one Learner, ``fn(learner, *per_task)``."""
+        shards = self.task_shards(n)
+        if len(shards) == 1:
+            return [self.on_learner(lambda learner: fn(learner, *per_task))]
+        # Each Learner fetches only its own shard from the object store.
+        refs = [ray.put([None if x is None else x[s] for x in per_task]) for s in shards]
+
+        def call(learner):
+            from tesp.meta.meta_learner import world_rank
+
+            rank = world_rank()
+            return rank, fn(learner, *ray.get(refs[rank]))
+
+        results = [r.get() for r in self.learner_group.foreach_learner(call)]
+        return [out for _, out in sorted(results, key=lambda x: x[0])]
 
     @override(Algorithm)
     def get_state(self, *args, **kwargs) -> dict:
