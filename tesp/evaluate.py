@@ -131,12 +131,12 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 
 def evaluate(
-    algo, pools: list[str], sigmas: list[float], pool_size: int, task_seed: int = 0
+    algo, pools: list[str], sigmas: list[float], pool_size: int, task_seed: int = 0, progress: bool = True
 ) -> tuple[list[dict], dict]:
     """Adapt to every task of ``pools`` at each noise level; returns (per-task rows, summary).
 
     The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
-    with ``task_seed``.
+    with ``task_seed``. ``progress``: a progress bar on stderr.
     """
     from tqdm import tqdm
 
@@ -147,7 +147,7 @@ def evaluate(
         available[FRESH] = fresh_tasks(algo.config.env, algo.config.env_config, pool_size or NUM_FRESH, task_seed)
     jobs = [(p, s, available[p][:pool_size] if pool_size else available[p]) for p in pools for s in sigmas]
     rows, summary = [], {}
-    with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting") as bar:
+    with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting", disable=not progress) as bar:
         for pool, sigma, tasks in jobs:
             bar.set_postfix(pool=pool, sigma=sigma)
             noisy = [dict(t, obs_noise_std=sigma) for t in tasks]
@@ -192,6 +192,18 @@ def task_rows(pool: str, sigma: float, tasks: list[dict], rollouts) -> list[dict
     return out
 
 
+def metadata(algo, checkpoint: Path, pools: list[str], task_seed: int) -> dict[str, Any]:
+    """What an evaluation's JSON says about where its numbers come from."""
+    return {
+        "checkpoint": str(checkpoint),
+        "algorithm": type(algo).__name__,
+        "env": algo.config.env,
+        "training_iteration": algo.iteration,
+        "num_inner_steps": algo.config.num_inner_steps,
+        "task_seed": task_seed if FRESH in pools else None,
+    }
+
+
 def write(checkpoint: Path, rows: list[dict], summary: dict, meta: dict) -> tuple[Path, Path]:
     stem = checkpoint.parent / f"{checkpoint.name}-eval"
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
@@ -225,14 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         algo = Algorithm.from_checkpoint(str(checkpoint))
         try:
             rows, summary = evaluate(algo, pools, args.sigmas, args.pool_size, args.task_seed)
-            meta = {
-                "checkpoint": str(checkpoint),
-                "algorithm": type(algo).__name__,
-                "env": algo.config.env,
-                "training_iteration": algo.iteration,
-                "num_inner_steps": algo.config.num_inner_steps,
-                "task_seed": args.task_seed if FRESH in pools else None,
-            }
+            meta = metadata(algo, checkpoint, pools, args.task_seed)
         finally:
             algo.stop()
         csv_path, json_path = write(checkpoint, rows, summary, meta)

@@ -63,6 +63,7 @@ def still_returns(env: str, env_config: dict | None = None) -> dict[str, float]:
 
 def build(roots: list[str], out: Path, title: str) -> Path:
     """Write every figure and table of ``roots`` into ``out``; returns ``report.md``'s path."""
+    plt.rcParams["figure.max_open_warning"] = 0  # every figure stays open until the PDF is written
     runs = load_runs(roots)
     out.mkdir(parents=True, exist_ok=True)
     by_env: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))

@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""Train, evaluate and report a whole comparison: ``python main_study.py tesp_paper --scale laptop``."""
+
+import sys
+
+from tesp.auth import prepare_client_auth
+
+prepare_client_auth(sys.argv[1:])  # before Ray is imported
+
+from tesp.study import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

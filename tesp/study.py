@@ -1,0 +1,274 @@
+"""``main_study.py STUDY``: a whole comparison from one command: train, evaluate, report.
+
+A study (``configs/studies/<STUDY>.yaml``) names the methods, the envs, the seeds, the noise
+levels of the evaluation, optional extra trials (``noise_sweep``: TESP on the ant in the TESP
+paper's study) and its scales (settings over the shipped ``configs/<env>/<alg>.yaml``). The
+command then
+
+1. trains every (method, env, seed) as **one Tune experiment** (one ``tune.Experiment`` per
+   (method, env), the seeds a grid, all under one experiment folder, so Tune runs the trials side
+   by side on whatever CPUs the local Ray or the cluster has; ``--resume`` continues it);
+2. evaluates every checkpoint of every trial as ``main_test.py`` does, on D, D', D'' at each of
+   the study's noise levels (as Ray tasks of one CPU each, side by side; a checkpoint already
+   evaluated is skipped, so a resumed study only evaluates what is new);
+3. writes the report (``main_report.py``) of the experiment folder into ``--out``.
+
+Bad input (study, scale, seeds, methods, envs, paths, a study that cannot fit the local Ray) ends
+the program with one ``error:`` line and exit code 2 before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tesp.cli import ConfigError, OneLineParser, check_fits_locally, check_writable, connect_ray, fail
+from tesp.settings import CONFIG_DIR, Settings, check, resolve
+
+STUDY_DIR = CONFIG_DIR / "studies"
+STUDY_FILE = "study.json"  # the command's choices, in the experiment folder (for --resume)
+RECORDED = ("study", "scale", "seeds", "algs", "envs", "no_noise_sweep")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="main_study.py",
+        description="Train, evaluate and report a whole comparison of methods (configs/studies/STUDY.yaml).",
+    )
+    parser.add_argument(
+        "study", nargs="?", help=f"a study in {STUDY_DIR.relative_to(CONFIG_DIR.parent)}/ (e.g. tesp_paper)"
+    )
+    parser.add_argument("--scale", default="laptop", help="one of the study's scales (default laptop)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the study's)")
+    parser.add_argument("--algs", default=None, help="comma-separated methods (default: the study's)")
+    parser.add_argument("--envs", default=None, help="comma-separated envs (default: the study's)")
+    parser.add_argument(
+        "--no-noise-sweep", action="store_true", help="leave out the study's noise_sweep trials"
+    )
+    parser.add_argument(
+        "--storage-path", default=None, help="where Tune writes results (default ~/ray_results)"
+    )
+    parser.add_argument("--name", default=None, help="experiment name (default STUDY-SCALE-TIMESTAMP)")
+    parser.add_argument(
+        "--resume", default=None, metavar="PATH", help="continue the study in this experiment folder"
+    )
+    parser.add_argument("--out", default=None, help="report folder (default: EXPERIMENT/report)")
+    parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    return parser
+
+
+@dataclass
+class StudyPlan:
+    name: str
+    scale: str
+    storage: str
+    experiment: str  # name of the Tune experiment (folder under storage)
+    trials: list[Settings]  # one per (method, env), the seeds a grid
+    sigmas: list[float]
+    eval_pool_size: int
+    out: Path
+    resume: bool
+    recorded: dict[str, Any]  # written to STUDY_FILE
+
+
+def load_study(name: str) -> dict[str, Any]:
+    path = STUDY_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown study {name!r}; choose from: {', '.join(known)}")
+    return yaml.safe_load(path.read_text())
+
+
+def _names(text: str | None, default: list, flag: str, valid: list[str] | None = None) -> list:
+    if text is None:
+        return list(default)
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"{flag} {text!r} names nothing")
+    if valid is not None:
+        bad = [s for s in items if s not in valid]
+        if bad:
+            raise ConfigError(f"{flag}: {bad[0]!r} is not in this study; choose from: {', '.join(valid)}")
+    return items
+
+
+def build_plan(args: argparse.Namespace) -> StudyPlan:
+    """Resolve and check every trial's settings; raises ConfigError. No Ray needed.
+
+    With ``--resume``, the study, scale, seeds, methods and envs are the ones the folder's
+    ``study.json`` recorded when the study started."""
+    if args.resume is not None:
+        saved = Path(os.path.expanduser(args.resume)) / STUDY_FILE
+        try:
+            vars(args).update(json.loads(saved.read_text()))
+        except (OSError, json.JSONDecodeError):
+            raise ConfigError(
+                f"--resume {args.resume!r}: no study there (expected {STUDY_FILE} in it)"
+            ) from None
+    if args.study is None:
+        known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+        raise ConfigError(f"name a study (choose from: {', '.join(known)}) or --resume a study's folder")
+    study = load_study(args.study)
+    scales = study["scales"]
+    if args.scale not in scales:
+        raise ConfigError(f"unknown --scale {args.scale!r}; choose from: {', '.join(scales)}")
+    scale = scales[args.scale]
+    try:
+        seeds = [int(s) for s in _names(args.seeds, study["seeds"], "--seeds")]
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0") from None
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0")
+    algs = _names(args.algs, study["algs"], "--algs", study["algs"])
+    envs = _names(args.envs, study["envs"], "--envs", study["envs"])
+    pairs = [(alg, env) for env in envs for alg in algs]
+    sweep = study.get("noise_sweep")
+    if sweep and not args.no_noise_sweep:
+        pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
+    trials = []
+    for alg, env in pairs:
+        overrides = {
+            **scale.get("settings", {}),
+            **scale.get("method_settings", {}).get(alg, {}),
+            **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
+            "run.keep_checkpoints": None,  # every checkpoint is evaluated
+            "seed": {"grid_search": seeds},
+        }
+        settings = resolve(alg, env, overrides)
+        check(settings)
+        if args.address is None:
+            check_fits_locally(settings)
+        trials.append(settings)
+    storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
+    if args.resume is not None:
+        path = Path(os.path.expanduser(args.resume)).resolve()
+        if not (path.is_dir() and list(path.glob("experiment_state-*.json"))):
+            raise ConfigError(f"--resume {args.resume!r}: no Tune experiment there (expected STORAGE/NAME)")
+        storage, experiment = str(path.parent), path.name
+    else:
+        experiment = args.name or f"{args.study}-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_writable(storage, "--storage-path")
+    out = Path(os.path.expanduser(args.out)) if args.out else Path(storage) / experiment / "report"
+    sigmas = [float(s) for s in study.get("sigmas", [0.0])]
+    return StudyPlan(
+        args.study, args.scale, storage, experiment, trials, sigmas, int(scale.get("eval_pool_size", 0)), out,
+        args.resume is not None, {k: getattr(args, k) for k in RECORDED},
+    )  # fmt: skip
+
+
+def train(plan: StudyPlan) -> None:
+    """Every trial of the study as one Tune experiment (resumed when ``plan.resume``)."""
+    from ray import tune
+
+    from tesp.progress import JsonLogger, Progress
+    from tesp.registry import METHODS
+
+    experiments = [
+        tune.Experiment(
+            name=plan.experiment,
+            run=s.method.algo_class,
+            config=s.config.to_dict(),
+            stop={"training_iteration": s.run["stop_iters"]},
+            storage_path=plan.storage,
+            checkpoint_config=tune.CheckpointConfig(
+                checkpoint_frequency=s.run["checkpoint_freq"], checkpoint_at_end=True
+            ),
+        )
+        for s in plan.trials
+    ]
+    summary = METHODS[plan.trials[0].alg].summary  # the study's methods share the meta-learners' line
+    tune.run(
+        experiments,
+        resume=True if plan.resume else None,
+        verbose=0,
+        callbacks=[Progress(summary), JsonLogger()],
+        raise_on_failed_trial=False,
+    )
+
+
+def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
+    """Evaluate one checkpoint as ``main_test.py`` does (a Ray task); returns the JSON path."""
+    import ray.tune.trainable.trainable as trainable
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from tesp.envs import register_envs
+    from tesp.evaluate import FRESH, evaluate, metadata, write
+
+    scratch = tempfile.mkdtemp(prefix="tesp-eval-")
+    trainable.DEFAULT_STORAGE_PATH = scratch
+    try:
+        register_envs()
+        algo = Algorithm.from_checkpoint(checkpoint)
+        try:
+            pools = list(algo.task_env.task_pools()) or [FRESH]
+            rows, summary = evaluate(algo, pools, sigmas, pool_size, progress=False)
+            meta = metadata(algo, Path(checkpoint), pools, task_seed=0)
+        finally:
+            algo.stop()
+        _, json_path = write(Path(checkpoint), rows, summary, meta)
+        return str(json_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def evaluate_all(plan: StudyPlan) -> list[str]:
+    """Every checkpoint of the experiment not evaluated yet, one Ray task (1 CPU) each."""
+    import ray
+
+    root = Path(plan.storage) / plan.experiment
+    todo = [
+        str(c)
+        for c in sorted(root.glob("*/checkpoint_*"))
+        if c.is_dir() and not (c.parent / f"{c.name}-eval.json").exists()
+    ]
+    task = ray.remote(num_cpus=1)(_evaluate_one)
+    refs = [task.remote(c, plan.sigmas, plan.eval_pool_size) for c in todo]
+    done = []
+    for i, ref in enumerate(refs, 1):
+        done.append(ray.get(ref))
+        print(f"[study] evaluated {i}/{len(refs)}: {done[-1]}", flush=True)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args = make_parser().parse_args(argv)
+    try:
+        plan = build_plan(args)
+        connect_ray(args.address, dashboard=False)
+    except ConfigError as e:
+        fail(str(e))
+    import ray
+
+    from tesp.envs import register_envs
+    from tesp.report.report import main as report_main
+
+    try:
+        register_envs()
+        root = Path(plan.storage) / plan.experiment
+        print(
+            f"[study] {plan.name} at scale {plan.scale}: {len(plan.trials)} (method, env) pairs -> {root}",
+            flush=True,
+        )
+        if not plan.resume:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / STUDY_FILE).write_text(json.dumps(plan.recorded, indent=2))
+        train(plan)
+        evaluate_all(plan)
+    finally:
+        ray.shutdown()
+    code = report_main([str(root), "--out", str(plan.out), "--title", f"{plan.name} ({plan.scale} scale)"])
+    print(
+        f"[study] report: {plan.out / 'report.md'}\n[study] resume with: python main_study.py {plan.name} "
+        f"--scale {plan.scale} --resume {root}"
+    )
+    return code

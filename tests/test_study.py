@@ -1,0 +1,88 @@
+"""``main_study.py``: the whole comparison from one command (train, evaluate, report), resumable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tesp.report.runs import method_name
+
+from .conftest import REPO
+from .runner import results, trial_dirs
+
+STUDY_ALGS = ["maml", "meta_sgd", "adaptsv", "maesn", "tesp", "tesp_adapt_policy"]
+SIGMAS = ["0.0", "0.01", "0.05", "0.1"]
+
+
+def run_study(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "main_study.py"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_path):
+    proc = run_study(
+        "tesp_paper", "--scale", "smoke", "--seeds", "0", "--storage-path", str(tmp_path), "--name", "s"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = tmp_path / "s"
+    trials = trial_dirs(root)
+    # one Tune experiment: every method on both envs, and TESP's noise sweep on the ant
+    expected = {(alg, env) for alg in STUDY_ALGS for env in ("wheeled", "reacher_2_link")} | {("tesp", "ant")}
+    found = set()
+    for trial in trials:
+        params = json.loads((trial / "params.json").read_text())
+        evaluation = json.loads((trial / "checkpoint_000001-eval.json").read_text())
+        found.add((method_name(evaluation["algorithm"]), params["env"]))
+        assert [r["training_iteration"] for r in results(trial)] == [1, 2]
+        # every checkpoint evaluated on every pool at every noise level
+        for checkpoint in sorted(trial.glob("checkpoint_*/")):
+            pools = json.loads((trial / f"{checkpoint.name}-eval.json").read_text())["pools"]
+            assert sorted(pools) == ["D", "D'", "D''"] and all(sorted(p) == SIGMAS for p in pools.values())
+    assert found == expected
+    report = (root / "report" / "report.md").read_text()
+    for section in (
+        "## wheeled",
+        "## reacher_2_link",
+        "## ant",
+        "## Observation noise: ant tesp",
+        "## Results",
+    ):
+        assert section in report
+    assert (root / "report" / "report.pdf").stat().st_size > 0
+
+    # Resuming a finished study trains and evaluates nothing again, and rewrites the report.
+    stamps = {p: p.stat().st_mtime for p in root.glob("*/checkpoint_*-eval.json")}
+    again = run_study("--resume", str(root))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[study] evaluated" not in again.stdout
+    assert {p: p.stat().st_mtime for p in root.glob("*/checkpoint_*-eval.json")} == stamps
+    assert all([r["training_iteration"] for r in results(t)] == [1, 2] for t in trial_dirs(root))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nope"], "unknown study 'nope'; choose from: tesp_paper"),
+        (["tesp_paper", "--scale", "huge"], "unknown --scale 'huge'; choose from: paper, laptop, smoke"),
+        (["tesp_paper", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers >= 0"),
+        (["tesp_paper", "--algs", "maml,mlsh"], "--algs: 'mlsh' is not in this study; choose from: maml"),
+        (["tesp_paper", "--envs", "point"], "--envs: 'point' is not in this study; choose from: wheeled"),
+        (["tesp_paper", "--scale", "paper"], "a trial needs 2 CPUs"),
+        (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
+        ([], "name a study (choose from: tesp_paper) or --resume a study's folder"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch):
+    from tesp.study import main
+
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # so that the paper scale cannot fit here
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), lines
