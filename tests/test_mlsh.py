@@ -359,7 +359,8 @@ def test_adaptation_trains_a_fresh_master_per_task_for_the_warmup_and_restores_t
     for stage in rollout.stages:
         assert [r.batch.obs.shape[0] for r in stage] == [algo.config.episodes_per_task] * 3
     after = learner.policy.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in before.items())  # training is untouched
+    diff = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    assert not diff, diff  # training is untouched
 
 
 @pytest.mark.ray

@@ -242,7 +242,7 @@ class MLSHAlgorithm(TaskAlgorithm):
         slots; the learner's state (masters, optimizers, observation filter) is restored
         afterwards, so training goes on as if this had not run."""
         cfg = self.config
-        saved = self.learner_group.get_state()
+        saved = self.on_learner(lambda learner: learner.snapshot())
         rollout = Rollout(index=[-1] * len(tasks), theta={})
         rollout.stages = [[] for _ in range(cfg.warmup_iters + 1)]
         try:
@@ -265,7 +265,7 @@ class MLSHAlgorithm(TaskAlgorithm):
                         self.on_learner(lambda learner, b=batches: learner.update_mlsh(b, joint=[]))
                         rollout.timings["adapt"] += time.perf_counter() - t0
         finally:
-            self.learner_group.set_state(saved)
+            self.on_learner(lambda learner: learner.restore(saved))
         return rollout
 
     # -- checkpointing of the schedule ---------------------------------------------------

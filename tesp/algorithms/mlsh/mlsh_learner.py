@@ -26,6 +26,7 @@ over the steps it acted for the sub-policies.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,6 +131,21 @@ class MLSHLearner(TorchLearner):
             master = self.policy.masters[slot].state_dict()
             out[slot] = shared | {f"master.{k}": v.detach().cpu().numpy().copy() for k, v in master.items()}
         return out
+
+    def snapshot(self) -> dict:
+        """Copies of the module's tensors and of every optimizer's state, for :meth:`restore`
+        (exact: RLlib's ``set_state`` casts float64 buffers through float32 and skips a module
+        state older than the Learner's weights)."""
+        return {
+            "module": copy.deepcopy(self.policy.state_dict()),
+            "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in self._named_optimizers.items()},
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        self.policy.load_state_dict(snapshot["module"])
+        for name, state in snapshot["optimizers"].items():
+            self._named_optimizers[name].load_state_dict(state)
+        self._weights_seq_no += 1  # the EnvRunners take the restored weights as new ones
 
     def reset_master(self, slot: int) -> None:
         """A new task for ``slot``: a freshly initialised master and a fresh optimizer state."""
