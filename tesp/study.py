@@ -165,8 +165,9 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     )  # fmt: skip
 
 
-def train(plan: StudyPlan) -> None:
-    """Every trial of the study as one Tune experiment (resumed when ``plan.resume``)."""
+def train(plan: StudyPlan) -> list[str]:
+    """Every trial of the study as one Tune experiment (resumed when ``plan.resume``); returns
+    the folders of the trials that failed."""
     from ray import tune
 
     from tesp.progress import JsonLogger, Progress
@@ -186,13 +187,14 @@ def train(plan: StudyPlan) -> None:
         for s in plan.trials
     ]
     summary = METHODS[plan.trials[0].alg].summary  # the study's methods share the meta-learners' line
-    tune.run(
+    analysis = tune.run(
         experiments,
         resume=True if plan.resume else None,
         verbose=0,
         callbacks=[Progress(summary), JsonLogger()],
         raise_on_failed_trial=False,
     )
+    return [t.path for t in analysis.trials if t.status == "ERROR"]
 
 
 def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
@@ -221,7 +223,8 @@ def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
 
 
 def evaluate_all(plan: StudyPlan) -> list[str]:
-    """Every checkpoint of the experiment not evaluated yet, one Ray task (1 CPU) each."""
+    """Every checkpoint of the experiment not evaluated yet, one Ray task (1 CPU) each; returns
+    the checkpoints whose evaluation failed."""
     import ray
 
     root = Path(plan.storage) / plan.experiment
@@ -232,11 +235,17 @@ def evaluate_all(plan: StudyPlan) -> list[str]:
     ]
     task = ray.remote(num_cpus=1)(_evaluate_one)
     refs = [task.remote(c, plan.sigmas, plan.eval_pool_size) for c in todo]
-    done = []
-    for i, ref in enumerate(refs, 1):
-        done.append(ray.get(ref))
-        print(f"[study] evaluated {i}/{len(refs)}: {done[-1]}", flush=True)
-    return done
+    failed = []
+    for i, (checkpoint, ref) in enumerate(zip(todo, refs, strict=True), 1):
+        try:
+            print(f"[study] evaluated {i}/{len(refs)}: {ray.get(ref)}", flush=True)
+        except Exception as e:  # noqa: BLE001 (one bad checkpoint must not lose the others)
+            failed.append(checkpoint)
+            print(
+                f"[study] evaluation FAILED {i}/{len(refs)}: {checkpoint}: {str(e).splitlines()[0]}",
+                flush=True,
+            )
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,13 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         if not plan.resume:
             root.mkdir(parents=True, exist_ok=True)
             (root / STUDY_FILE).write_text(json.dumps(plan.recorded, indent=2))
-        train(plan)
-        evaluate_all(plan)
+        failed = train(plan)
+        failed += evaluate_all(plan)
     finally:
         ray.shutdown()
     code = report_main([str(root), "--out", str(plan.out), "--title", f"{plan.name} ({plan.scale} scale)"])
+    for path in failed:  # the study goes on without them; the report covers the others
+        print(f"[study] FAILED (a trial: see its error.txt; a checkpoint: its evaluation above): {path}")
     print(
         f"[study] report: {plan.out / 'report.md'}\n[study] resume with: python main_study.py {plan.name} "
         f"--scale {plan.scale} --resume {root}"
     )
-    return code
+    return code or (1 if failed else 0)
