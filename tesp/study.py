@@ -73,7 +73,8 @@ class StudyPlan:
     storage: str
     experiment: str  # name of the Tune experiment (folder under storage)
     trials: list[Settings]  # one per (method, env), the seeds a grid
-    sigmas: list[float]
+    sigmas: list[float]  # noise levels of each trial's final checkpoint
+    intermediate_sigmas: list[float]  # and of its earlier checkpoints
     eval_pool_size: int
     out: Path
     resume: bool
@@ -159,8 +160,10 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         check_writable(storage, "--storage-path")
     out = Path(os.path.expanduser(args.out)) if args.out else Path(storage) / experiment / "report"
     sigmas = [float(s) for s in study.get("sigmas", [0.0])]
+    intermediate = [float(s) for s in study.get("intermediate_sigmas", sigmas)]
     return StudyPlan(
-        args.study, args.scale, storage, experiment, trials, sigmas, int(scale.get("eval_pool_size", 0)), out,
+        args.study, args.scale, storage, experiment, trials, sigmas, intermediate,
+        int(scale.get("eval_pool_size", 0)), out,
         args.resume is not None, {k: getattr(args, k) for k in RECORDED},
     )  # fmt: skip
 
@@ -223,20 +226,22 @@ def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
 
 
 def evaluate_all(plan: StudyPlan) -> list[str]:
-    """Every checkpoint of the experiment not evaluated yet, one Ray task (1 CPU) each; returns
+    """Every checkpoint of the experiment not evaluated yet, one Ray task (1 CPU) each: a trial's
+    final checkpoint at ``plan.sigmas``, its earlier ones at ``plan.intermediate_sigmas``. Returns
     the checkpoints whose evaluation failed."""
     import ray
 
     root = Path(plan.storage) / plan.experiment
-    todo = [
-        str(c)
-        for c in sorted(root.glob("*/checkpoint_*"))
-        if c.is_dir() and not (c.parent / f"{c.name}-eval.json").exists()
-    ]
+    todo = []  # (checkpoint, sigmas)
+    for trial in sorted(p for p in root.iterdir() if p.is_dir()):
+        checkpoints = sorted(c for c in trial.glob("checkpoint_*") if c.is_dir())
+        for c in checkpoints:
+            if not (trial / f"{c.name}-eval.json").exists():
+                todo.append((str(c), plan.sigmas if c == checkpoints[-1] else plan.intermediate_sigmas))
     task = ray.remote(num_cpus=1)(_evaluate_one)
-    refs = [task.remote(c, plan.sigmas, plan.eval_pool_size) for c in todo]
+    refs = [task.remote(c, sigmas, plan.eval_pool_size) for c, sigmas in todo]
     failed = []
-    for i, (checkpoint, ref) in enumerate(zip(todo, refs, strict=True), 1):
+    for i, ((checkpoint, _), ref) in enumerate(zip(todo, refs, strict=True), 1):
         try:
             print(f"[study] evaluated {i}/{len(refs)}: {ray.get(ref)}", flush=True)
         except Exception as e:  # noqa: BLE001 (one bad checkpoint must not lose the others)

@@ -39,10 +39,12 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
         evaluation = json.loads((trial / "checkpoint_000001-eval.json").read_text())
         found.add((method_name(evaluation["algorithm"]), params["env"]))
         assert [r["training_iteration"] for r in results(trial)] == [1, 2]
-        # every checkpoint evaluated on every pool at every noise level
-        for checkpoint in sorted(trial.glob("checkpoint_*/")):
+        # every checkpoint evaluated on every pool: the final one at every noise level, the earlier without noise
+        checkpoints = sorted(trial.glob("checkpoint_*/"))
+        assert len(checkpoints) == 2
+        for checkpoint, sigmas in zip(checkpoints, (["0.0"], SIGMAS), strict=True):
             pools = json.loads((trial / f"{checkpoint.name}-eval.json").read_text())["pools"]
-            assert sorted(pools) == ["D", "D'", "D''"] and all(sorted(p) == SIGMAS for p in pools.values())
+            assert sorted(pools) == ["D", "D'", "D''"] and all(sorted(p) == sigmas for p in pools.values())
     assert found == expected
     report = (root / "report" / "report.md").read_text()
     for section in (
