@@ -49,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--pools",
         nargs="+",
         default=None,
-        help=f"pools to evaluate (default: {' '.join(POOLS)}; an env without pools: {FRESH})",
+        help=f"pools to evaluate (default: the env's, e.g. {' '.join(POOLS)}; an env without pools: {FRESH})",
     )
     parser.add_argument(
         "--sigmas",
@@ -120,8 +120,9 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
             f"main_test.py evaluates {', '.join(able)} checkpoints"
         )
-    has_pools = bool(make_env(config["env"], config.get("env_config") or {}).task_pools())
-    valid = list(POOLS) if has_pools else [FRESH]
+    env_pools = list(make_env(config["env"], config.get("env_config") or {}).task_pools())
+    has_pools = bool(env_pools)
+    valid = env_pools or [FRESH]
     pools = args.pools or valid
     bad = [p for p in pools if p not in valid]
     if bad:

@@ -8,12 +8,20 @@ from typing import Any
 from tesp.envs.bandits import AntBanditsEnv, MovementBanditsEnv
 from tesp.envs.base import Task, TaskEnv
 from tesp.envs.goal_mujoco import AntEnv, Reacher2LinkEnv, Reacher4LinkEnv, WheeledEnv
+from tesp.envs.pendulum import PendulumEnv, SparsePendulumEnv
 from tesp.envs.point import PointNavEnv
+from tesp.envs.sparse_nav import CloseRingNavEnv, DogFeedingEnv, HardExplorationNavEnv, WideRingNavEnv
 
 ENVS: dict[str, type[TaskEnv]] = {
     "ant": AntEnv,
     "ant_bandits": AntBanditsEnv,
     "movement_bandits": MovementBanditsEnv,
+    "nav_close_ring": CloseRingNavEnv,
+    "nav_dog_feeding": DogFeedingEnv,
+    "nav_hard_exploration": HardExplorationNavEnv,
+    "nav_wide_ring": WideRingNavEnv,
+    "pendulum_dense": PendulumEnv,
+    "pendulum_sparse": SparsePendulumEnv,
     "point": PointNavEnv,
     "reacher_2_link": Reacher2LinkEnv,
     "reacher_4_link": Reacher4LinkEnv,

@@ -47,13 +47,19 @@ class TaskEnv(gym.Env):
         raise NotImplementedError(f"{type(self).__name__} has no continuous task distribution")
 
     def task_pools(self) -> dict[str, list[Task]]:
-        """The fixed pools ``{"D": [...], "D'": [...], "D''": [...]}``; empty when there are none."""
+        """The fixed pools, e.g. ``{"D": [...], "D'": [...], "D''": [...]}`` (:data:`POOLS`) or only a
+        ``"test"`` pool of fixed test tasks; empty when there are none. Training draws from ``"D"``
+        where there is one, else from :meth:`draw_tasks`."""
         return {}
 
     def positions(self, obs: np.ndarray) -> np.ndarray | None:
         """The agent's xy ``[..., 2]`` in observations ``[..., obs_dim]``, for trajectory plots;
         None where the observation does not hold it."""
         return None
+
+    def walls(self) -> np.ndarray:
+        """Rectangles ``[n, 4]`` (x0, y0, x1, y1) the agent cannot enter, for trajectory plots."""
+        return np.zeros((0, 4))
 
     def goal_marks(self, task: Task, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The goals to mark in a trajectory plot of one episode of ``task`` (observations

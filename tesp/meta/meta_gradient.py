@@ -33,7 +33,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from tesp.envs.base import POOLS, Task
+from tesp.envs.base import Task
 from tesp.meta.rollout import Rollout, pool_summary, stage_mean
 from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
@@ -343,7 +343,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         the post-adaptation episodes of (up to) the first 6 tasks, ``[3, H, W]`` uint8."""
         size = self.config.validation_pool_size if size is None else size
         out = {}
-        for name in pools or POOLS:
+        for name in pools or list(self.task_env.task_pools()):
             tasks = self.task_env.task_pools().get(name, [])
             tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
             if not tasks:

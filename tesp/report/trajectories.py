@@ -14,9 +14,13 @@ import numpy as np
 
 def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, env, max_episodes: int = 3) -> None:
     """Draw each batch's first ``max_episodes`` episodes (``env.positions(obs)`` up to the
-    episode's end) and their goals (``env.goal_marks``) in the task's colour."""
+    episode's end) and their goals (``env.goal_marks``) in the task's colour, over the env's
+    walls (``env.walls``)."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
+    for x0, y0, x1, y1 in env.walls():
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.4", linewidth=0))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
         color = cycle[i % len(cycle)]
