@@ -15,6 +15,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm import Algorithm
 
 from tesp.algorithms.adaptsv import AdaptSV
+from tesp.algorithms.e_maml import EMAML
 from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
@@ -65,6 +66,7 @@ TESP_FLAGS = (
 
 METHODS: dict[str, Method] = {
     "adaptsv": Method(AdaptSV, meta_summary),
+    "e_maml": Method(EMAML, meta_summary),
     "maesn": Method(MAESN, meta_summary),
     "maml": Method(MAML, meta_summary),
     "meta_sgd": Method(MetaSGD, meta_summary),
@@ -73,7 +75,7 @@ METHODS: dict[str, Method] = {
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
 }
 ALGS: dict[str, type[Algorithm]] = {name: m.algo_class for name, m in METHODS.items()}
-ALIASES = {"meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
+ALIASES = {"e-maml": "e_maml", "meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
 
 
 def canonical(name: str) -> str:

@@ -122,7 +122,7 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
     [
         (
             ["--env", "nope", "--alg", "maml"],
-            "unknown --env 'nope'; choose from: ant, ant_bandits, movement_bandits, point",
+            "unknown --env 'nope'; choose from: ant, ant_bandits, movement_bandits, nav_close_ring",
         ),
         (
             ["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"],
@@ -144,10 +144,11 @@ def test_help_lists_envs_and_algorithms(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert (
-        "registered envs: ant, ant_bandits, movement_bandits, point, reacher_2_link, reacher_4_link, wheeled"
-        in out
+        "registered envs: ant, ant_bandits, movement_bandits, nav_close_ring, nav_dog_feeding, "
+        "nav_hard_exploration, nav_wide_ring, pendulum_dense, pendulum_sparse, point, reacher_2_link, "
+        "reacher_4_link, wheeled" in out
     )
     assert "reacher_2-link (= reacher_2_link)" in out
-    for alg in ("adaptsv", "maesn", "maml", "meta_sgd", "mlsh", "tesp", "tesp_adapt_policy"):
+    for alg in ("adaptsv", "e_maml", "maesn", "maml", "meta_sgd", "mlsh", "tesp", "tesp_adapt_policy"):
         assert alg in out
     assert "--tesp-adapt-policy" in out and "-W N, --warmup-iters N" in out

@@ -143,11 +143,12 @@ def test_a_non_finite_parameter_stops_training_naming_it_and_the_iteration(ray_s
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("alg", ["maesn", "tesp"])
+@pytest.mark.parametrize("alg", ["maesn", "tesp", "e_maml"])
 def test_the_outer_update_taken_in_task_chunks_is_the_full_batch_one(ray_session, alg):
     """The PPO meta-update with the loss and gradient accumulated over chunks of 2 tasks gives the
     parameters of the one over all 5 tasks at once (float tolerance): every term is a task mean,
-    including MAESN's prior KL and TESP's embedding penalty."""
+    including MAESN's prior KL, TESP's embedding penalty and E-MAML's term (its credits taken
+    over the whole meta-batch)."""
     extra = {"model.encoder_units": 8} if alg == "tesp" else {}
     params = {}
     for chunk in (0, 2):

@@ -33,6 +33,7 @@ OTHER_KEYS = [
     ("alg", "extra", "alg_keys"),
     [
         ("maml", [], []),
+        ("e_maml", [], ["meta/e_maml_term"]),
         ("meta_sgd", ["--set", "num_inner_steps=2"], ["meta/step_size_mean", "meta/return_stage_2"]),
         (
             "maml",
@@ -48,7 +49,7 @@ OTHER_KEYS = [
             ["meta/regularizer", "meta/embedding_norm"],
         ),
     ],
-    ids=["maml", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
+    ids=["maml", "e_maml", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
 )
 def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
     proc = run_main_train(

@@ -24,7 +24,10 @@ VPG with GAE inside (Finn et al. 2017), PPO-clip or TRPO's surrogate outside. A 
 
 - :meth:`task_penalties` (single task, vmapped): terms on the adapted parameters and the task
   latent; the entry ``"penalty"`` is added to the outer loss, the others are logged;
-- :meth:`prior_terms` (all tasks): the same on the *pre-adaptation* parameters;
+- :meth:`prior_terms` (all tasks): the same on the *pre-adaptation* parameters and the stage
+  batches (E-MAML scores the pre-update episodes there);
+- :meth:`prepare_stages`: quantities computed once per meta-update from the whole meta-batch
+  (added to the stage batches before the outer loss is evaluated task chunk by task chunk);
 - :meth:`context_inputs`: what a stage's per-task contexts add to the loss batch;
 - :meth:`runner_states`: every task's EnvRunner weights, given their parameters and contexts.
 """
@@ -84,9 +87,15 @@ class MetaLearner(TorchLearner):
         to the loss, every other entry is logged (its mean over tasks)."""
         return {}
 
-    def prior_terms(self, theta: Params) -> dict[str, torch.Tensor]:
-        """The same on every task's pre-adaptation parameters ``theta`` ``[T, ...]`` (scalars)."""
+    def prior_terms(self, theta: Params, stages: Sequence[TorchBatch]) -> dict[str, torch.Tensor]:
+        """The same (scalars) on every task's pre-adaptation parameters ``theta`` ``[T, ...]``,
+        given the tasks' stage batches ``[D_0, ..., D_K]`` (each ``[T, N, ...]``)."""
         return {}
+
+    def prepare_stages(self, stages: Sequence[TorchBatch]) -> list[TorchBatch]:
+        """The stage batches the outer loss reads, from the ones sampled (all of this Learner's
+        tasks; the loss then takes them a chunk of tasks at a time)."""
+        return list(stages)
 
     def context_inputs(self, contexts: Sequence[Any]) -> TorchBatch:
         """Tensors ``[T, ...]`` a stage's per-task contexts add to its loss batch."""
@@ -235,6 +244,7 @@ class MetaLearner(TorchLearner):
             )
             for k in range(num_stages)
         ]
+        stages = self.prepare_stages(stages)
         index = torch.as_tensor(task_index)
         fixed = None
         if not cfg.second_order and cfg.first_order_mode == "fixed" and num_stages > 1:
@@ -303,7 +313,7 @@ class MetaLearner(TorchLearner):
             out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
         terms = vmap(self.task_outer_terms)(adapted, stages[-1])
         out |= {k: v.mean() for k, v in terms.items()}
-        prior = self.prior_terms(theta)
+        prior = self.prior_terms(theta, stages)
         penalty = prior.pop("penalty", None)
         out |= prior
         if penalty is not None:

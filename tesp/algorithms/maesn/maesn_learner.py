@@ -5,9 +5,11 @@ latent distribution."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from tesp.meta.meta_learner import MetaLearner
+from tesp.meta.meta_learner import MetaLearner, TorchBatch
 from tesp.nn.distributions import gaussian_kl
 from tesp.nn.params import Params
 
@@ -22,6 +24,6 @@ class MAESNLearner(MetaLearner):
     def task_penalties(self, params: Params, latent: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return {"embedding_norm": params["latent_mean"].norm()}  # logged only
 
-    def prior_terms(self, theta: Params) -> dict[str, torch.Tensor]:
+    def prior_terms(self, theta: Params, stages: Sequence[TorchBatch]) -> dict[str, torch.Tensor]:
         kl = latent_prior_kl(theta).mean()
         return {"latent_prior_kl": kl, "penalty": self.config.latent_prior_coeff * kl}

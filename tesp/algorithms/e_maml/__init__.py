@@ -1,0 +1,3 @@
+from tesp.algorithms.e_maml.e_maml import EMAML, EMAMLConfig
+
+__all__ = ["EMAML", "EMAMLConfig"]
