@@ -19,6 +19,7 @@ from tesp.algorithms.e_maml import EMAML
 from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
+from tesp.algorithms.mime import MIME
 from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
@@ -70,6 +71,7 @@ METHODS: dict[str, Method] = {
     "maesn": Method(MAESN, meta_summary),
     "maml": Method(MAML, meta_summary),
     "meta_sgd": Method(MetaSGD, meta_summary),
+    "mime": Method(MIME, meta_summary),
     "mlsh": Method(MLSHAlgorithm, mlsh_summary, MLSH_FLAGS),
     "tesp": Method(TESP, meta_summary, TESP_FLAGS),
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),

@@ -1,0 +1,3 @@
+from tesp.algorithms.mime.mime import MIME, MIMEConfig
+
+__all__ = ["MIME", "MIMEConfig"]
