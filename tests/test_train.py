@@ -34,6 +34,7 @@ OTHER_KEYS = [
     [
         ("maml", [], []),
         ("e_maml", [], ["meta/e_maml_term"]),
+        ("mime", ["--set", "pre_epochs=0"], ["meta/eta", "meta/information_gain", "meta/dynamics_loss"]),
         ("meta_sgd", ["--set", "num_inner_steps=2"], ["meta/step_size_mean", "meta/return_stage_2"]),
         (
             "maml",
@@ -49,7 +50,7 @@ OTHER_KEYS = [
             ["meta/regularizer", "meta/embedding_norm"],
         ),
     ],
-    ids=["maml", "e_maml", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
+    ids=["maml", "e_maml", "mime", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
 )
 def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
     proc = run_main_train(
