@@ -19,7 +19,18 @@ from typing import Any, NoReturn
 
 from tesp import settings as tesp_settings
 from tesp.config_overrides import RUN_DEFAULTS, ConfigError, parse_set
-from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, METHODS, Flag, canonical
+from tesp.registry import (
+    ALGS,
+    ALIASES,
+    ENV_ALIASES,
+    ENVS,
+    METHODS,
+    VARIANT_BASE,
+    VARIANT_SWITCHES,
+    VARIANTS,
+    Flag,
+    canonical,
+)  # fmt: skip
 from tesp.settings import check_writable
 
 EXIT_BAD_INPUT = 2
@@ -121,8 +132,30 @@ def make_parser() -> argparse.ArgumentParser:
             group.add_argument(
                 *flag.names, dest=dest(flag), type=flag.type, default=None, metavar="N", help=flag.help
             )
+    group = parser.add_argument_group(f"{VARIANT_BASE} variants (MIME's spellings; --alg {VARIANT_BASE})")
+    for switch, text in VARIANT_SWITCHES.items():
+        group.add_argument(f"--{switch}", dest=variant_dest(switch), action="store_true", help=text)
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
     return parser
+
+
+def variant_dest(switch: str) -> str:
+    return "variant_" + switch.replace("-", "_")
+
+
+def resolve_variant(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The method and settings that ``--alg`` with the variant switches name."""
+    on = frozenset(s for s in VARIANT_SWITCHES if getattr(args, variant_dest(s), False))
+    if not on:
+        return args.alg, {}
+    spelled = " ".join(f"--{s}" for s in sorted(on))
+    if canonical(args.alg) != VARIANT_BASE:
+        raise ConfigError(f"{spelled} only applies to --alg {VARIANT_BASE}, not --alg {args.alg!r}")
+    for variant in VARIANTS:
+        if variant.switches == on:
+            return variant.alg, dict(variant.settings)
+    valid = " | ".join(" ".join(f"--{s}" for s in sorted(v.switches)) for v in VARIANTS)
+    raise ConfigError(f"{spelled} is not a method; choose one of: {valid}")
 
 
 @dataclass
@@ -135,7 +168,9 @@ class Plan:
 def build_plan(args: argparse.Namespace) -> Plan:
     """Resolve and check every setting; raises ConfigError. Ray is not needed here."""
     overrides = parse_set(args.set)
-    alg = canonical(args.alg)
+    variant_alg, variant_settings = resolve_variant(args)
+    overrides = variant_settings | overrides
+    alg = canonical(variant_alg)
     for flag, algs in method_flags().values():
         value = getattr(args, dest(flag))
         if value is None or value is False:
@@ -153,7 +188,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    settings = tesp_settings.resolve(args.alg, args.env, overrides, args.config)
+    settings = tesp_settings.resolve(variant_alg, args.env, overrides, args.config)
     tesp_settings.check(settings)
     name = args.name or f"{settings.alg}-{settings.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))

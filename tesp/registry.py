@@ -76,6 +76,34 @@ METHODS: dict[str, Method] = {
     "tesp": Method(TESP, meta_summary, TESP_FLAGS),
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
 }
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Switches on ``--alg base`` that name another method: the MIME seed's spellings
+    (``--alg maml --use-vime --adapt-eta`` is ``--alg mime``)."""
+
+    switches: frozenset[str]  # the flags set, without dashes
+    alg: str
+    settings: dict[str, Any]
+
+
+VARIANT_BASE = "maml"
+VARIANT_SWITCHES = {
+    "add-noise": "MAML + noise: Gaussian noise on the standardised reward (= --alg mime, no VIME)",
+    "use-vime": "MAML + expl: VIME's information gain mixed into the reward, fixed weight (--alg mime)",
+    "adapt-eta": "with --use-vime: meta-learn the mixing weight (= --alg mime)",
+    "e-maml": "E-MAML's exploration term (= --alg e_maml)",
+}
+VARIANTS = (
+    Variant(
+        frozenset({"add-noise"}), "mime", {"use_vime": False, "adapt_eta": False, "reward_noise_std": 0.1}
+    ),
+    Variant(frozenset({"use-vime"}), "mime", {"use_vime": True, "adapt_eta": False}),
+    Variant(frozenset({"use-vime", "adapt-eta"}), "mime", {"use_vime": True, "adapt_eta": True}),
+    Variant(frozenset({"e-maml"}), "e_maml", {}),
+)
+
 ALGS: dict[str, type[Algorithm]] = {name: m.algo_class for name, m in METHODS.items()}
 ALIASES = {"e-maml": "e_maml", "meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
 

@@ -37,6 +37,11 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], ["127.0.0.1:9", "unreachable"]),
         (["--env", "point", "--alg", "maml", "--address", "nohost"], ["'nohost'", "HOST:PORT"]),
         (["--env", "point"], ["--alg"]),
+        (["--env", "point", "--alg", "tesp", "--use-vime"], ["--use-vime", "--alg maml", "'tesp'"]),
+        (["--env", "point", "--alg", "maml", "--adapt-eta"], ["--adapt-eta is not a method", "--adapt-eta --use-vime", "--e-maml"]),
+        (["--env", "point", "--alg", "maml", "--e-maml", "--use-vime"], ["--e-maml --use-vime", "choose one of"]),
+        (["--env", "point", "--alg", "mime", "--set", "dyn_lr=0"], ["dyn_lr=0", "> 0"]),
+        (["--env", "point", "--alg", "mime", "--set", "information_gain=exact"], ["'exact'", "second_order"]),
         (["--env", "point", "--alg", "maml", "--stop-iters", "0"], ["stop_iters=0"]),
         (["--env", "point", "--alg", "maml", "--set", "run.keep_checkpoints=0"], ["keep_checkpoints=0"]),
         (
@@ -152,3 +157,22 @@ def test_help_lists_envs_and_algorithms(capsys):
     for alg in ("adaptsv", "e_maml", "maesn", "maml", "meta_sgd", "mlsh", "tesp", "tesp_adapt_policy"):
         assert alg in out
     assert "--tesp-adapt-policy" in out and "-W N, --warmup-iters N" in out
+
+
+@pytest.mark.parametrize(
+    ("switches", "alg", "settings"),
+    [
+        (["--add-noise"], "mime", {"use_vime": False, "adapt_eta": False, "reward_noise_std": 0.1}),
+        (["--use-vime"], "mime", {"use_vime": True, "adapt_eta": False, "reward_noise_std": 0.0}),
+        (["--use-vime", "--adapt-eta"], "mime", {"use_vime": True, "adapt_eta": True}),
+        (["--e-maml"], "e_maml", {"e_maml_coeff": 1.0}),
+        ([], "maml", {}),
+    ],
+)
+def test_mime_seed_spellings_name_the_methods(switches, alg, settings):
+    from tesp.cli import build_plan, make_parser
+
+    plan = build_plan(make_parser().parse_args(["--env", "point", "--alg", "maml", *switches]))
+    assert plan.settings.alg == alg
+    for key, value in settings.items():
+        assert getattr(plan.settings.config, key) == value
