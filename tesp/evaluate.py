@@ -67,6 +67,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task-seed", type=int, default=0, help=f"seed of the {FRESH} tasks' draw (default 0)"
     )
+    parser.add_argument(
+        "--inner-steps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="inner steps per task (default: the checkpoint's num_inner_steps; MIME's protocol: 10)",
+    )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     return parser
 
@@ -106,6 +113,8 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
         raise ConfigError(f"--sigmas {args.sigmas} must all be >= 0")
     if args.pool_size < 0:
         raise ConfigError(f"--pool-size {args.pool_size} must be >= 0")
+    if args.inner_steps is not None and args.inner_steps < 0:
+        raise ConfigError(f"--inner-steps {args.inner_steps} must be >= 0")
     checkpoint = find_checkpoint(args.checkpoint)
     if not os.access(checkpoint.parent, os.W_OK):
         raise ConfigError(
@@ -132,9 +141,16 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 
 def evaluate(
-    algo, pools: list[str], sigmas: list[float], pool_size: int, task_seed: int = 0, progress: bool = True
+    algo,
+    pools: list[str],
+    sigmas: list[float],
+    pool_size: int,
+    task_seed: int = 0,
+    progress: bool = True,
+    inner_steps: int | None = None,
 ) -> tuple[list[dict], dict]:
-    """Adapt to every task of ``pools`` at each noise level; returns (per-task rows, summary).
+    """Adapt to every task of ``pools`` at each noise level with ``inner_steps`` inner steps
+    (default: the checkpoint's config); returns (per-task rows, summary).
 
     The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
     with ``task_seed``. ``progress``: a progress bar on stderr.
@@ -152,8 +168,9 @@ def evaluate(
         for pool, sigma, tasks in jobs:
             bar.set_postfix(pool=pool, sigma=sigma)
             noisy = [dict(t, obs_noise_std=sigma) for t in tasks]
-            rollouts = algo.evaluate_adaptation(noisy, progress=bar.update)
-            summary.setdefault(pool, {})[str(sigma)] = pool_summary(rollouts) | {"num_tasks": len(tasks)}
+            rollouts = algo.evaluate_adaptation(noisy, progress=bar.update, num_inner_steps=inner_steps)
+            stats = pool_summary(rollouts, algo.task_env.success_reward)
+            summary.setdefault(pool, {})[str(sigma)] = stats | {"num_tasks": len(tasks)}
             rows += task_rows(pool, sigma, tasks, rollouts)
     return rows, summary
 
@@ -175,14 +192,11 @@ def task_rows(pool: str, sigma: float, tasks: list[dict], rollouts) -> list[dict
     for ro in rollouts:
         for k, stage in enumerate(ro.stages):
             for t, result in enumerate(stage):
-                batch, goal = result.batch, tasks[offset + t]["goal"]
+                batch = result.batch
                 out.append(
-                    {
-                        "pool": pool,
-                        "sigma": sigma,
-                        "task": offset + t,
-                        "goal_x": float(goal[0]),
-                        "goal_y": float(goal[1]),
+                    {"pool": pool, "sigma": sigma, "task": offset + t}
+                    | task_columns(tasks[offset + t])
+                    | {
                         "stage": k,
                         "return": float(batch.episode_returns.mean()),
                         "length": float(batch.episode_lengths.mean()),
@@ -190,6 +204,25 @@ def task_rows(pool: str, sigma: float, tasks: list[dict], rollouts) -> list[dict
                     }
                 )
         offset += len(ro.stages[0])
+    return out
+
+
+def task_columns(task: dict) -> dict[str, float]:
+    """A task's defining values as CSV columns: ``goal_x``, ``goal_y`` for a goal, the others
+    (e.g. the pendulum's ``mass``, ``length``) by name."""
+    import numpy as np
+
+    out = {}
+    for key, value in task.items():
+        if key in ("index", "obs_noise_std"):
+            continue
+        flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+        if key == "goal" and len(flat) >= 2:
+            out |= {"goal_x": float(flat[0]), "goal_y": float(flat[1])}
+        elif len(flat) == 1:
+            out[key] = float(flat[0])
+        else:
+            out |= {f"{key}_{i}": float(v) for i, v in enumerate(flat)}
     return out
 
 
@@ -237,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         register_envs()
         algo = Algorithm.from_checkpoint(str(checkpoint))
         try:
-            rows, summary = evaluate(algo, pools, args.sigmas, args.pool_size, args.task_seed)
+            rows, summary = evaluate(
+                algo, pools, args.sigmas, args.pool_size, args.task_seed, inner_steps=args.inner_steps
+            )
             meta = metadata(algo, checkpoint, pools, args.task_seed)
+            if args.inner_steps is not None:
+                meta["num_inner_steps"] = args.inner_steps
         finally:
             algo.stop()
         csv_path, json_path = write(checkpoint, rows, summary, meta)

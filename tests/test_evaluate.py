@@ -89,6 +89,7 @@ def test_evaluation_command_writes_csv_and_json_next_to_the_checkpoint(wheeled_r
         (["/nonexistent/ckpt"], "checkpoint '/nonexistent/ckpt' does not exist"),
         (["."], "holds no checkpoint"),
         ([".", "--sigmas", "-1"], "must all be >= 0"),
+        ([".", "--inner-steps", "-1"], "--inner-steps -1 must be >= 0"),
     ],
 )
 def test_bad_evaluation_input_gives_one_line_and_exit_2(args, expected):
@@ -206,3 +207,30 @@ def test_render_refuses_bad_input_in_one_line(wheeled_run, tmp_path, args, messa
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line, line
+
+
+def test_mime_on_a_sparse_ring_is_evaluated_with_more_inner_steps_and_a_success_rate(tmp_path):
+    """MIME's test protocol: the fixed test goals, more inner steps than in training (10 in the
+    reference; 2 here), success = a goal reached in any episode."""
+    proc = run_main_train(
+        "--env", "nav_hard_exploration", "--alg", "mime", "--stop-iters", "1", "--storage-path", str(tmp_path),
+        "--name", "m", "--set", "meta_batch_size=2", "--set", "episodes_per_task=2",
+        "--set", "num_envs_per_env_runner=2", "--set", "num_env_runners=0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test = run_main_test(str(tmp_path / "m"), "--inner-steps", "2", "--pool-size", "2")
+    assert test.returncode == 0, test.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "m")
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    summary = json.loads((trial / f"{checkpoint.name}-eval.json").read_text())
+    assert summary["num_inner_steps"] == 2 and list(summary["pools"]) == ["test"]
+    stats = summary["pools"]["test"]["0.0"]
+    assert {"success_stage_0", "success_stage_2", "success_post", "return_stage_2"} <= set(stats)
+    assert 0.0 <= stats["success_post"] <= 1.0
+    # rewards are 0 or 1 here, so a task succeeded exactly when its mean return is above 0
+    with open(trial / f"{checkpoint.name}-eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["stage"] for r in rows} == {"0", "1", "2"}
+    for k in range(3):
+        stage = [float(r["return"]) > 0 for r in rows if r["stage"] == str(k)]
+        assert stats[f"success_stage_{k}"] == pytest.approx(sum(stage) / len(stage))

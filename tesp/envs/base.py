@@ -42,6 +42,10 @@ class TaskEnv(gym.Env):
     :meth:`task_pools` (or both).
     """
 
+    #: Sparse-reward envs: a step rewarded above this reached the goal, and a task is solved when
+    #: any step of any of its episodes did (the success rate evaluations report); None: no such notion.
+    success_reward: float | None = None
+
     def draw_tasks(self, n: int) -> list[Task]:
         """``n`` fresh tasks from the training distribution, drawn with ``self.np_random``."""
         raise NotImplementedError(f"{type(self).__name__} has no continuous task distribution")

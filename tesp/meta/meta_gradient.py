@@ -273,24 +273,26 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         if freq and (self.iteration + 1) % freq == 0:
             self._validation = self.validate_pools(images=self._validation_images)
 
-    def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
+    def adapt_on_tasks(self, tasks: list[Task], num_inner_steps: int | None = None) -> Rollout:
         """Adapt to each task from the current meta-parameters and sample every stage: K inner
-        steps and the post-adaptation round; no meta-update. The learner keeps each task's
-        adapted parameters and inner gradients for the meta-update that may follow."""
+        steps (default ``num_inner_steps`` of the config) and the post-adaptation round; no
+        meta-update. The learner keeps each task's adapted parameters and inner gradients for
+        the meta-update that may follow."""
         cfg = self.config
+        steps = cfg.num_inner_steps if num_inner_steps is None else num_inner_steps
         index = [int(task.get("index", -1)) for task in tasks]  # position in the training pool
         weights = self._start_tasks(index, None)
         rollout = Rollout(index=index, theta=weights[0])
         contexts = self.initial_contexts(tasks, rollout, weights)
         if contexts is not None:
             weights = self._start_tasks(index, contexts)
-        for k in range(cfg.num_inner_steps + 1):
+        for k in range(steps + 1):
             t0 = time.perf_counter()
             results = self.sample_round(tasks, weights)
             rollout.timings["sample"] += time.perf_counter() - t0
             rollout.stages.append(results)
             rollout.stage_contexts.append(contexts)
-            if k < cfg.num_inner_steps:
+            if k < steps:
                 t0 = time.perf_counter()
                 batches = [r.batch for r in results]
                 nxt = self.next_contexts(contexts, results)
@@ -318,13 +320,18 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         return [w for weights, _ in shards for w in weights], loss
 
     def evaluate_adaptation(
-        self, tasks: list[Task], chunk: int | None = None, progress: Callable[[int], None] | None = None
+        self,
+        tasks: list[Task],
+        chunk: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        num_inner_steps: int | None = None,
     ) -> list[Rollout]:
-        """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time."""
+        """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time,
+        with ``num_inner_steps`` inner steps (default: the config's)."""
         chunk = chunk or self.config.meta_batch_size
         out = []
         for start in range(0, len(tasks), chunk):
-            out.append(self.adapt_on_tasks(tasks[start : start + chunk]))
+            out.append(self.adapt_on_tasks(tasks[start : start + chunk], num_inner_steps))
             if progress is not None:
                 progress(len(tasks[start : start + chunk]))
         return out
@@ -349,7 +356,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
             if not tasks:
                 continue
             rollouts = self.evaluate_adaptation(tasks)
-            out[name] = pool_summary(rollouts)
+            out[name] = pool_summary(rollouts, self.task_env.success_reward)
             if (
                 images is not None
                 and self.task_env.positions(np.zeros(self.task_env.observation_space.shape)) is not None
