@@ -248,3 +248,28 @@ def test_render_refuses_a_missing_checkpoint_before_ray_starts(tmp_path):
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: checkpoint") and "does not exist" in line
+
+
+def test_evaluation_table_takes_each_trials_last_checkpoint(tmp_path):
+    from tesp.report.runs import Evaluation
+    from tesp.report.tables import evaluation_rows
+
+    def ev(trial, iteration, ret, noisy=None, success=None):
+        pools = {
+            "D''": {"0.0": {"return_post": ret} | ({"success_post": success} if success is not None else {})}
+        }
+        if noisy is not None:
+            pools["D''"]["0.1"] = {"return_post": noisy}
+        return Evaluation(
+            tmp_path / f"{trial}-{iteration}.json", "tesp", "wheeled", iteration, pools, tmp_path / trial
+        )
+
+    evs = [ev("a", 20, -500.0), ev("a", 60, -200.0, -210.0), ev("b", 60, -100.0, -120.0), ev("b", 40, 0.0)]
+    (row,) = evaluation_rows(evs)
+    assert row["seeds"] == 2 and row["iteration"] == 60
+    mean, low, high = row["D''"]
+    assert mean == pytest.approx(-150.0) and low <= -150.0 <= high
+    assert row["D'' sigma 0.1"][0] == pytest.approx(-165.0)
+    assert "D'' success" not in row
+    (row,) = evaluation_rows([ev("a", 5, 1.0, success=0.5), ev("b", 5, 2.0, success=1.0)])
+    assert row["D'' success"][0] == pytest.approx(0.75)

@@ -123,11 +123,22 @@ def build(roots: list[str], out: Path, title: str) -> Path:
         pages.append((name, figures.noise_panel(evs, env, method)))
         md += [f"## Observation noise: {env} {method}", "", f"![noise]({name}.png)", ""]
 
+    if evaluations:
+        md += [
+            "## Evaluation",
+            "",
+            "`main_test.py` on each trial's last evaluated checkpoint: post-adaptation return (and success",
+            "rate), mean [95% bootstrap CI] over seeds.",
+            "",
+            tables.results_table(tables.evaluation_rows(evaluations)),
+            "",
+        ]
     rows = tables.results_rows(groups)
     md += [
         "## Results",
         "",
-        "Final values, mean [95% bootstrap CI] over seeds.",
+        "Final values of training (validation: the first `validation_pool_size` tasks of each pool),",
+        "mean [95% bootstrap CI] over seeds.",
         "",
         tables.results_table(rows),
         "",

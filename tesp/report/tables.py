@@ -7,13 +7,14 @@ import contextlib
 import importlib.metadata
 import json
 import subprocess
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tesp.report.figures import TRAINING, pool_keys, pools_of
-from tesp.report.runs import Run
+from tesp.report.runs import Evaluation, Run
 from tesp.report.stats import bootstrap_ci
 
 PACKAGES = ("torch", "ray", "gymnasium", "mujoco", "numpy", "matplotlib")
@@ -48,6 +49,33 @@ def results_rows(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[dict]:
         row["env steps"] = float(np.nanmean(steps))
         row["wall-clock s"] = float(np.nanmean(seconds))
         row["steps/s"] = float(np.nanmean(steps / seconds))
+        rows.append(row)
+    return rows
+
+
+def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
+    """Per (env, method): each trial's last evaluated checkpoint (``main_test.py``), its
+    post-adaptation return per pool without noise and at the largest noise level evaluated (and
+    the success rate where the env has one), mean [95% bootstrap CI] over the trials."""
+    last: dict[Path, Evaluation] = {}
+    for e in evaluations:
+        if e.trial not in last or e.iteration > last[e.trial].iteration:
+            last[e.trial] = e
+    groups: dict[tuple[str, str], list[Evaluation]] = defaultdict(list)
+    for e in last.values():
+        groups[(e.env, e.method)].append(e)
+    rows = []
+    for (env, method), evs in sorted(groups.items()):
+        row: dict = {"env": env, "method": method, "seeds": len(evs)}
+        row["iteration"] = float(np.mean([e.iteration for e in evs]))
+        for pool in sorted({p for e in evs for p in e.pools}, key=lambda p: (len(p), p)):
+            sigmas = sorted({s for e in evs for s in e.pools.get(pool, {})}, key=float)
+            for sigma in dict.fromkeys([sigmas[0], sigmas[-1]]):
+                label = pool if float(sigma) == 0 else f"{pool} sigma {sigma}"
+                for key, suffix in (("return_post", ""), ("success_post", " success")):
+                    values = [e.pools.get(pool, {}).get(sigma, {}).get(key, np.nan) for e in evs]
+                    if np.isfinite(values).any():
+                        row[label + suffix] = mean_ci(values)
         rows.append(row)
     return rows
 
@@ -127,4 +155,4 @@ def _cell(value) -> str:
     return str(value)
 
 
-__all__ = ["TRAINING", "provenance", "results_rows", "results_table", "settings_table"]
+__all__ = ["TRAINING", "evaluation_rows", "provenance", "results_rows", "results_table", "settings_table"]
