@@ -169,7 +169,7 @@ def evaluate(
             bar.set_postfix(pool=pool, sigma=sigma)
             noisy = [dict(t, obs_noise_std=sigma) for t in tasks]
             rollouts = algo.evaluate_adaptation(noisy, progress=bar.update, num_inner_steps=inner_steps)
-            stats = pool_summary(rollouts, algo.task_env.success_reward)
+            stats = pool_summary(rollouts)
             summary.setdefault(pool, {})[str(sigma)] = stats | {"num_tasks": len(tasks)}
             rows += task_rows(pool, sigma, tasks, rollouts)
     return rows, summary

@@ -24,12 +24,15 @@ Task = dict[str, Any]
 
 
 class StepBatch(NamedTuple):
-    """One step of several envs: observations, rewards, terminated and truncated flags."""
+    """One step of several envs: observations, rewards, terminated and truncated flags, and
+    for envs whose ``info`` reports it (gymnasium's and Meta-World's convention), whether each
+    step reached the task's goal."""
 
     obs: list[np.ndarray]
     rewards: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    success: np.ndarray | None = None
 
 
 POOLS = ("D", "D'", "D''")
@@ -41,10 +44,6 @@ class TaskEnv(gym.Env):
     Subclasses implement :meth:`set_task`, :meth:`get_task`, and :meth:`draw_tasks` or
     :meth:`task_pools` (or both).
     """
-
-    #: Sparse-reward envs: a step rewarded above this reached the goal, and a task is solved when
-    #: any step of any of its episodes did (the success rate evaluations report); None: no such notion.
-    success_reward: float | None = None
 
     def draw_tasks(self, n: int) -> list[Task]:
         """``n`` fresh tasks from the training distribution, drawn with ``self.np_random``."""
@@ -103,15 +102,21 @@ class TaskEnv(gym.Env):
         """Step each of ``envs`` (instances of one class) with its row of ``actions``.
 
         Returns the new observations and the rewards, terminated and truncated flags as
-        arrays, as ``env.step`` would, without the ``info`` dicts. The sampler calls this once
-        per step for all of a round's live episodes, so an env class can replace the per-env
-        Python of ``step`` with array code; this default just calls ``step``."""
+        arrays, as ``env.step`` would, without the ``info`` dicts except their ``"success"``
+        (recorded with the episodes: a task is solved when any step of any of its episodes
+        succeeded). The sampler calls this once per step for all of a round's live episodes, so
+        an env class can replace the per-env Python of ``step`` with array code; this default
+        just calls ``step``."""
         out = [env.step(a) for env, a in zip(envs, actions, strict=True)]
+        success = None
+        if "success" in out[0][4]:
+            success = np.array([bool(o[4]["success"]) for o in out], dtype=bool)
         return StepBatch(
             [o[0] for o in out],
             np.array([o[1] for o in out], dtype=np.float64),
             np.array([o[2] for o in out], dtype=bool),
             np.array([o[3] for o in out], dtype=bool),
+            success,
         )
 
     def set_task(self, task: Task) -> None:

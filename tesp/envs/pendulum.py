@@ -90,7 +90,5 @@ class PendulumEnv(TaskEnv):
 class SparsePendulumEnv(PendulumEnv):
     """``pendulum_sparse``: reward 1 only while the pole is within ``success_fraction`` of upright."""
 
-    success_reward = 0.0
-
     def __init__(self, sparse: bool = True, horizon: int = 50, success_fraction: float = 5e-4) -> None:
         super().__init__(sparse, horizon, success_fraction)

@@ -61,8 +61,6 @@ class _PointMass(TaskEnv):
     """A point that moves by its clipped action, rewarded 1 per step near the goal."""
 
     metadata = {"render_modes": []}
-    success_reward = 0.0
-
     def __init__(self, horizon: int, goal_radius: float, start: tuple[float, float], action_bound: float = 0.1):
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")

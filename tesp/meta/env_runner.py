@@ -120,6 +120,8 @@ class TaskEnvRunner(SingleAgentEnvRunner):
             )
             step = step_batch([envs[i] for i in active], out[Columns.ACTIONS])
             arrays = {k: v for k, v in out.items() if k != Columns.ACTION_LOGP}
+            if step.success is not None:  # the env's info["success"], kept as an extra
+                arrays["success"] = step.success
             record.steps.append((np.array(active), arrays | {"obs": obs, "rewards": step.rewards}))
             for j, ep in enumerate(live):
                 ep.last_obs = step.obs[j]

@@ -356,7 +356,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
             if not tasks:
                 continue
             rollouts = self.evaluate_adaptation(tasks)
-            out[name] = pool_summary(rollouts, self.task_env.success_reward)
+            out[name] = pool_summary(rollouts)
             if (
                 images is not None
                 and self.task_env.positions(np.zeros(self.task_env.observation_space.shape)) is not None

@@ -40,28 +40,30 @@ def stage_mean(results: Sequence[SampleResult], attr: str) -> float:
     return float(np.concatenate([getattr(r.batch, attr) for r in results]).mean())
 
 
-def pool_summary(rollouts: Sequence[Rollout], success_reward: float | None = None) -> dict[str, float]:
-    """Per stage, the mean episode return and length over all tasks of ``rollouts``; with
-    ``success_reward`` (the env's :attr:`~tesp.envs.base.TaskEnv.success_reward`), also the
-    fraction of tasks with a step rewarded above it in any episode (MIME's success rate)."""
+def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """Per stage, the mean episode return and length over all tasks of ``rollouts``; for envs
+    that report ``info["success"]``, also the fraction of tasks solved (:func:`task_success`,
+    MIME's and Meta-World's success rate)."""
     out = {}
     stages = [[r for ro in rollouts for r in ro.stages[k]] for k in range(len(rollouts[0].stages))]
+    tracked = "success" in stages[0][0].batch.extras
     for k, stage in enumerate(stages):
         out[f"return_stage_{k}"] = stage_mean(stage, "episode_returns")
         out[f"length_stage_{k}"] = stage_mean(stage, "episode_lengths")
-        if success_reward is not None:
-            out[f"success_stage_{k}"] = float(np.mean([task_success(r.batch, success_reward) for r in stage]))
+        if tracked:
+            out[f"success_stage_{k}"] = float(np.mean([task_success(r.batch) for r in stage]))
     out["return_post"] = out[f"return_stage_{len(stages) - 1}"]
-    if success_reward is not None:
+    if tracked:
         out["success_post"] = out[f"success_stage_{len(stages) - 1}"]
     if rollouts[0].warmup:
         out["return_warmup"] = stage_mean([r for ro in rollouts for r in ro.warmup], "episode_returns")
     return out
 
 
-def task_success(batch, success_reward: float) -> bool:
-    """Whether any real step of any episode of a task's batch was rewarded above ``success_reward``."""
-    return bool(((batch.rewards > success_reward) & (batch.mask > 0)).any())
+def task_success(batch) -> bool:
+    """Whether any real step of any episode of a task's batch succeeded (the env's
+    ``info["success"]``, recorded as the batch's extra ``"success"``)."""
+    return bool(((batch.extras["success"] > 0) & (batch.mask > 0)).any())
 
 
 def summary_line(result: dict) -> str:
