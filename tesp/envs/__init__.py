@@ -8,6 +8,7 @@ from typing import Any
 from tesp.envs.bandits import AntBanditsEnv, MovementBanditsEnv
 from tesp.envs.base import Task, TaskEnv
 from tesp.envs.goal_mujoco import AntEnv, Reacher2LinkEnv, Reacher4LinkEnv, WheeledEnv
+from tesp.envs.metaworld_ml10 import ML10Env
 from tesp.envs.pendulum import PendulumEnv, SparsePendulumEnv
 from tesp.envs.point import PointNavEnv
 from tesp.envs.sparse_nav import CloseRingNavEnv, DogFeedingEnv, HardExplorationNavEnv, WideRingNavEnv
@@ -15,6 +16,7 @@ from tesp.envs.sparse_nav import CloseRingNavEnv, DogFeedingEnv, HardExploration
 ENVS: dict[str, type[TaskEnv]] = {
     "ant": AntEnv,
     "ant_bandits": AntBanditsEnv,
+    "ml10": ML10Env,
     "movement_bandits": MovementBanditsEnv,
     "nav_close_ring": CloseRingNavEnv,
     "nav_dog_feeding": DogFeedingEnv,
