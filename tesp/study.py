@@ -2,8 +2,10 @@
 
 A study (``configs/studies/<STUDY>.yaml``) names the methods, the envs, the seeds, the noise
 levels of the evaluation, optional extra trials (``noise_sweep``: TESP on the ant in the TESP
-paper's study) and its scales (settings over the shipped ``configs/<env>/<alg>.yaml``). The
-command then
+paper's study), optional ``variants`` (a method with settings of its own, trained and reported
+under the variant's name, e.g. ``tesp-k3: {alg: tesp, settings: {num_inner_steps: 3}}``) and its
+scales (settings over the shipped ``configs/<env>/<alg>.yaml``; ``scales_from: OTHER`` takes
+another study's). The command then
 
 1. trains every (method, env, seed) as **one Tune experiment** (one ``tune.Experiment`` per
    (method, env), the seeds a grid, all under one experiment folder, so Tune runs the trials side
@@ -72,7 +74,8 @@ class StudyPlan:
     scale: str
     storage: str
     experiment: str  # name of the Tune experiment (folder under storage)
-    trials: list[Settings]  # one per (method, env), the seeds a grid
+    trials: list[Settings]  # one per (method or variant, env), the seeds a grid
+    names: list[str]  # each trial's Tune trainable name: the method's Algorithm class or the variant
     sigmas: list[float]  # noise levels of each trial's final checkpoint
     intermediate_sigmas: list[float]  # and of its earlier checkpoints
     eval_pool_size: int
@@ -86,7 +89,20 @@ def load_study(name: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown study {name!r}; choose from: {', '.join(known)}")
-    return yaml.safe_load(path.read_text())
+    study = yaml.safe_load(path.read_text())
+    if "scales_from" in study:
+        study["scales"] = load_study(study["scales_from"])["scales"]
+    study.setdefault("algs", [])
+    study.setdefault("variants", {})
+    from tesp.registry import ALGS
+
+    for variant, spec in study["variants"].items():
+        if "_" in variant or variant in ALGS or spec.get("alg") not in ALGS:
+            raise ConfigError(
+                f"study {name!r}: variant {variant!r} needs a name without '_' that is not a method, "
+                f"and an alg from: {', '.join(sorted(ALGS))}"
+            )
+    return study
 
 
 def _names(text: str | None, default: list, flag: str, valid: list[str] | None = None) -> list:
@@ -129,22 +145,27 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0") from None
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0")
-    algs = _names(args.algs, study["algs"], "--algs", study["algs"])
+    variants = study["variants"]
+    choices = study["algs"] + list(variants)
+    algs = _names(args.algs, choices, "--algs", choices)
     envs = _names(args.envs, study["envs"], "--envs", study["envs"])
     pairs = [(alg, env) for env in envs for alg in algs]
     sweep = study.get("noise_sweep")
     if sweep and not args.no_noise_sweep:
         pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
-    trials = []
-    for alg, env in pairs:
+    trials, names = [], []
+    for name, env in pairs:
+        alg = variants[name]["alg"] if name in variants else name
         overrides = {
             **scale.get("settings", {}),
             **scale.get("method_settings", {}).get(alg, {}),
+            **(variants[name].get("settings", {}) if name in variants else {}),
             **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
             "run.keep_checkpoints": None,  # every checkpoint is evaluated
             "seed": {"grid_search": seeds},
         }
         settings = resolve(alg, env, overrides)
+        names.append(name if name in variants else settings.method.algo_class.__name__)
         check(settings)
         if args.address is None:
             check_fits_locally(settings)
@@ -162,7 +183,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     sigmas = [float(s) for s in study.get("sigmas", [0.0])]
     intermediate = [float(s) for s in study.get("intermediate_sigmas", sigmas)]
     return StudyPlan(
-        args.study, args.scale, storage, experiment, trials, sigmas, intermediate,
+        args.study, args.scale, storage, experiment, trials, names, sigmas, intermediate,
         int(scale.get("eval_pool_size", 0)), out,
         args.resume is not None, {k: getattr(args, k) for k in RECORDED},
     )  # fmt: skip
@@ -176,10 +197,17 @@ def train(plan: StudyPlan) -> list[str]:
     from tesp.progress import JsonLogger, Progress
     from tesp.registry import METHODS
 
+    runs = []
+    for name, s in zip(plan.names, plan.trials, strict=True):
+        if name != s.method.algo_class.__name__:  # a variant: its trials and report carry its name
+            tune.register_trainable(name, s.method.algo_class)
+            runs.append(name)
+        else:
+            runs.append(s.method.algo_class)
     experiments = [
         tune.Experiment(
             name=plan.experiment,
-            run=s.method.algo_class,
+            run=run,
             config=s.config.to_dict(),
             stop={"training_iteration": s.run["stop_iters"]},
             storage_path=plan.storage,
@@ -187,7 +215,7 @@ def train(plan: StudyPlan) -> list[str]:
                 checkpoint_frequency=s.run["checkpoint_freq"], checkpoint_at_end=True
             ),
         )
-        for s in plan.trials
+        for run, s in zip(runs, plan.trials, strict=True)
     ]
     summary = METHODS[plan.trials[0].alg].summary  # the study's methods share the meta-learners' line
     analysis = tune.run(

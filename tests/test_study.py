@@ -69,14 +69,18 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["nope"], "unknown study 'nope'; choose from: tesp_paper"),
+        (["nope"], "unknown study 'nope'; choose from: tesp_ablations, tesp_paper"),
         (["tesp_paper", "--scale", "huge"], "unknown --scale 'huge'; choose from: paper, laptop, smoke"),
         (["tesp_paper", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers >= 0"),
         (["tesp_paper", "--algs", "maml,mlsh"], "--algs: 'mlsh' is not in this study; choose from: maml"),
         (["tesp_paper", "--envs", "point"], "--envs: 'point' is not in this study; choose from: wheeled"),
         (["tesp_paper", "--scale", "paper"], "a trial needs 2 CPUs"),
         (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
-        ([], "name a study (choose from: tesp_paper) or --resume a study's folder"),
+        ([], "name a study (choose from: tesp_ablations, tesp_paper) or --resume a study's folder"),
+        (
+            ["tesp_ablations", "--algs", "tesp-k4"],
+            "--algs: 'tesp-k4' is not in this study; choose from: tesp, meta_sgd, tesp-k3",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch):
@@ -88,3 +92,42 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch
     assert exc.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), lines
+
+
+def test_variants_are_the_method_with_their_settings_under_their_own_name():
+    from tesp.study import build_plan, make_parser
+
+    plan = build_plan(
+        make_parser().parse_args(["tesp_ablations", "--scale", "laptop", "--storage-path", "/tmp"])
+    )
+    by_name = {n: t for n, t in zip(plan.names, plan.trials, strict=True)}
+    assert list(by_name) == [
+        "TESP",
+        "MetaSGD",
+        "tesp-k3",
+        "tesp-buffer16",
+        "tesp-second-order",
+        "tesp-last-iterate",
+    ]
+    base, k3 = by_name["TESP"].config, by_name["tesp-k3"].config
+    assert (base.num_inner_steps, k3.num_inner_steps) == (1, 3)  # the laptop scale's K, and the variant's
+    assert k3.buffer_size == base.buffer_size == 8 and k3.num_outer_steps == base.num_outer_steps == 5
+    assert by_name["tesp-buffer16"].config.buffer_size == 16
+    assert by_name["tesp-second-order"].config.second_order and not base.second_order
+    assert by_name["tesp-last-iterate"].config.best_iterate_kl_target == 0 < base.best_iterate_kl_target
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_variant_trains_and_is_reported_under_its_name(tmp_path):
+    proc = run_study(
+        "tesp_ablations", "--scale", "smoke", "--seeds", "0", "--algs", "tesp-k3",
+        "--storage-path", str(tmp_path), "--name", "v",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "v")
+    assert trial.name.startswith("tesp-k3_wheeled")
+    assert json.loads((trial / "params.json").read_text())["num_inner_steps"] == 3
+    assert [r["meta"]["return_stage_3"] is not None for r in results(trial)] == [True, True]
+    report = (tmp_path / "v" / "report" / "report.md").read_text()
+    assert "| wheeled | tesp-k3 |" in report  # the Evaluation table's row

@@ -90,7 +90,7 @@ def load_evaluations(roots: list[str]) -> list[Evaluation]:
             out.append(
                 Evaluation(
                     path=path,
-                    method=method_name(data.get("algorithm", "?")),
+                    method=_evaluated_method(path, data),
                     env=data.get("env", "?"),
                     iteration=int(data.get("training_iteration", 0)),
                     pools=data.get("pools", {}),
@@ -98,6 +98,14 @@ def load_evaluations(roots: list[str]) -> list[Evaluation]:
                 )
             )
     return out
+
+
+def _evaluated_method(path: Path, data: dict) -> str:
+    """The method of an evaluation: as its trial's Run names it (from the trial folder, where a
+    study's variant is named), else from the evaluated Algorithm class."""
+    if (path.parent / "params.json").is_file():
+        return method_name(path.parent.name.split("_", 1)[0])
+    return method_name(data.get("algorithm", "?"))
 
 
 def method_name(class_name: str) -> str:
