@@ -77,6 +77,14 @@ class MetaLearner(TorchLearner):
     def policy(self) -> GaussianPolicyModule:
         return self.module[DEFAULT_MODULE_ID].unwrapped()
 
+    def build(self) -> None:
+        # Flush denormal floats to zero in this process. Gradients fading through a long
+        # recurrence (TESP's GRU over 200-step episodes) reach the denormal range, where every
+        # CPU float operation costs ~10x: one TESP outer update at the study's laptop scale took
+        # 15 s instead of ~2 s (benchmarks/README.md). Values below ~1e-38 become 0.
+        torch.set_flush_denormal(True)
+        super().build()
+
     def _make_modules_ddp_if_necessary(self) -> None:
         """No DDP wrapper with several Learners: :meth:`_all_reduce_gradients` sums the
         meta-gradients instead (see the module docstring)."""
