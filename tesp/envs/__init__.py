@@ -12,6 +12,7 @@ from tesp.envs.metaworld_ml10 import ML10Env
 from tesp.envs.pendulum import PendulumEnv, SparsePendulumEnv
 from tesp.envs.point import PointNavEnv
 from tesp.envs.sparse_nav import CloseRingNavEnv, DogFeedingEnv, HardExplorationNavEnv, WideRingNavEnv
+from tesp.envs.walker import WalkerCrawlEnv, WalkerForwardEnv, WalkerJumpEnv, WalkerObstacleCourseEnv
 
 ENVS: dict[str, type[TaskEnv]] = {
     "ant": AntEnv,
@@ -27,6 +28,10 @@ ENVS: dict[str, type[TaskEnv]] = {
     "point": PointNavEnv,
     "reacher_2_link": Reacher2LinkEnv,
     "reacher_4_link": Reacher4LinkEnv,
+    "walker_crawl": WalkerCrawlEnv,
+    "walker_forward": WalkerForwardEnv,
+    "walker_jump": WalkerJumpEnv,
+    "walker_obstacle_course": WalkerObstacleCourseEnv,
     "wheeled": WheeledEnv,
 }
 # The original release's spellings.

@@ -1,0 +1,176 @@
+"""The walker envs' rules, checked with scripted states (tesp.envs.walker)."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from tesp.envs import make_env
+from tesp.envs.walker import HMAP_OFFSETS, NO_CEILING, height_map
+
+WALKERS = ["walker_forward", "walker_jump", "walker_crawl", "walker_obstacle_course"]
+
+
+def teleport(env, x: float, z: float | None = None, vx: float = 0.0) -> None:
+    """Put the standing walker's torso at ``x`` (and height ``z``) with forward speed ``vx``."""
+    qpos, qvel = env.init_qpos.copy(), env.init_qvel.copy()
+    qpos[0] = x
+    if z is not None:
+        qpos[1] = z
+    qvel[0] = vx
+    env.set_state(qpos, qvel)
+
+
+def course(obstacles, **kwargs):
+    env = make_env("walker_obstacle_course", {"init_noise": 0.0, **kwargs})
+    env.set_task({"obstacles": obstacles})
+    env.reset(seed=0)
+    return env
+
+
+@pytest.mark.parametrize("name", WALKERS)
+def test_check_env(name):
+    check_env(make_env(name), skip_render_check=True)
+
+
+def test_height_map_of_a_hand_placed_terrain():
+    # A curb at x = 1 and a ceiling centred at 2.5 (span 1.0 - 4.0), seen from a torso at x = 0.
+    ground, ceiling = height_map([("curb", 1.0), ("ceiling", 2.5)], 0.0)
+    points = HMAP_OFFSETS
+    assert np.array_equal(np.flatnonzero(ground), np.flatnonzero(np.abs(points - 1.0) <= 0.1 + 1e-9))
+    assert set(ground) == {0.0, 0.4} and np.isclose(points[ground > 0], [0.9, 1.0, 1.1]).all()
+    under = np.abs(points - 2.5) <= 1.5 + 1e-9
+    assert (ceiling[under] == 0.9).all() and (ceiling[~under] == NO_CEILING).all()
+    assert points[under].min() == pytest.approx(1.0) and points[under].max() == pytest.approx(2.6)
+
+
+def test_height_map_matches_the_model_geometry():
+    """The observed map equals what rays cast through the placed model see."""
+    env = course([("curb", 1.05), ("ceiling", 2.37)])
+    teleport(env, 0.0)
+    obs = env._get_obs()
+    ground, ceiling = obs[17:].reshape(2, -1)
+    geomgroup = np.array([1, 0, 0, 0, 0, 0], np.uint8)  # group 0: terrain only
+    gid = np.zeros(1, np.int32)
+    for i, dx in enumerate(HMAP_OFFSETS):
+        x = float(env.data.qpos[0]) + dx
+        # Down from between the curbs' tops (0.4) and the ceilings' undersides (0.9), and up.
+        down = mujoco.mj_ray(
+            env.model, env.data, np.array([x, 0, 0.8]), np.array([0, 0, -1.0]), geomgroup, 1, -1, gid
+        )
+        assert 0.8 - down == pytest.approx(ground[i], abs=1e-6), dx
+        up = mujoco.mj_ray(
+            env.model, env.data, np.array([x, 0, 0.5]), np.array([0, 0, 1.0]), geomgroup, 1, -1, gid
+        )
+        seen = NO_CEILING if up < 0 or up > 1.0 else 0.5 + up
+        assert seen == pytest.approx(ceiling[i], abs=1e-6), dx
+
+
+def test_curb_collision_ends_the_episode():
+    env = course([("curb", 0.2)], min_avg_speed=0.0)  # the front foot (x 0-0.2 at z 0.1) is inside it
+    _, reward, terminated, _, info = env.step(np.zeros(6))
+    assert info["collided"] and terminated
+    calm = course([("curb", 5.0)], min_avg_speed=0.0)
+    _, calm_reward, calm_terminated, _, calm_info = calm.step(np.zeros(6))
+    assert not calm_info["collided"] and not calm_terminated
+    assert calm_reward - reward > 9.0  # the -10 of the collision (the curb's bonuses: none yet)
+
+
+def test_collision_is_reported_without_ending_when_allowed():
+    env = course([("curb", 0.2)], done_on_collision=False, min_avg_speed=0.0)
+    _, _, terminated, _, info = env.step(np.zeros(6))
+    assert info["collided"] and not terminated
+
+
+def test_standing_under_a_ceiling_collides():
+    env = course([("ceiling", 5.0)], min_avg_speed=0.0)
+    teleport(env, 5.0)  # torso top at 1.5 > the 0.9 underside
+    _, _, terminated, _, info = env.step(np.zeros(6))
+    assert info["collided"] and terminated
+
+
+def test_passing_an_obstacle_counts_once():
+    env = course([("curb", 3.0), ("curb", 6.0)], min_avg_speed=0.0)
+    teleport(env, 1.0)
+    _, r_before, *_ = env.step(np.zeros(6))
+    teleport(env, 3.2)  # past the first curb's far end (3.1), before the second
+    _, r_pass, terminated, _, info = env.step(np.zeros(6))
+    assert info["obstacles_passed"] == 1 and not terminated
+    assert r_pass - r_before > 190.0  # the pass's +200 (the curb bonuses add more)
+    for _ in range(3):  # staying past it does not count it again
+        _, r, _, _, info = env.step(np.zeros(6))
+        assert info["obstacles_passed"] == 1 and r < 50.0
+    teleport(env, 6.2)
+    _, _, terminated, _, info = env.step(np.zeros(6))
+    assert info["obstacles_passed"] == 2 and terminated and info["success"]  # all passed
+
+
+def test_passing_too_slowly_ends_the_episode():
+    # 3 m in one step is fast; the same pass after 500 steps (4 s: 0.75 m/s) is slow.
+    fast = course([("curb", 2.0), ("curb", 9.0)], min_avg_speed=2.0)
+    teleport(fast, 2.2)
+    assert not fast.step(np.zeros(6))[2]
+    slow = course([("curb", 2.0), ("curb", 9.0)], min_avg_speed=2.0)
+    slow._t = 500
+    teleport(slow, 2.2)
+    _, _, terminated, _, info = slow.step(np.zeros(6))
+    assert terminated and info["obstacles_passed"] == 1 and not info["success"]
+
+
+def test_falling_ends_the_episode_except_low_under_a_ceiling():
+    env = course([("curb", 20.0)], min_avg_speed=0.0)
+    teleport(env, 0.0, z=0.7)
+    assert env.step(np.zeros(6))[2]
+    env = course([("ceiling", 5.0)], min_avg_speed=0.0)
+    teleport(env, 3.0, z=0.7)  # 0.5 m before the ceiling: 0.7 is allowed (the limit is 0.3)
+    assert not env.step(np.zeros(6))[2]
+
+
+def test_jump_succeeds_past_the_finish_line():
+    env = make_env("walker_jump", {"init_noise": 0.0})
+    env.reset(seed=0)
+    teleport(env, 14.0)
+    _, _, terminated, _, info = env.step(np.zeros(6))
+    assert info["obstacles_passed"] == 1 and not terminated
+    teleport(env, 15.1)
+    _, _, terminated, _, info = env.step(np.zeros(6))
+    assert terminated and info["success"]
+
+
+def test_walking_succeeds_by_surviving_the_horizon():
+    env = make_env("walker_forward", {"horizon": 3, "push_prob": 0.0, "random_steps": 0})
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(6)) for _ in range(3)]
+    assert [f[4]["success"] for f in flags] == [False, False, True] and flags[-1][3]
+
+
+def test_layouts_pinned_or_fresh():
+    env = make_env("walker_obstacle_course")
+    env.reset(seed=1)
+    first = env.obstacles
+    env.reset()
+    assert env.obstacles != first  # a fresh layout per reset by default
+    kinds = sorted(k for k, _ in first)
+    assert kinds == ["ceiling", "ceiling", "curb", "curb", "curb"]
+    xs = [x for _, x in first]
+    assert all(abs(x - c) <= 0.5 for x, c in zip(xs, (8, 19, 30, 41, 52), strict=True))
+    env.set_task({"obstacles": first})
+    for _ in range(2):
+        env.reset()
+        assert env.obstacles == first
+    placed = sorted(
+        round(float(env.data.geom_xpos[g][0]), 6) for g in env.obstacle_geoms if env.data.geom_xpos[g][2] > 0
+    )
+    assert placed == sorted(round(x, 6) for x in xs)
+
+
+def test_reduced_course_and_bad_options():
+    env = make_env("walker_obstacle_course", {"kinds": ["curb", "ceiling"]})
+    env.reset(seed=0)
+    assert sorted(k for k, _ in env.obstacles) == ["ceiling", "curb"]
+    with pytest.raises(ValueError, match="kinds"):
+        make_env("walker_obstacle_course", {"kinds": ["wall"]})
+    with pytest.raises(ValueError, match="push_prob"):
+        make_env("walker_forward", {"push_prob": 2.0})
