@@ -10,6 +10,10 @@ next to the checkpoint:
 - ``<checkpoint>-eval.json``: per (pool, sigma), the mean return and length over all episodes
   of all tasks at each stage (the paper's curves plot ``return_post``).
 
+A checkpoint of a single policy (``--alg ppo``) is tested by running it instead
+(:mod:`tesp.policy_eval`): ``--episodes`` episodes, the env's success metrics per episode, and a
+video with ``--record``.
+
 An env without pools (``point`` by default) is evaluated on ``--pool-size`` tasks (default 20)
 drawn from its training distribution with ``--task-seed`` (default 0), reported as pool ``fresh``.
 
@@ -74,6 +78,11 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="inner steps per task (default: the checkpoint's num_inner_steps; MIME's protocol: 10)",
     )
+    single = parser.add_argument_group("a single policy's checkpoint (--alg ppo)")
+    single.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    single.add_argument("--seed", type=int, default=0, help="seed of the env's resets (default 0)")
+    single.add_argument("--explore", action="store_true", help="sample actions (default: the policy's mean)")
+    single.add_argument("--record", action="store_true", help="write a video of the first episode")
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     return parser
 
@@ -105,9 +114,11 @@ def saved_config(checkpoint: Path) -> tuple[type, dict[str, Any]]:
         raise ConfigError(f"checkpoint {str(checkpoint)!r} is unreadable ({type(e).__name__}: {e})") from None
 
 
-def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    """Check everything before Ray starts; returns the checkpoint and the pools to evaluate."""
+def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
+    """Check everything before Ray starts; returns the checkpoint and the pools to evaluate
+    (None: a single policy's checkpoint, tested by running it)."""
     from tesp.envs import make_env
+    from tesp.policy_eval import check_policy_args, is_policy_checkpoint
 
     if any(s < 0 for s in args.sigmas):
         raise ConfigError(f"--sigmas {args.sigmas} must all be >= 0")
@@ -122,12 +133,15 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str]]:
         )
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "evaluate_adaptation"):
+        if is_policy_checkpoint(checkpoint):
+            check_policy_args(args)
+            return checkpoint, None
         from tesp.registry import ALGS
 
         able = [name for name, cls in ALGS.items() if hasattr(cls, "evaluate_adaptation")]
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
-            f"main_test.py evaluates {', '.join(able)} checkpoints"
+            f"main_test.py evaluates {', '.join(able)} checkpoints and single policies (ppo)"
         )
     env_pools = list(make_env(config["env"], config.get("env_config") or {}).task_pools())
     has_pools = bool(env_pools)
@@ -254,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         checkpoint, pools = check_args(args)
+        if pools is None:
+            return test_single_policy(checkpoint, args)
         connect_ray(args.address, dashboard=False)
     except ConfigError as e:
         fail(str(e))
@@ -288,4 +304,17 @@ def main(argv: list[str] | None = None) -> int:
         for sigma, values in by_sigma.items():
             print(f"{pool:<3} sigma {sigma:<5}: post-adaptation return {values['return_post']:.2f}")
     print(f"wrote {csv_path}\nwrote {json_path}")
+    return 0
+
+
+def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
+    from tesp.policy_eval import test_policy
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    _, config = saved_config(checkpoint)
+    out = test_policy(checkpoint, config, args.episodes, args.seed, args.explore, args.record)
+    means = ", ".join(f"{k} {v:.2f}" for k, v in out["mean"].items())
+    print(f"{args.episodes} episodes of {config['env']}: mean {means}")
+    for path in out["written"]:
+        print(f"wrote {path}")
     return 0

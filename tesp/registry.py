@@ -22,6 +22,8 @@ from tesp.algorithms.meta_sgd import MetaSGD
 from tesp.algorithms.mime import MIME
 from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
+from tesp.algorithms.ppo import PPO
+from tesp.algorithms.ppo import summary_line as ppo_summary
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 from tesp.meta.rollout import summary_line as meta_summary
@@ -73,6 +75,7 @@ METHODS: dict[str, Method] = {
     "meta_sgd": Method(MetaSGD, meta_summary),
     "mime": Method(MIME, meta_summary),
     "mlsh": Method(MLSHAlgorithm, mlsh_summary, MLSH_FLAGS),
+    "ppo": Method(PPO, ppo_summary),
     "tesp": Method(TESP, meta_summary, TESP_FLAGS),
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
 }

@@ -150,12 +150,12 @@ def side_by_side(
     return out
 
 
-def write_video(frames: list[np.ndarray], stem: Path) -> list[Path]:
+def write_video(frames: list[np.ndarray], stem: Path, fps: float = VIDEO_FPS) -> list[Path]:
     import imageio.v3 as iio
 
     mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
-    iio.imwrite(mp4, np.stack(frames), fps=VIDEO_FPS, codec="libx264", macro_block_size=1)
-    iio.imwrite(gif, np.stack(frames)[:, ::2, ::2], duration=1000 / VIDEO_FPS, loop=0)
+    iio.imwrite(mp4, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+    iio.imwrite(gif, np.stack(frames)[:, ::2, ::2], duration=1000 / fps, loop=0)
     return [mp4, gif]
 
 

@@ -57,7 +57,9 @@ def resolve(alg: str, env: str, overrides: dict[str, Any] | None = None, config_
     config = ALGS[alg_name].get_default_config()
     algo_defaults = config.to_dict()
     featured = sorted(set(algo_defaults) - set(AlgorithmConfig().to_dict()))
-    model_defaults = config.get_default_rl_module_spec().module_class.DEFAULT_MODEL_CONFIG
+    # The RLModule's settings (tesp's modules), else the config's own (RLlib's default modules).
+    module_class = config.get_default_rl_module_spec().module_class
+    model_defaults = getattr(module_class, "DEFAULT_MODEL_CONFIG", None) or config.DEFAULT_MODEL_CONFIG
     merged: dict[str, Any] = {}
     default_file = CONFIG_DIR / env_name / f"{alg_name}.yaml"
     for path in ([default_file] if default_file.is_file() else []) + list(config_files):

@@ -1,0 +1,93 @@
+"""Single-task PPO (Schulman et al. 2017): RLlib's own PPO, with tesp's defaults and metrics.
+
+``--alg ppo`` trains one policy on one env, e.g. each primitive skill of the walker's obstacle
+course (Lee et al. 2019, "Composing complex skills by learning transition policies": PPO
+primitives with 2 x 32 tanh networks and normalised observations) and the from-scratch baseline
+on the course. The algorithm and its loss are RLlib's (``ray.rllib.algorithms.ppo``); this
+module only sets
+
+- defaults that fit 2 cores: one EnvRunner (half a CPU) with 8 sub-envs, 8000 env steps per
+  iteration, minibatches of 512, 10 epochs;
+- observation normalisation: RLlib's ``MeanStdFilter`` connector (running mean and std, shared
+  by the runners and saved in the checkpoints);
+- a seeded run by default (``seed`` 0), as every tesp method;
+- the episode metrics an env reports in its last ``info``: ``obstacles_passed`` and
+  ``success`` (the walker envs' success count and goal), logged as episode means next to
+  RLlib's returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.ppo import PPO as RLlibPPO
+from ray.rllib.algorithms.ppo import PPOConfig as RLlibPPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.connectors.env_to_module import MeanStdFilter
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+EPISODE_METRICS = ("obstacles_passed", "success")  # read from an episode's last info when there
+
+
+class EpisodeMetrics(RLlibCallback):
+    """Logs :data:`EPISODE_METRICS` of every finished episode (mean over the iteration's episodes)."""
+
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        info = episode.get_infos(-1) or {}
+        for key in EPISODE_METRICS:
+            if key in info and metrics_logger is not None:
+                metrics_logger.log_value(key, float(info[key]), reduce="mean", window=100)
+
+
+def mean_std_filter(env, spaces, device) -> MeanStdFilter:
+    return MeanStdFilter()
+
+
+class PPOConfig(RLlibPPOConfig):
+    """RLlib's PPO settings (``lr``, ``clip_param``, ``lambda_``, ``entropy_coeff``, ...) with
+    the defaults of the module docstring; ``model.*`` are RLlib's ``DefaultModelConfig`` keys."""
+
+    DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+        "fcnet_hiddens": [64, 64],
+        "fcnet_activation": "tanh",
+        "vf_share_layers": False,
+    }
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or PPO)
+        self.seed = 0
+        self.num_env_runners = 1
+        self.num_envs_per_env_runner = 8
+        self.num_cpus_per_env_runner = 0.5
+        self.train_batch_size = 8000  # env steps per iteration (one local Learner)
+        self.minibatch_size = 512
+        self.num_epochs = 10
+        self.lr = 3e-4
+        self.gamma = 0.99
+        self.lambda_ = 0.95
+        self.vf_clip_param = 1e4  # the course's returns reach thousands: do not clip the value loss
+        self.callbacks(EpisodeMetrics)
+        self.env_runners(env_to_module_connector=mean_std_filter)
+        self.rl_module(model_config=dict(self.DEFAULT_MODEL_CONFIG))
+
+    def update_model_config(self, **values: Any) -> None:
+        """Add ``values`` to the RLModule's model config (tesp's settings call this)."""
+        self.rl_module(model_config={**self._model_config, **values})
+
+
+class PPO(RLlibPPO):
+    @classmethod
+    def get_default_config(cls) -> PPOConfig:
+        return PPOConfig(cls)
+
+
+def summary_line(result: dict) -> str:
+    """The progress line: mean episode return and length, the env's episode metrics, env steps."""
+    m = result.get(ENV_RUNNER_RESULTS, {})
+    parts = [
+        f"return {m.get('episode_return_mean', float('nan')):.1f}",
+        f"length {m.get('episode_len_mean', float('nan')):.0f}",
+    ]
+    parts += [f"{key} {m[key]:.2f}" for key in EPISODE_METRICS if key in m]
+    parts.append(f"{int(m.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)) // 1000}k steps")
+    return " | ".join(parts)

@@ -1,0 +1,71 @@
+"""``--alg ppo`` (RLlib's PPO) on a walker skill end to end: training under Tune, then
+``main_test.py`` running the checkpoint's policy with the env's success metrics and a video."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tesp.envs import make_env
+from tesp.policy_eval import SavedPolicy, run_episodes
+
+from .runner import results, run_main_train, trial_dirs
+from .test_evaluate import run_main_test
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def jump_run(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("ppo")
+    proc = run_main_train(
+        "--env", "walker_jump", "--alg", "ppo", "--stop-iters", "2", "--storage-path", str(storage),
+        "--name", "skill", "--set", "train_batch_size=600", "--set", "minibatch_size=200",
+        "--set", "num_epochs=2", "--set", "env_config.horizon=60", "--set", "num_envs_per_env_runner=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(storage / "skill")
+    return trial, proc
+
+
+def test_ppo_trains_with_the_envs_success_metrics(jump_run):
+    trial, proc = jump_run
+    rows = results(trial)
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    runners = rows[-1]["env_runners"]
+    assert np.isfinite(runners["episode_return_mean"])
+    assert 0.0 <= runners["obstacles_passed"] <= 1.0 and 0.0 <= runners["success"] <= 1.0
+    assert "obstacles_passed" in proc.stdout and "iter    2 | return" in proc.stdout
+    assert list(trial.glob("checkpoint_*"))
+
+
+def test_main_test_runs_the_policy_and_records(jump_run):
+    trial, _ = jump_run
+    (checkpoint,) = trial.glob("checkpoint_*")
+    proc = run_main_test(str(trial), "--episodes", "2", "--record")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(trial / f"{checkpoint.name}-test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["episode"]) for r in rows] == [0, 1]
+    assert {"return", "length", "obstacles_passed", "success"} <= set(rows[0])
+    assert all(1 <= int(r["length"]) <= 60 for r in rows)  # the trained horizon
+    summary = json.loads((trial / f"{checkpoint.name}-test.json").read_text())
+    assert summary["mean"]["length"] == pytest.approx(np.mean([int(r["length"]) for r in rows]))
+    assert (trial / f"{checkpoint.name}-episode0.mp4").stat().st_size > 1000
+
+    # The same episodes again from the restored policy, in this process: the mean action is
+    # deterministic, so the returns repeat exactly.
+    config = json.loads((trial / "params.json").read_text())
+    env = make_env("walker_jump", config["env_config"])
+    again, _ = run_episodes(SavedPolicy.from_checkpoint(checkpoint, env), env, 2, seed=0)
+    assert [r["return"] for r in again] == pytest.approx([float(r["return"]) for r in rows])
+
+
+def test_meta_learner_flags_are_refused_for_a_single_policy(jump_run):
+    trial, _ = jump_run
+    proc = run_main_test(str(trial), "--pools", "D")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --pools only applies to checkpoints of meta-learners, not to a single policy"
