@@ -10,7 +10,7 @@ next to the checkpoint:
 - ``<checkpoint>-eval.json``: per (pool, sigma), the mean return and length over all episodes
   of all tasks at each stage (the paper's curves plot ``return_post``).
 
-A checkpoint of a single policy (``--alg ppo``) is tested by running it instead
+A checkpoint of a policy (``--alg ppo``, ``--alg primitives``) is tested by running it instead
 (:mod:`tesp.policy_eval`): ``--episodes`` episodes, the env's success metrics per episode, and a
 video with ``--record``.
 
@@ -118,7 +118,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     """Check everything before Ray starts; returns the checkpoint and the pools to evaluate
     (None: a single policy's checkpoint, tested by running it)."""
     from tesp.envs import make_env
-    from tesp.policy_eval import check_policy_args, is_policy_checkpoint
+    from tesp.policy_eval import check_policy_args, runs_policy
 
     if any(s < 0 for s in args.sigmas):
         raise ConfigError(f"--sigmas {args.sigmas} must all be >= 0")
@@ -133,7 +133,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
         )
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "evaluate_adaptation"):
-        if is_policy_checkpoint(checkpoint):
+        if runs_policy(algo_cls):
             check_policy_args(args)
             return checkpoint, None
         from tesp.registry import ALGS
@@ -141,7 +141,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
         able = [name for name, cls in ALGS.items() if hasattr(cls, "evaluate_adaptation")]
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
-            f"main_test.py evaluates {', '.join(able)} checkpoints and single policies (ppo)"
+            f"main_test.py evaluates {', '.join(able)} checkpoints and runs policies (ppo, primitives)"
         )
     env_pools = list(make_env(config["env"], config.get("env_config") or {}).task_pools())
     has_pools = bool(env_pools)
@@ -311,10 +311,10 @@ def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
     from tesp.policy_eval import test_policy
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    _, config = saved_config(checkpoint)
-    out = test_policy(checkpoint, config, args.episodes, args.seed, args.explore, args.record)
+    algo_cls, config = saved_config(checkpoint)
+    out = test_policy(algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record)
     means = ", ".join(f"{k} {v:.2f}" for k, v in out["mean"].items())
-    print(f"{args.episodes} episodes of {config['env']}: mean {means}")
+    print(f"{args.episodes} episodes of {out['env']}: mean {means}")
     for path in out["written"]:
         print(f"wrote {path}")
     return 0

@@ -1,8 +1,11 @@
-"""``main_test.py`` on a single-policy checkpoint (``--alg ppo``): the policy's episodes on its env.
+"""``main_test.py`` on a policy's checkpoint (``--alg ppo``, ``--alg primitives``): its episodes.
 
 A checkpoint of an algorithm that adapts nothing (RLlib's PPO on one env, e.g. a primitive skill
-of the walker or the from-scratch baseline on the obstacle course) is tested by running its
-policy: ``--episodes`` episodes from ``--seed``, actions from the policy's mean (``--explore``:
+of the walker or the from-scratch baseline on the obstacle course; the meta-policy over
+primitives) is tested by running its policy. Such an algorithm class has a ``controller(checkpoint,
+config, env)`` class method, which returns an object with ``reset()`` and ``act(obs, explore)``
+that drives the env the algorithm was configured with (``policy_env(config)``: its name and
+options): ``--episodes`` episodes from ``--seed``, actions from the policy's mean (``--explore``:
 sampled), observations normalised as in training (the checkpoint's ``MeanStdFilter`` state).
 Results go next to the checkpoint:
 
@@ -31,11 +34,26 @@ FILTER_DIR = Path("env_runner/env_to_module_connector/MeanStdFilter")
 EPISODE_METRICS = ("obstacles_passed", "success")
 
 
+def runs_policy(algo_cls: type) -> bool:
+    """Whether ``main_test.py`` tests checkpoints of ``algo_cls`` by running its policy."""
+    return hasattr(algo_cls, "controller") and hasattr(algo_cls, "policy_env")
+
+
 def is_policy_checkpoint(checkpoint: Path) -> bool:
     """Whether ``checkpoint`` holds RLlib's default single-agent module (a PPO checkpoint)."""
     from ray.rllib.core import DEFAULT_MODULE_ID
 
     return (checkpoint / MODULE_DIR / DEFAULT_MODULE_ID).is_dir()
+
+
+def restore_module(checkpoint: Path):
+    """The single-agent RLModule saved in ``checkpoint`` (inference mode)."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(checkpoint / MODULE_DIR / DEFAULT_MODULE_ID)
+    module.eval()
+    return module
 
 
 class SavedPolicy:
@@ -47,44 +65,51 @@ class SavedPolicy:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, env) -> SavedPolicy:
         """The policy saved in ``checkpoint``, for observations of ``env``'s space."""
-        from ray.rllib.connectors.env_to_module import MeanStdFilter
-        from ray.rllib.core import DEFAULT_MODULE_ID
-        from ray.rllib.core.rl_module.rl_module import RLModule
+        return cls(restore_module(Path(checkpoint)), cls.restore_filter(Path(checkpoint), env))
 
-        checkpoint = Path(checkpoint)
-        module = RLModule.from_checkpoint(checkpoint / MODULE_DIR / DEFAULT_MODULE_ID)
-        module.eval()
-        obs_filter = None
-        if (checkpoint / FILTER_DIR).is_dir():
-            connector = MeanStdFilter()  # spaces set after its own settings (as a pipeline does)
-            connector.input_action_space = env.action_space
-            connector.input_observation_space = env.observation_space
-            connector.restore_from_path(checkpoint / FILTER_DIR)
-            # RLlib's connector keeps one running filter per agent; a single agent's is under None.
-            obs_filter = connector._filters[None]
-        return cls(module, obs_filter)
+    @staticmethod
+    def restore_filter(checkpoint: Path, env):
+        """The checkpoint's running observation filter (RLlib's), or None without one."""
+        from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+        if not (checkpoint / FILTER_DIR).is_dir():
+            return None
+        connector = MeanStdFilter()  # spaces set after its own settings (as a pipeline does)
+        connector.input_action_space = env.action_space
+        connector.input_observation_space = env.observation_space
+        connector.restore_from_path(checkpoint / FILTER_DIR)
+        # RLlib's connector keeps one running filter per agent; a single agent's is under None.
+        return connector._filters[None]
+
+    def reset(self) -> None:
+        pass
 
     def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of observations ``[B, obs_dim]`` (the mean, or a sample)."""
-        import torch
-        from ray.rllib.core.columns import Columns
-
-        obs = np.asarray(obs, dtype=np.float32)
+        """The action for one observation (the mean, or a sample)."""
         if self.obs_filter is not None:
-            obs = np.stack([self.obs_filter(o, update=False) for o in obs]).astype(np.float32)
-        with torch.no_grad():
-            out = self.module.forward_inference({Columns.OBS: torch.from_numpy(obs)})
-            dist = self.module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
-            if not explore:
-                dist = dist.to_deterministic()
-            return dist.sample().numpy()
+            obs = self.obs_filter(obs, update=False)
+        return module_action(self.module, obs, explore)
+
+
+def module_action(module, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+    """An RLModule's action for one (normalised) observation: its distribution's mode, or a sample."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32)[None])})
+        dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+        if not explore:
+            dist = dist.to_deterministic()
+        return dist.sample().numpy()[0]
 
 
 def run_episodes(
-    policy: SavedPolicy, env, episodes: int, seed: int, explore: bool = False, record: bool = False
+    policy, env, episodes: int, seed: int, explore: bool = False, record: bool = False
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """``episodes`` episodes of ``policy`` on ``env`` (reset with ``seed`` first); one row per
-    episode, and the frames of the first one if ``record`` (``env`` renders ``rgb_array``)."""
+    """``episodes`` episodes of ``policy`` (a controller: ``reset()``, ``act(obs, explore)``) on
+    ``env`` (reset with ``seed`` first); one row per episode, and the frames of the first one
+    if ``record`` (``env`` renders ``rgb_array``)."""
     import torch
 
     torch.manual_seed(seed)
@@ -94,30 +119,35 @@ def run_episodes(
     for i in range(episodes):
         if i > 0:
             obs, _ = env.reset()
+        policy.reset()
         total, length, done, info = 0.0, 0, False, {}
         while not done:
             if record and i == 0 and length % frame_every == 0:
                 frames.append(env.render().copy())
-            obs, reward, terminated, truncated, info = env.step(policy.act(obs[None], explore)[0])
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, explore))
             total += float(reward)
             length += 1
             done = terminated or truncated
         row = {"episode": i, "return": total, "length": length}
         row |= {k: float(info[k]) for k in EPISODE_METRICS if k in info}
+        row |= getattr(policy, "episode_metrics", dict)()
         rows.append(row)
     return rows, frames
 
 
-def test_policy(checkpoint: Path, config: dict, episodes: int, seed: int, explore: bool, record: bool) -> dict:
+def test_policy(
+    algo_cls: type, checkpoint: Path, config: dict, episodes: int, seed: int, explore: bool, record: bool
+) -> dict:
     """Run the episodes, write the CSV, JSON (and video) next to the checkpoint; returns the summary."""
     from tesp.envs import make_env
     from tesp.render import write_video
 
-    env_config = dict(config.get("env_config") or {})
+    env_name, env_config = algo_cls.policy_env(config)
+    env_config = dict(env_config)
     if record:
         env_config["render_mode"] = "rgb_array"
-    env = make_env(config["env"], env_config)
-    policy = SavedPolicy.from_checkpoint(checkpoint, env)
+    env = make_env(env_name, env_config)
+    policy = algo_cls.controller(checkpoint, config, env)
     rows, frames = run_episodes(policy, env, episodes, seed, explore=explore, record=record)
     stem = checkpoint.parent / f"{checkpoint.name}-test"
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
@@ -125,7 +155,7 @@ def test_policy(checkpoint: Path, config: dict, episodes: int, seed: int, explor
         writer.writeheader()
         writer.writerows(rows)
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "episode"}
-    out = {"checkpoint": str(checkpoint), "env": config["env"], "episodes": episodes, "seed": seed}
+    out = {"checkpoint": str(checkpoint), "env": env_name, "episodes": episodes, "seed": seed}
     out |= {"explore": explore, "mean": summary}
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2))
     written = [stem.with_suffix(".csv"), stem.with_suffix(".json")]

@@ -24,6 +24,8 @@ from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
 from tesp.algorithms.ppo import PPO
 from tesp.algorithms.ppo import summary_line as ppo_summary
+from tesp.algorithms.primitives import Primitives
+from tesp.algorithms.primitives import summary_line as primitives_summary
 from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 from tesp.meta.rollout import summary_line as meta_summary
@@ -67,6 +69,27 @@ TESP_FLAGS = (
     ),
 )
 
+
+
+def primitive_checkpoints(text: str) -> dict[str, str]:
+    """``--primitives walker_forward=PATH,walker_jump=PATH`` -> ``{name: path}`` (in order)."""
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if not pairs or any(not name or not sep or not path for name, sep, path in pairs):
+        raise ValueError(f"expected NAME=CHECKPOINT[,NAME=CHECKPOINT...], got {text!r}")
+    return {name: path for name, _, path in pairs}
+
+
+PRIMITIVES_FLAGS = (
+    Flag(
+        ("--primitives",),
+        "primitives",
+        "the skills' checkpoints, NAME=PATH[,NAME=PATH...] (--alg ppo runs)",
+        type=primitive_checkpoints,
+    ),
+    Flag(("--switch-period",), "switch_period", "env steps between the meta-policy's choices (N)"),
+    Flag(("--finetune",), "finetune", "fine-tune the primitives: none, transitions or all", type=str),
+)
+
 METHODS: dict[str, Method] = {
     "adaptsv": Method(AdaptSV, meta_summary),
     "e_maml": Method(EMAML, meta_summary),
@@ -76,6 +99,7 @@ METHODS: dict[str, Method] = {
     "mime": Method(MIME, meta_summary),
     "mlsh": Method(MLSHAlgorithm, mlsh_summary, MLSH_FLAGS),
     "ppo": Method(PPO, ppo_summary),
+    "primitives": Method(Primitives, primitives_summary, PRIMITIVES_FLAGS),
     "tesp": Method(TESP, meta_summary, TESP_FLAGS),
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
 }

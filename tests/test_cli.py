@@ -154,7 +154,7 @@ def test_help_lists_envs_and_algorithms(capsys):
         "reacher_4_link, walker_crawl, walker_forward, walker_jump, walker_obstacle_course, wheeled" in out
     )
     assert "reacher_2-link (= reacher_2_link)" in out
-    for alg in ("adaptsv", "e_maml", "maesn", "maml", "meta_sgd", "mlsh", "tesp", "tesp_adapt_policy"):
+    for alg in ("adaptsv", "e_maml", "maesn", "maml", "meta_sgd", "mlsh", "ppo", "primitives", "tesp", "tesp_adapt_policy"):
         assert alg in out
     assert "--tesp-adapt-policy" in out and "-W N, --warmup-iters N" in out
 

@@ -44,7 +44,7 @@ def test_ppo_trains_with_the_envs_success_metrics(jump_run):
 
 def test_main_test_runs_the_policy_and_records(jump_run):
     trial, _ = jump_run
-    (checkpoint,) = trial.glob("checkpoint_*")
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
     proc = run_main_test(str(trial), "--episodes", "2", "--record")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(trial / f"{checkpoint.name}-test.csv") as f:
@@ -69,3 +69,27 @@ def test_meta_learner_flags_are_refused_for_a_single_policy(jump_run):
     proc = run_main_test(str(trial), "--pools", "D")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --pools only applies to checkpoints of meta-learners, not to a single policy"
+
+
+def test_meta_policy_over_the_trained_skill_trains_and_records(jump_run, tmp_path):
+    """``--alg primitives`` from the CLI: the skill's run as the primitive, 2 iterations, then
+    ``main_test.py`` drives the course with the meta-policy and records it."""
+    trial, _ = jump_run
+    proc = run_main_train(
+        "--env", "walker_obstacle_course", "--alg", "primitives", "--primitives", f"walker_jump={trial}",
+        "--switch-period", "5", "--stop-iters", "2", "--storage-path", str(tmp_path), "--name", "meta",
+        "--set", "train_batch_size=400", "--set", "minibatch_size=200", "--set", "num_epochs=1",
+        "--set", "env_config.horizon=60", "--set", "num_envs_per_env_runner=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "picks walker_jump 1.00" in proc.stdout
+    (meta_trial,) = trial_dirs(tmp_path / "meta")
+    runners = results(meta_trial)[-1]["env_runners"]
+    assert runners["choice/walker_jump"] == 1.0 and 1 <= runners["env_steps"] <= 60
+    test = run_main_test(str(meta_trial), "--episodes", "2", "--record")
+    assert test.returncode == 0, test.stderr[-3000:]
+    (checkpoint,) = [p for p in meta_trial.glob("checkpoint_*") if p.is_dir()]
+    with open(meta_trial / f"{checkpoint.name}-test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and float(rows[0]["choice/walker_jump"]) == 1.0
+    assert (meta_trial / f"{checkpoint.name}-episode0.mp4").stat().st_size > 1000

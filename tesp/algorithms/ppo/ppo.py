@@ -80,13 +80,26 @@ class PPO(RLlibPPO):
     def get_default_config(cls) -> PPOConfig:
         return PPOConfig(cls)
 
+    # -- main_test.py (tesp.policy_eval) ---------------------------------------------------
+    @staticmethod
+    def policy_env(config: dict) -> tuple[str, dict]:
+        """The env (name, options) the policy of a checkpoint with this ``config`` acts in."""
+        return config["env"], dict(config.get("env_config") or {})
+
+    @staticmethod
+    def controller(checkpoint, config: dict, env):
+        """The checkpoint's policy, acting in ``env``."""
+        from tesp.policy_eval import SavedPolicy
+
+        return SavedPolicy.from_checkpoint(checkpoint, env)
+
 
 def summary_line(result: dict) -> str:
     """The progress line: mean episode return and length, the env's episode metrics, env steps."""
     m = result.get(ENV_RUNNER_RESULTS, {})
     parts = [
-        f"return {m.get('episode_return_mean', float('nan')):.1f}",
-        f"length {m.get('episode_len_mean', float('nan')):.0f}",
+        f"return {m.get('env_return', m.get('episode_return_mean', float('nan'))):.1f}",
+        f"length {m.get('env_steps', m.get('episode_len_mean', float('nan'))):.0f}",
     ]
     parts += [f"{key} {m[key]:.2f}" for key in EPISODE_METRICS if key in m]
     parts.append(f"{int(m.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)) // 1000}k steps")

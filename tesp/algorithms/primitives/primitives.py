@@ -1,0 +1,185 @@
+"""A meta-policy over pre-trained primitive skills, the primitives fine-tuned on transition states.
+
+The method of the seed "Meta policy for selecting primitive skills in a complex environment":
+primitive policies (walk forward, crawl, jump; each trained alone with ``--alg ppo``) are loaded
+from their checkpoints; a meta-policy picks one of them every ``switch_period`` (N) env steps and
+the chosen one acts; the meta-policy is trained with PPO on these macro steps (its reward: the sum
+of the env's rewards over its N steps). The primitives stay frozen (``finetune="none"``), are
+trained on every step they act (``"all"``), or only on the steps within ``transition_window`` of
+a switch (``"transitions"``), where one skill hands over to another: the seed's proposal for
+smooth transitions, in place of the separate transition policies of Lee et al. 2019 ("Composing
+complex skills by learning transition policies", ICLR).
+
+Everything is RLlib's multi-agent PPO (Schulman et al. 2017): the env is wrapped as turn-taking
+agents (:mod:`~tesp.algorithms.primitives.primitives_env`), the meta-policy and each primitive
+are modules of one ``MultiRLModule``, and the primitives' modules start from their checkpoints'
+weights.
+
+Metrics (``env_runners/``): the env's ``obstacles_passed`` and ``success`` per episode, the env
+steps per episode, and ``choice/<primitive>``, the fraction of decisions that picked it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from tesp.algorithms.ppo import PPO, PPOConfig
+from tesp.algorithms.ppo.ppo import summary_line as ppo_summary
+from tesp.algorithms.primitives.checkpoints import policy_checkpoint
+from tesp.algorithms.primitives.primitives_env import FINETUNE, FROZEN, META, PrimitivesEnv
+from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
+
+
+class PrimitivesMetrics(RLlibCallback):
+    """Logs the meta-agent's end-of-episode info (success metrics, primitive choices)."""
+
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        info = (episode.get_infos(-1) or {}).get(META, {})
+        for key, value in info.items():
+            if metrics_logger is not None:
+                metrics_logger.log_value(key, float(value), reduce="mean", window=100)
+
+
+class PrimitivesConfig(PPOConfig):
+    """PPO settings for the meta-policy (and the fine-tuned primitives), plus:
+
+    - ``primitives``: ``{name: checkpoint}``, the skills in the meta-policy's action order;
+    - ``switch_period``: N, env steps between the meta-policy's decisions;
+    - ``finetune``: ``"none"``, ``"transitions"`` or ``"all"`` (module docstring);
+    - ``transition_window``: env steps after a switch that fine-tune the new primitive.
+    """
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or Primitives)
+        self.primitives: dict[str, str] = {}
+        self.switch_period = 30  # youngwoon/transition's fixed --meta_duration
+        self.finetune = "transitions"
+        self.transition_window = 10
+        self._learner_class = PrimitivesLearner
+        self.callbacks(PrimitivesMetrics)
+        self.env_runners(env_to_module_connector=None)  # the env normalises per primitive
+
+    def validate(self) -> None:
+        for name, ok, valid in (
+            ("primitives", bool(self.primitives), "at least one NAME=CHECKPOINT (--primitives)"),
+            ("switch_period", self.switch_period >= 1, "an integer >= 1"),
+            ("finetune", self.finetune in FINETUNE, f"one of {', '.join(FINETUNE)}"),
+            ("transition_window", self.transition_window >= 1, "an integer >= 1"),
+        ):
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        checkpoints = {name: policy_checkpoint(path) for name, path in self.primitives.items()}
+        if isinstance(self.env, str):  # the user's env, wrapped for the meta-policy (once)
+            self.env_config = {
+                "env": self.env,
+                "env_config": dict(self.env_config),
+                "primitives": {name: str(path) for name, path in checkpoints.items()},
+                "switch_period": self.switch_period,
+                "finetune": self.finetune,
+                "transition_window": self.transition_window,
+            }
+            self.env = PrimitivesEnv
+        self._set_modules(checkpoints)
+        super().validate()
+
+    def _set_modules(self, checkpoints: dict[str, Path]) -> None:
+        """One module for the meta-policy and two per primitive (trained, acting) from its checkpoint."""
+        from ray.rllib.core import DEFAULT_MODULE_ID
+
+        from tesp.policy_eval import MODULE_DIR, restore_module
+
+        specs: dict[str, RLModuleSpec] = {META: RLModuleSpec(model_config=dict(self._model_config))}
+        for name, checkpoint in checkpoints.items():
+            path = checkpoint / MODULE_DIR / DEFAULT_MODULE_ID
+            module = restore_module(checkpoint)
+            for module_id in (name, name + FROZEN):
+                specs[module_id] = RLModuleSpec(
+                    module_class=type(module),
+                    observation_space=module.observation_space,
+                    action_space=module.action_space,
+                    model_config=module.model_config,
+                    load_state_path=str(path),
+                )
+        trained = [META] + ([] if self.finetune == "none" else list(checkpoints))
+        self.multi_agent(
+            policies=set(specs),
+            policy_mapping_fn=lambda agent_id, episode, **kwargs: agent_id,
+            policies_to_train=trained,
+        )
+        self.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+
+    def update_model_config(self, **values: Any) -> None:
+        """The meta-policy's network settings (RLlib's ``DefaultModelConfig`` keys)."""
+        super().update_model_config(**values)
+
+
+class PrimitivesController:
+    """The trained meta-policy and primitives driving the plain env (``main_test.py``): the
+    meta-policy picks at every ``switch_period``-th step, the picked primitive acts."""
+
+    def __init__(self, meta, primitives: dict[str, Any], normalizers: list, switch_period: int) -> None:
+        self.meta, self.names = meta, list(primitives)
+        self.modules, self.normalizers = list(primitives.values()), normalizers
+        self.switch_period = switch_period
+        self.picks = np.zeros(len(self.names))
+
+    def reset(self) -> None:
+        self.t, self.choice = 0, 0
+        self.picks = np.zeros(len(self.names))
+
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        from tesp.policy_eval import module_action
+
+        if self.t % self.switch_period == 0:
+            self.choice = int(module_action(self.meta, self.normalizers[0](obs).astype(np.float32), explore))
+            self.picks[self.choice] += 1
+        self.t += 1
+        k = self.choice
+        return module_action(self.modules[k], self.normalizers[k](obs).astype(np.float32), explore)
+
+    def episode_metrics(self) -> dict[str, float]:
+        fractions = self.picks / max(1.0, self.picks.sum())
+        return {f"choice/{n}": float(f) for n, f in zip(self.names, fractions, strict=True)}
+
+
+class Primitives(PPO):
+    @classmethod
+    def get_default_config(cls) -> PrimitivesConfig:
+        return PrimitivesConfig(cls)
+
+    # -- main_test.py (tesp.policy_eval) ---------------------------------------------------
+    @staticmethod
+    def policy_env(config: dict) -> tuple[str, dict]:
+        wrapped = config["env_config"]
+        return wrapped["env"], dict(wrapped.get("env_config") or {})
+
+    @staticmethod
+    def controller(checkpoint, config: dict, env) -> PrimitivesController:
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        from tesp.algorithms.primitives.primitives_env import from_checkpoint_filter
+        from tesp.policy_eval import MODULE_DIR
+
+        wrapped = config["env_config"]
+
+        def module(module_id: str):
+            m = RLModule.from_checkpoint(Path(checkpoint) / MODULE_DIR / module_id)
+            m.eval()
+            return m
+
+        names = list(wrapped["primitives"])
+        norms = [from_checkpoint_filter(path, env) for path in wrapped["primitives"].values()]
+        return PrimitivesController(module(META), {n: module(n) for n in names}, norms, wrapped["switch_period"])
+
+
+def summary_line(result: dict) -> str:
+    """PPO's progress line plus how often each primitive was picked."""
+    m = result.get("env_runners", {})
+    picks = ", ".join(f"{k.split('/', 1)[1]} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("choice/"))
+    return ppo_summary(result) + (f" | picks {picks}" if picks else "")

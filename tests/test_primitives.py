@@ -1,0 +1,182 @@
+"""``--alg primitives``: the meta-policy's macro steps, the transition windows, and which weights
+training may change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tesp.algorithms.primitives.primitives_env import FROZEN, META, PrimitivesEnv
+from tesp.envs import make_env
+
+NAMES = ["walker_forward", "walker_jump"]
+BASE = {"init_noise": 0.0, "kinds": ["curb"], "positions": [30.0], "jitter": 0.0, "min_avg_speed": 0.0}
+
+
+def wrapped(switch_period=4, finetune="transitions", window=2, names=NAMES):
+    env = make_env("walker_obstacle_course", BASE)
+    identity = [lambda obs: obs] * len(names)
+    config = {"env": env, "primitives": dict.fromkeys(names, ""), "normalizers": identity}
+    config |= {"switch_period": switch_period, "finetune": finetune, "transition_window": window}
+    return PrimitivesEnv(config)
+
+
+def test_meta_picks_every_n_steps_and_the_picked_primitive_acts():
+    env, twin = wrapped(switch_period=4), make_env("walker_obstacle_course", BASE)
+    obs, _ = env.reset(seed=3)
+    twin_obs, _ = twin.reset(seed=3)
+    np.testing.assert_allclose(obs[META], twin_obs, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    for choice in (1, 1, 0):
+        obs, rewards, *_ = env.step({META: choice})  # the choice alone does not step the env
+        (agent,) = obs
+        assert agent.split("__")[0] == NAMES[choice] and not rewards
+        total = 0.0
+        for step in range(4):
+            action = rng.uniform(-1, 1, 6)
+            obs, rewards, done, _, _ = env.step({agent: action})
+            twin_obs, twin_reward, *_ = twin.step(action)  # the same action, executed
+            total += twin_reward
+            assert rewards[agent] == pytest.approx(twin_reward)
+            if step < 3:
+                (agent,) = obs
+                np.testing.assert_allclose(obs[agent], twin_obs, rtol=1e-6)
+            else:  # after exactly N steps, the meta-policy decides again and is paid their sum
+                assert list(obs) == [META] and rewards[META] == pytest.approx(total)
+                np.testing.assert_allclose(obs[META], twin_obs, rtol=1e-6)
+            assert not done["__all__"]
+
+
+def acting_ids(env, choices, steps=4):
+    ids = []
+    env.reset(seed=0)
+    for choice in choices:
+        obs, *_ = env.step({META: choice})
+        for _ in range(steps):
+            (agent,) = obs
+            ids.append(agent)
+            obs, *_ = env.step({agent: np.zeros(6)})
+    return ids
+
+
+def test_transition_windows_follow_switches_only():
+    f, j = NAMES
+    ids = acting_ids(wrapped(switch_period=4, window=2), [0, 0, 1, 1, 0])
+    first, same, switch, stay, back = (ids[i : i + 4] for i in range(0, 20, 4))
+    assert first == [f + FROZEN] * 4  # the episode's first pick is not a switch
+    assert same == [f + FROZEN] * 4  # picking the acting primitive again is not a switch
+    assert switch == [j, j, j + FROZEN, j + FROZEN]  # 2 trained steps after the switch
+    assert stay == [j + FROZEN] * 4
+    assert back == [f, f, f + FROZEN, f + FROZEN]
+
+
+@pytest.mark.parametrize(("finetune", "trained"), [("all", True), ("none", False)])
+def test_finetune_all_or_none(finetune, trained):
+    ids = acting_ids(wrapped(finetune=finetune), [0, 1])
+    assert all((FROZEN not in a) == trained for a in ids)
+
+
+def test_episode_end_pays_the_meta_policy_and_reports_the_metrics():
+    env = wrapped(switch_period=2000)
+    env.reset(seed=0)
+    obs, *_ = env.step({META: 0})
+    total, done = 0.0, {"__all__": False}
+    while not done["__all__"]:  # a still walker falls long before 2000 steps
+        (agent,) = [a for a in obs if a != META]
+        obs, rewards, done, _, infos = env.step({agent: np.zeros(6)})
+        total += rewards[agent]
+    assert META in obs and rewards[META] == pytest.approx(total)
+    info = infos[META]
+    assert info["env_return"] == pytest.approx(total) and info["obstacles_passed"] == 0
+    assert info["choice/walker_forward"] == 1.0 and info["choice/walker_jump"] == 0.0
+
+
+# -- training: which weights change ----------------------------------------------------------
+
+
+
+def small(config, env="walker_obstacle_course", env_config=None):
+    config.environment(env, env_config=env_config or dict(BASE, horizon=100))
+    config.env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+    config.training(train_batch_size=400, minibatch_size=200, num_epochs=2, lr=1e-3)
+    return config
+
+
+@pytest.fixture(scope="module")
+def skill_checkpoints(ray_session, tmp_path_factory):
+    from tesp.algorithms.ppo import PPOConfig
+
+    out = {}
+    for name in NAMES:
+        config = small(PPOConfig(), name, {"horizon": 100})
+        algo = config.build_algo()
+        algo.train()
+        out[name] = str(algo.save_to_path(str(tmp_path_factory.mktemp(name))))
+        algo.stop()
+    return out
+
+
+def weights(algo, module_id):
+    results = algo.learner_group.foreach_learner(
+        lambda learner: {k: v.detach().clone() for k, v in learner.module[module_id].state_dict().items()}
+    )
+    return next(iter(results)).get()
+
+
+def saved_weights(checkpoint):
+    from pathlib import Path
+
+    from tesp.policy_eval import restore_module
+
+    return restore_module(Path(checkpoint)).state_dict()
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train_once(skills, finetune, names=NAMES, switch_period=5):
+    from tesp.algorithms.primitives import PrimitivesConfig
+
+    config = small(PrimitivesConfig())
+    config.primitives = {n: skills[n] for n in names}
+    config.switch_period, config.finetune, config.transition_window = switch_period, finetune, 3
+    algo = config.build_algo()
+    meta_before = weights(algo, META)
+    algo.train()
+    return algo, meta_before
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_frozen_primitives_do_not_change(skill_checkpoints):
+    algo, meta_before = train_once(skill_checkpoints, "none")
+    try:
+        for name in NAMES:
+            start = saved_weights(skill_checkpoints[name])
+            assert same(weights(algo, name), start) and same(weights(algo, name + FROZEN), start)
+        assert not same(weights(algo, META), meta_before)  # the meta-policy did learn
+    finally:
+        algo.stop()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_primitives_change_only_from_transition_states(skill_checkpoints):
+    # One primitive: no switch ever happens, so no step is in a transition window.
+    algo, _ = train_once(skill_checkpoints, "transitions", names=NAMES[:1])
+    try:
+        assert same(weights(algo, NAMES[0]), saved_weights(skill_checkpoints[NAMES[0]]))
+    finally:
+        algo.stop()
+    # Two primitives picked at random by the untrained meta-policy: switches, windows, updates;
+    # the acting copies follow the trained ones.
+    algo, _ = train_once(skill_checkpoints, "transitions")
+    try:
+        changed = [not same(weights(algo, n), saved_weights(skill_checkpoints[n])) for n in NAMES]
+        assert any(changed)
+        for name in NAMES:
+            assert same(weights(algo, name + FROZEN), weights(algo, name))
+    finally:
+        algo.stop()
