@@ -83,6 +83,11 @@ def make_parser() -> argparse.ArgumentParser:
     single.add_argument("--seed", type=int, default=0, help="seed of the env's resets (default 0)")
     single.add_argument("--explore", action="store_true", help="sample actions (default: the policy's mean)")
     single.add_argument("--record", action="store_true", help="write a video of the first episode")
+    single.add_argument(
+        "--env",
+        default=None,
+        help="run the policy on this env instead of its own (e.g. a walker skill on walker_obstacle_course)",
+    )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     return parser
 
@@ -134,7 +139,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "evaluate_adaptation"):
         if runs_policy(algo_cls):
-            check_policy_args(args)
+            check_policy_args(args, algo_cls, config)
             return checkpoint, None
         from tesp.registry import ALGS
 
@@ -143,6 +148,11 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
             f"main_test.py evaluates {', '.join(able)} checkpoints and runs policies (ppo, primitives)"
         )
+    for flag, value in (("--env", args.env), ("--record", args.record), ("--explore", args.explore)):
+        if value:
+            raise ConfigError(
+                f"{flag} only applies to checkpoints of policies (ppo, primitives), not of {algo_cls.__name__}"
+            )
     env_pools = list(make_env(config["env"], config.get("env_config") or {}).task_pools())
     has_pools = bool(env_pools)
     valid = env_pools or [FRESH]
@@ -175,7 +185,9 @@ def evaluate(
 
     available = dict(algo.task_env.task_pools())
     if FRESH in pools:
-        available[FRESH] = fresh_tasks(algo.config.env, algo.config.env_config, pool_size or NUM_FRESH, task_seed)
+        available[FRESH] = fresh_tasks(
+            algo.config.env, algo.config.env_config, pool_size or NUM_FRESH, task_seed
+        )
     jobs = [(p, s, available[p][:pool_size] if pool_size else available[p]) for p in pools for s in sigmas]
     rows, summary = [], {}
     with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting", disable=not progress) as bar:
@@ -312,7 +324,9 @@ def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     algo_cls, config = saved_config(checkpoint)
-    out = test_policy(algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record)
+    out = test_policy(
+        algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record, env=args.env
+    )
     means = ", ".join(f"{k} {v:.2f}" for k, v in out["mean"].items())
     print(f"{args.episodes} episodes of {out['env']}: mean {means}")
     for path in out["written"]:

@@ -136,20 +136,33 @@ def run_episodes(
 
 
 def test_policy(
-    algo_cls: type, checkpoint: Path, config: dict, episodes: int, seed: int, explore: bool, record: bool
+    algo_cls: type,
+    checkpoint: Path,
+    config: dict,
+    episodes: int,
+    seed: int,
+    explore: bool,
+    record: bool,
+    env: str | None = None,
 ) -> dict:
-    """Run the episodes, write the CSV, JSON (and video) next to the checkpoint; returns the summary."""
+    """Run the episodes, write the CSV, JSON (and video) next to the checkpoint; returns the
+    summary. ``env``: another env to run the policy on (its default options), e.g. a walker
+    skill on the obstacle course; the files then carry its name."""
     from tesp.envs import make_env
     from tesp.render import write_video
 
     env_name, env_config = algo_cls.policy_env(config)
     env_config = dict(env_config)
+    own = env is None or env == env_name
+    if not own:
+        env_name, env_config = env, {}
     if record:
         env_config["render_mode"] = "rgb_array"
     env = make_env(env_name, env_config)
     policy = algo_cls.controller(checkpoint, config, env)
     rows, frames = run_episodes(policy, env, episodes, seed, explore=explore, record=record)
-    stem = checkpoint.parent / f"{checkpoint.name}-test"
+    label = "" if own else f"-{env_name}"
+    stem = checkpoint.parent / f"{checkpoint.name}-test{label}"
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -161,15 +174,34 @@ def test_policy(
     written = [stem.with_suffix(".csv"), stem.with_suffix(".json")]
     if record:
         fps = env.metadata["render_fps"] / max(1, round(env.metadata["render_fps"] / 25))
-        written += write_video(frames, checkpoint.parent / f"{checkpoint.name}-episode0", fps=fps)
+        written += write_video(frames, checkpoint.parent / f"{checkpoint.name}{label}-episode0", fps=fps)
     env.close()
     out["written"] = [str(p) for p in written]
     return out
 
 
-def check_policy_args(args) -> None:
+def check_policy_args(args, algo_cls: type, config: dict) -> None:
+    from tesp.envs import ENVS, make_env
+
+    if args.env is not None:
+        if args.env not in ENVS:
+            raise ConfigError(f"unknown --env {args.env!r}; choose from: {', '.join(sorted(ENVS))}")
+        own_name, own_config = algo_cls.policy_env(config)
+        own, other = make_env(own_name, own_config), make_env(args.env)
+        if (
+            own.observation_space.shape != other.observation_space.shape
+            or own.action_space != other.action_space
+        ):
+            raise ConfigError(
+                f"--env {args.env!r} has other observation or action spaces than the policy's env {own_name!r}"
+            )
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes} must be >= 1")
-    for flag, value, default in (("--pools", args.pools, None), ("--inner-steps", args.inner_steps, None)):
+    for flag, value, default in (
+        ("--pools", args.pools, None),
+        ("--inner-steps", args.inner_steps, None),
+        ("--sigmas", args.sigmas, [0.0]),
+        ("--pool-size", args.pool_size, 0),
+    ):
         if value != default:
             raise ConfigError(f"{flag} only applies to checkpoints of meta-learners, not to a single policy")

@@ -68,7 +68,10 @@ def test_meta_learner_flags_are_refused_for_a_single_policy(jump_run):
     trial, _ = jump_run
     proc = run_main_test(str(trial), "--pools", "D")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --pools only applies to checkpoints of meta-learners, not to a single policy"
+    assert (
+        proc.stderr.strip()
+        == "error: --pools only applies to checkpoints of meta-learners, not to a single policy"
+    )
 
 
 def test_meta_policy_over_the_trained_skill_trains_and_records(jump_run, tmp_path):
@@ -93,3 +96,15 @@ def test_meta_policy_over_the_trained_skill_trains_and_records(jump_run, tmp_pat
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and float(rows[0]["choice/walker_jump"]) == 1.0
     assert (meta_trial / f"{checkpoint.name}-episode0.mp4").stat().st_size > 1000
+
+
+def test_a_skill_runs_alone_on_the_course(jump_run):
+    """The baseline "each primitive alone": a skill's checkpoint on another env of its spaces."""
+    trial, _ = jump_run
+    proc = run_main_test(str(trial), "--env", "walker_obstacle_course", "--episodes", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    summary = json.loads((trial / f"{checkpoint.name}-test-walker_obstacle_course.json").read_text())
+    assert summary["env"] == "walker_obstacle_course" and 0 <= summary["mean"]["obstacles_passed"] <= 5
+    bad = run_main_test(str(trial), "--env", "point")
+    assert bad.returncode == 2 and "other observation or action spaces" in bad.stderr

@@ -95,7 +95,6 @@ def test_episode_end_pays_the_meta_policy_and_reports_the_metrics():
 # -- training: which weights change ----------------------------------------------------------
 
 
-
 def small(config, env="walker_obstacle_course", env_config=None):
     config.environment(env, env_config=env_config or dict(BASE, horizon=100))
     config.env_runners(num_env_runners=0, num_envs_per_env_runner=2)

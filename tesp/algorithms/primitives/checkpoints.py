@@ -17,5 +17,7 @@ def policy_checkpoint(path: str | Path) -> Path:
     except ConfigError as e:
         raise ValueError(f"primitives: {e}") from None
     if not is_policy_checkpoint(checkpoint):
-        raise ValueError(f"primitives: {str(path)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)")
+        raise ValueError(
+            f"primitives: {str(path)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)"
+        )
     return checkpoint

@@ -175,11 +175,15 @@ class Primitives(PPO):
 
         names = list(wrapped["primitives"])
         norms = [from_checkpoint_filter(path, env) for path in wrapped["primitives"].values()]
-        return PrimitivesController(module(META), {n: module(n) for n in names}, norms, wrapped["switch_period"])
+        return PrimitivesController(
+            module(META), {n: module(n) for n in names}, norms, wrapped["switch_period"]
+        )
 
 
 def summary_line(result: dict) -> str:
     """PPO's progress line plus how often each primitive was picked."""
     m = result.get("env_runners", {})
-    picks = ", ".join(f"{k.split('/', 1)[1]} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("choice/"))
+    picks = ", ".join(
+        f"{k.split('/', 1)[1]} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("choice/")
+    )
     return ppo_summary(result) + (f" | picks {picks}" if picks else "")

@@ -90,7 +90,9 @@ class PrimitivesEnv(MultiAgentEnv):
         if finetune not in FINETUNE:
             raise ValueError(f"finetune={finetune!r} is invalid: choose from {', '.join(FINETUNE)}")
         if switch_period < 1 or transition_window < 1:
-            raise ValueError(f"switch_period={switch_period} and transition_window={transition_window} must be >= 1")
+            raise ValueError(
+                f"switch_period={switch_period} and transition_window={transition_window} must be >= 1"
+            )
         self.env, self.primitives = env, list(primitives)
         self.normalizers = list(normalizers)
         self.switch_period, self.finetune, self.window = int(switch_period), finetune, int(transition_window)
@@ -103,7 +105,9 @@ class PrimitivesEnv(MultiAgentEnv):
     def acting_agent(self) -> str:
         """The id the current primitive acts under at this step (module docstring)."""
         p = self.primitives[self._choice]
-        trained = self.finetune == "all" or (self.finetune == "transitions" and self._since_switch < self.window)
+        trained = self.finetune == "all" or (
+            self.finetune == "transitions" and self._since_switch < self.window
+        )
         return p if trained else p + FROZEN
 
     def _primitive_obs(self) -> dict[str, np.ndarray]:
@@ -124,7 +128,9 @@ class PrimitivesEnv(MultiAgentEnv):
         if META in action_dict:
             k = int(action_dict[META])
             switched = self._choice is not None and k != self._choice
-            self._since_switch = 0 if switched else (self.window if self._choice is None else self._since_switch)
+            self._since_switch = (
+                0 if switched else (self.window if self._choice is None else self._since_switch)
+            )
             self._choice, self._left = k, self.switch_period
             self._picks[k] += 1
             return self._primitive_obs(), {}, {"__all__": False}, {"__all__": False}, {}
@@ -138,7 +144,10 @@ class PrimitivesEnv(MultiAgentEnv):
         rewards = {agent: float(reward)}
         if terminated or truncated:
             rewards[META] = self._meta_reward
-            obs = {META: self._meta_obs(), agent: self.normalizers[self._choice](self._obs).astype(np.float32)}
+            obs = {
+                META: self._meta_obs(),
+                agent: self.normalizers[self._choice](self._obs).astype(np.float32),
+            }
             done = {"__all__": terminated, META: terminated, agent: terminated}
             cut = {"__all__": truncated, META: truncated, agent: truncated}
             return obs, rewards, done, cut, {META: self.episode_info(info)}
