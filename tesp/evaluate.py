@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
+from tesp.config_overrides import parse_set
 from tesp.envs.base import POOLS
 
 FRESH = "fresh"  # the pool name for tasks drawn from the distribution of an env without pools
@@ -87,6 +88,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--env",
         default=None,
         help="run the policy on this env instead of its own (e.g. a walker skill on walker_obstacle_course)",
+    )
+    single.add_argument(
+        "--env-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of --env's (repeatable), e.g. --env-option 'kinds=[curb, ceiling]'",
     )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     return parser
@@ -148,7 +156,8 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
             f"main_test.py evaluates {', '.join(able)} checkpoints and runs policies (ppo, primitives)"
         )
-    for flag, value in (("--env", args.env), ("--record", args.record), ("--explore", args.explore)):
+    policy_flags = (("--env", args.env), ("--record", args.record), ("--explore", args.explore))
+    for flag, value in (*policy_flags, ("--env-option", args.env_option)):
         if value:
             raise ConfigError(
                 f"{flag} only applies to checkpoints of policies (ppo, primitives), not of {algo_cls.__name__}"
@@ -325,8 +334,9 @@ def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     algo_cls, config = saved_config(checkpoint)
     out = test_policy(
-        algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record, env=args.env
-    )
+        algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record,
+        env=args.env, env_options=parse_set(args.env_option),
+    )  # fmt: skip
     means = ", ".join(f"{k} {v:.2f}" for k, v in out["mean"].items())
     print(f"{args.episodes} episodes of {out['env']}: mean {means}")
     for path in out["written"]:

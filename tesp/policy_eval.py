@@ -21,6 +21,7 @@ No Ray is started: the RLModule and the filter are restored from their checkpoin
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,11 @@ def test_policy(
     explore: bool,
     record: bool,
     env: str | None = None,
+    env_options: dict | None = None,
 ) -> dict:
     """Run the episodes, write the CSV, JSON (and video) next to the checkpoint; returns the
-    summary. ``env``: another env to run the policy on (its default options), e.g. a walker
-    skill on the obstacle course; the files then carry its name."""
+    summary. ``env``: another env to run the policy on (with ``env_options``), e.g. a walker
+    skill on the obstacle course; the files then carry its name (and a digest of the options)."""
     from tesp.envs import make_env
     from tesp.render import write_video
 
@@ -155,13 +157,15 @@ def test_policy(
     env_config = dict(env_config)
     own = env is None or env == env_name
     if not own:
-        env_name, env_config = env, {}
+        env_name, env_config = env, dict(env_options or {})
     if record:
         env_config["render_mode"] = "rgb_array"
     env = make_env(env_name, env_config)
     policy = algo_cls.controller(checkpoint, config, env)
     rows, frames = run_episodes(policy, env, episodes, seed, explore=explore, record=record)
     label = "" if own else f"-{env_name}"
+    if not own and env_options:  # other options, other files: a short digest of them
+        label += "-" + hashlib.sha1(json.dumps(env_options, sort_keys=True).encode()).hexdigest()[:8]
     stem = checkpoint.parent / f"{checkpoint.name}-test{label}"
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -181,13 +185,17 @@ def test_policy(
 
 
 def check_policy_args(args, algo_cls: type, config: dict) -> None:
+    from tesp.config_overrides import parse_set
     from tesp.envs import ENVS, make_env
+    from tesp.settings import check_env_config
 
+    if args.env_option and args.env is None:
+        raise ConfigError("--env-option needs --env")
     if args.env is not None:
         if args.env not in ENVS:
             raise ConfigError(f"unknown --env {args.env!r}; choose from: {', '.join(sorted(ENVS))}")
         own_name, own_config = algo_cls.policy_env(config)
-        own, other = make_env(own_name, own_config), make_env(args.env)
+        own, other = make_env(own_name, own_config), check_env_config(args.env, parse_set(args.env_option))
         if (
             own.observation_space.shape != other.observation_space.shape
             or own.action_space != other.action_space

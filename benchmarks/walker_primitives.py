@@ -1,0 +1,132 @@
+"""The meta-policy over Walker2d skills against its baselines, on the obstacle course.
+
+The seed "Meta policy for selecting primitive skills in a complex environment" claims that a
+meta-policy picking pre-trained skills (walk, jump, crawl) every N steps, with the skills
+fine-tuned on transition states, gets further on an obstacle course than the skills alone and
+than learning from scratch (its anchor, Lee et al. 2019, reports ~1.8-2.0 obstacles passed for
+its transition policies and ~0.5 for PPO from scratch). This script runs, in one folder and
+resumably (a finished run is skipped, an interrupted one resumed):
+
+1. the three skills with ``--alg ppo`` (``configs/walker_*/ppo.yaml``; ``--skill-iters``
+   iterations of 8000 steps), once (seed 0), shared by every seed below;
+2. per seed: the meta-policy with the skills fine-tuned on transitions and frozen
+   (``--alg primitives --finetune transitions|none``), and PPO from scratch on the course, each for
+   ``--iters`` iterations of 8000 RLlib env steps (the meta-policy's env steps count its decisions
+   too, 1 in N + 1, so it sees slightly fewer walker steps than PPO: conservative for it);
+3. ``main_test.py`` on every final checkpoint (``--episodes`` episodes, seeded: re-running it
+   repeats the numbers), and each skill alone on the course (``main_test.py SKILL --env
+   walker_obstacle_course``);
+
+then prints the obstacles passed per episode (and the success rate) of each, mean over seeds with
+a 95% bootstrap CI over seeds (the skills alone: over episodes, one run). ``--course reduced``
+uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full course.
+
+    python benchmarks/walker_primitives.py --storage-path ~/walker --seeds 0,1,2 [--course reduced]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tesp.report.stats import bootstrap_ci  # noqa: E402
+
+SKILLS = ("walker_forward", "walker_jump", "walker_crawl")
+COURSE = "walker_obstacle_course"
+REDUCED_OPTION = "kinds=[curb, ceiling]"
+REDUCED = ["--set", f"env_config.{REDUCED_OPTION}"]
+
+
+def train(storage: Path, name: str, args: list[str]) -> Path:
+    """Run (or resume, or skip) ``main_train.py`` as experiment ``name``; returns its folder."""
+    folder = storage / name
+    if any(folder.glob("*/checkpoint_*/algorithm_state.pkl")) and (folder / "done").is_file():
+        return folder
+    resume = ["--resume", str(folder)] if folder.is_dir() else []
+    cmd = [sys.executable, str(REPO / "main_train.py"), *args, "--storage-path", str(storage), "--name", name]
+    if subprocess.run(cmd + resume).returncode == 0:
+        (folder / "done").touch()
+    return folder
+
+
+def test(run: Path, episodes: int, env: str | None = None, options: list[str] = ()) -> dict:
+    """``main_test.py`` on the newest checkpoint of ``run`` (cached in its JSON); the summary."""
+    cmd = [sys.executable, str(REPO / "main_test.py"), str(run), "--episodes", str(episodes)]
+    cmd += ["--env", env] if env else []
+    cmd += [arg for option in options for arg in ("--env-option", option)]
+    before = set(run.glob("*/checkpoint_*-test*.json"))
+    subprocess.run(cmd, check=True)
+    (written,) = set(run.glob("*/checkpoint_*-test*.json")) - before or [_newest(run, env)]
+    return json.loads(written.read_text()) | {"path": str(written)}
+
+
+def _newest(run: Path, env: str | None) -> Path:
+    found = sorted(
+        run.glob(f"*/checkpoint_*-test{'-' + env if env else ''}*.json"), key=lambda p: p.stat().st_mtime
+    )
+    return found[-1]
+
+
+def row(name: str, values: list[float], success: list[float]) -> str:
+    lo, hi = bootstrap_ci(np.array(values))
+    return f"| {name} | {np.mean(values):.2f} [{float(lo):.2f}, {float(hi):.2f}] | {np.mean(success):.2f} | {len(values)} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage-path", required=True)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--skill-iters", type=int, default=125)
+    parser.add_argument("--iters", type=int, default=125)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--course", choices=("full", "reduced"), default="full")
+    args = parser.parse_args()
+    storage = Path(args.storage_path).expanduser().resolve()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    course = REDUCED if args.course == "reduced" else []
+
+    skills = {
+        s: train(storage, f"skill-{s}", ["--env", s, "--alg", "ppo", "--stop-iters", str(args.skill_iters)])
+        for s in SKILLS
+    }
+    primitives = ",".join(f"{s}={path}" for s, path in skills.items())
+    methods: dict[str, list[Path]] = {
+        "primitives (transitions)": [],
+        "primitives (frozen)": [],
+        "ppo (scratch)": [],
+    }
+    for seed in seeds:
+        common = ["--env", COURSE, "--seed", str(seed), "--stop-iters", str(args.iters), *course]
+        for label, finetune in (("primitives (transitions)", "transitions"), ("primitives (frozen)", "none")):
+            meta = ["--alg", "primitives", "--primitives", primitives, "--finetune", finetune]
+            methods[label].append(train(storage, f"{args.course}-{finetune}-{seed}", common + meta))
+        methods["ppo (scratch)"].append(
+            train(storage, f"{args.course}-scratch-{seed}", common + ["--alg", "ppo"])
+        )
+
+    print(f"\nObstacles passed per episode on the {args.course} course ({args.episodes} episodes per run)")
+    print("| method | obstacles passed (95% CI over seeds) | success | seeds |\n|---|---|---|---|")
+    for label, runs in methods.items():
+        summaries = [test(run, args.episodes)["mean"] for run in runs]
+        print(row(label, [s["obstacles_passed"] for s in summaries], [s["success"] for s in summaries]))
+    for s, path in skills.items():
+        # The skills were trained on their own env; alone on the same course. One run: the CI is
+        # over its episodes.
+        summary = test(path, args.episodes, env=COURSE, options=[REDUCED_OPTION] if course else [])
+        csv = Path(summary["path"]).with_suffix(".csv")
+        passed = np.genfromtxt(csv, delimiter=",", names=True)["obstacles_passed"]
+        lo, hi = bootstrap_ci(np.atleast_1d(passed))
+        print(f"| {s} alone | {np.mean(passed):.2f} [{float(lo):.2f}, {float(hi):.2f}] | "
+              f"{summary['mean']['success']:.2f} | 1 |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
