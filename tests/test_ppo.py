@@ -106,5 +106,11 @@ def test_a_skill_runs_alone_on_the_course(jump_run):
     (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
     summary = json.loads((trial / f"{checkpoint.name}-test-walker_obstacle_course.json").read_text())
     assert summary["env"] == "walker_obstacle_course" and 0 <= summary["mean"]["obstacles_passed"] <= 5
+    reduced = run_main_test(
+        str(trial), "--env", "walker_obstacle_course", "--env-option", "kinds=[curb]", "--episodes", "1"
+    )
+    assert reduced.returncode == 0, reduced.stderr[-3000:]
+    (other,) = trial.glob(f"{checkpoint.name}-test-walker_obstacle_course-*.json")  # its own files
+    assert json.loads(other.read_text())["mean"]["obstacles_passed"] <= 1
     bad = run_main_test(str(trial), "--env", "point")
     assert bad.returncode == 2 and "other observation or action spaces" in bad.stderr
