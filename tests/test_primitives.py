@@ -11,7 +11,7 @@ from tesp.algorithms.primitives.primitives_env import FROZEN, META, PrimitivesEn
 from tesp.envs import make_env
 
 NAMES = ["walker_forward", "walker_jump"]
-BASE = {"init_noise": 0.0, "kinds": ["curb"], "positions": [30.0], "jitter": 0.0, "min_avg_speed": 0.0}
+BASE = {"init_noise": 0.0, "kinds": ["curb"], "positions": [30.0], "jitter": 0.0}
 
 
 def wrapped(switch_period=4, finetune="transitions", window=2, names=NAMES):

@@ -24,19 +24,21 @@ accelerations are large and noisy; the height map replaces its two obstacle numb
 **Action** (6): motor torques in ``[-1, 1]`` (clipped), gear 100. One env step is 4 physics
 steps (0.008 s).
 
-**Reward** (the anchor's dense terms, per step):
-``1 + 2 (3 - |v_x - 3|) + 0.1 cos(pitch) - 0.01 (|dq_foot| + |dq_foot_left|) - 0.001 |a|^2``,
-then, where obstacles are: ``-2 |ceiling_target_height - z|`` while near a ceiling (within 1 m
-of its span; the anchor's ``-2 |1.1 - dh|`` term, whose ``dh`` this project reads as "keep the
-torso at a height that fits under the slab", 0.55 m for this model: the upright torso's top is
-then 0.8 m, under the 0.9 m underside), ``+ 200 (i + 1) / 3`` as the front foot crosses a curb's
-start, middle and end (``i`` = 0, 1, 2), ``+ 100 clip(v_z, -2, 2)`` while crossing a curb, +200
-per obstacle passed (the torso past its far end; each counts once) and -10 on a collision.
+**Reward** (the anchor's dense terms, per step, with ``v_x``, ``v_z`` the torso's velocity over
+the step): ``1 + 2 (3 - |v_x - 3|) + 0.1 cos(pitch) - 0.01 (|dq_foot| + |dq_foot_left|) -
+0.001 |a|^2``, then, where obstacles are: ``-2 |1.1 - dh|`` while near a ceiling (within 3 m of
+its span), ``dh`` the torso's height above the higher foot; for the next curb, ``+ 200 (i + 1) /
+3`` as the rear foot crosses its start, middle and end (``i`` = 0, 1, 2; each once here, where
+the anchor pays every crossing, back and forth) and ``+ 100 clip(v_z, -2, 2)`` at each step the
+torso crosses one of those points; +200 per obstacle passed (each counts once: the torso 1.5 m
+past a curb's far end, 0.15 m past a ceiling's) and -10 on a collision.
 
 **Termination**: a collision of the walker with an obstacle (``done_on_collision``); the torso's
-centre below 0.8 m (0.3 m near a ceiling); a non-finite state; all obstacles passed; an obstacle
-passed at an average speed since the previous one below ``min_avg_speed`` (the anchor's "slow"
-rule; 0 turns it off). Truncation after ``horizon`` steps.
+centre below 0.8 m (0.3 m near a ceiling); a non-finite state; all obstacles passed; and, with
+``min_avg_speed`` > 0, an obstacle passed at an average speed since the previous one below it.
+The anchor has that last rule with 2 m/s, but divides the distance by one step's duration
+instead of the interval's, so it never fires there; it is off (0) by default here.
+Truncation after ``horizon`` steps.
 
 **Success** (``info``): ``obstacles_passed`` counts the obstacles passed so far (0-5 on the
 course); ``info["success"]`` is set on the step that completes the env's goal: the course and
@@ -77,7 +79,10 @@ CEILING_HALF_LENGTH, CEILING_UNDERSIDE, CEILING_HALF_THICKNESS = 1.5, 0.9, 0.1
 NO_CEILING = 2.0  # the height map's ceiling row where there is no ceiling
 HMAP_OFFSETS = np.round(np.arange(32) * 0.1 - 0.5, 10)  # x of the grid points, relative to the torso
 SLOTS = 5  # curb and ceiling geoms in the model
-NEAR_CEILING = 1.0  # m before and after a ceiling's span that count as near it
+NEAR_CEILING = (
+    3.0  # m before and after a ceiling's span that count as near it (the anchor's detection distance)
+)
+PASS_MARGIN = {"curb": 1.5, "ceiling": 0.15}  # the torso this far past an obstacle's end has passed it
 PARKED = np.array([0.0, 0.0, -10.0])  # an unused slot's place, under the floor
 KINDS = ("curb", "ceiling")
 Obstacle = tuple[str, float]
@@ -119,7 +124,6 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         random_steps: int = 0,
         min_avg_speed: float = 0.0,
         done_on_collision: bool = True,
-        ceiling_target_height: float = 0.55,
         render_mode: str | None = None,
         width: int = 320,
         height: int = 240,
@@ -138,7 +142,6 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.horizon, self.push_prob, self.push_force = int(horizon), float(push_prob), float(push_force)
         self.init_noise, self.random_steps = float(init_noise), int(random_steps)
         self.min_avg_speed, self.done_on_collision = float(min_avg_speed), bool(done_on_collision)
-        self.ceiling_target_height = float(ceiling_target_height)
         obs_dim = 17 + 2 * len(HMAP_OFFSETS)
         MujocoEnv.__init__(
             self,
@@ -156,7 +159,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.ceiling_slots = [m.body(f"ceiling{i}").mocapid[0] for i in range(SLOTS)]
         self.obstacle_geoms = np.array([m.geom(f"{k}{i}").id for k in KINDS for i in range(SLOTS)])
         self.walker_geoms = np.flatnonzero(m.body_rootid[m.geom_bodyid] == self.torso)
-        self.foot_geoms = [m.geom("foot").id, m.geom("foot_left").id]
+        self.feet = [m.body("foot").id, m.body("foot_left").id]
         self.foot_dofs = [m.joint("foot").dofadr[0], m.joint("foot_left").dofadr[0]]
         self.obstacles: tuple[Obstacle, ...] = ()
         self._task_obstacles: tuple[Obstacle, ...] | None = None
@@ -195,7 +198,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         for kind, x in self.obstacles:
             z = CURB_HEIGHT / 2 if kind == "curb" else CEILING_UNDERSIDE + CEILING_HALF_THICKNESS
             self.data.mocap_pos[next(used[kind])] = (x, 0.0, z)
-        self._ends = np.array([x + half_length(k) for k, x in self.obstacles])
+        self._ends = np.array([x + half_length(k) + PASS_MARGIN[k] for k, x in self.obstacles])
         reach = CEILING_HALF_LENGTH + NEAR_CEILING
         spans = [(x - reach, x + reach) for k, x in self.obstacles if k == "ceiling"]
         self._ceilings = np.array(spans, dtype=np.float64).reshape(-1, 2)
@@ -248,22 +251,26 @@ class WalkerEnv(MujocoEnv, TaskEnv):
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        x_before, z_before = float(self.data.qpos[0]), float(self.data.qpos[1])
+        rear_before = float(self.data.xpos[self.feet, 0].min())
         self._push()
         self.do_simulation(a, self.frame_skip)
         self._t += 1
         q, v = self.data.qpos, self.data.qvel
         x, z, pitch = float(q[0]), float(q[1]), float(q[2])
+        vx, vz = (x - x_before) / self.dt, (z - z_before) / self.dt
         near = self.near_ceiling(x)
         reward = (
             1.0
-            + 2.0 * (3.0 - abs(v[0] - 3.0))
+            + 2.0 * (3.0 - abs(vx - 3.0))
             + 0.1 * np.cos(pitch)
             - 0.01 * float(np.abs(v[self.foot_dofs]).sum())
             - 1e-3 * float(a @ a)
         )
         if near:
-            reward -= 2.0 * abs(self.ceiling_target_height - z)
-        reward += self._curb_bonus(v)
+            # The anchor's height term: the torso's height above the higher foot, kept near 1.1.
+            reward -= 2.0 * abs(1.1 - (z - float(self.data.xpos[self.feet, 2].max())))
+        reward += self._curb_bonus(x_before, x, rear_before, vz)
         passed_now, slow = self._count_passes(x)
         reward += 200.0 * passed_now
         collided = self.collided()
@@ -290,21 +297,21 @@ class WalkerEnv(MujocoEnv, TaskEnv):
             self.render()
         return self._get_obs(), float(reward), bool(terminated), bool(truncated), info
 
-    def _curb_bonus(self, v: np.ndarray) -> float:
-        """The anchor's shaping for the next obstacle when it is a curb: a bonus as the front
-        foot crosses its start, middle and end, and one for rising while crossing it."""
+    def _curb_bonus(self, x_before: float, x: float, rear_before: float, vz: float) -> float:
+        """The anchor's shaping for the next obstacle when it is a curb, at its start, middle and
+        end: ``200 (i + 1) / 3`` as the rear foot first crosses point ``i``, and
+        ``100 clip(v_z, -2, 2)`` at each step the torso crosses one of the points."""
         if self._passed >= len(self.obstacles) or self.obstacles[self._passed][0] != "curb":
             return 0.0
         cx = self.obstacles[self._passed][1]
-        foot = float(self.data.geom_xpos[self.foot_geoms, 0].max())
-        checkpoints = (cx - CURB_HALF_LENGTH, cx, cx + CURB_HALF_LENGTH)
+        points = (cx - CURB_HALF_LENGTH, cx, cx + CURB_HALF_LENGTH)
+        rear = float(self.data.xpos[self.feet, 0].min())
         bonus = 0.0
-        while self._curb_stage < 3 and foot > checkpoints[self._curb_stage]:
+        while self._curb_stage < 3 and rear_before <= points[self._curb_stage] < rear:
             self._curb_stage += 1
             bonus += 200.0 * self._curb_stage / 3
-        if self._curb_stage > 0:
-            bonus += 100.0 * float(np.clip(v[1], -2.0, 2.0))
-        return bonus
+        crossed = sum(x_before <= p < x for p in points)
+        return bonus + 100.0 * float(np.clip(vz, -2.0, 2.0)) * crossed
 
     def _count_passes(self, x: float) -> tuple[int, bool]:
         """Obstacles the torso passed this step (each once) and whether one was passed too slowly."""
@@ -368,7 +375,6 @@ class WalkerObstacleCourseEnv(WalkerEnv):
         jitter: float = 0.5,
         shuffle: bool = True,
         horizon: int = 2500,
-        min_avg_speed: float = 2.0,
         **kwargs,
     ) -> None:
         kinds = tuple(kinds)
@@ -378,7 +384,7 @@ class WalkerObstacleCourseEnv(WalkerEnv):
             raise ValueError(f"kinds={kinds!r} is invalid: at most {SLOTS} of each kind")
         self.kinds, self.positions = kinds, tuple(float(p) for p in positions)
         self.jitter, self.shuffle = float(jitter), bool(shuffle)
-        super().__init__(horizon=horizon, min_avg_speed=min_avg_speed, **kwargs)
+        super().__init__(horizon=horizon, **kwargs)
 
     def layout(self, rng: np.random.Generator) -> tuple[Obstacle, ...]:
         kinds = list(self.kinds)
