@@ -174,3 +174,15 @@ def test_reduced_course_and_bad_options():
         make_env("walker_obstacle_course", {"kinds": ["wall"]})
     with pytest.raises(ValueError, match="push_prob"):
         make_env("walker_forward", {"push_prob": 2.0})
+
+
+def test_curb_shaping_pays_each_checkpoint_once_and_the_jump_at_crossings():
+    env = course([("curb", 3.0)])
+    teleport(env, 3.02)  # standing, both ankles (the foot bodies) under the torso, at x = 3.02
+    assert env.data.xpos[env.feet, 0] == pytest.approx([3.02, 3.02])
+    # From 2.85, the rear foot crossed the curb's start and middle (2.9, 3.0): 200/3 + 400/3, once.
+    assert env._curb_bonus(0.0, 0.0, 2.85, vz=0.0) == pytest.approx(200 / 3 + 400 / 3)
+    assert env._curb_bonus(0.0, 0.0, 2.85, vz=0.0) == 0.0
+    # The torso crossing two of the points (2.9 and 3.0) while rising at 3 m/s (clipped to 2).
+    assert env._curb_bonus(2.85, 3.05, 3.02, vz=3.0) == pytest.approx(2 * 100 * 2.0)
+    assert env._curb_bonus(3.05, 3.06, 3.02, vz=3.0) == 0.0  # between points: no jump bonus
