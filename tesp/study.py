@@ -10,7 +10,8 @@ another study's). The command then
 1. trains every (method, env, seed) as **one Tune experiment** (one ``tune.Experiment`` per
    (method, env), the seeds a grid, all under one experiment folder, so Tune runs the trials side
    by side on whatever CPUs the local Ray or the cluster has; ``--resume`` continues it);
-2. evaluates every checkpoint of every trial as ``main_test.py`` does, on D, D', D'' at each of
+2. evaluates every checkpoint of every trial as ``main_test.py`` does (with the study's
+   ``eval_inner_steps`` where it sets them, e.g. MIME's protocol of 10), on D, D', D'' at each of
    the study's noise levels (as Ray tasks of one CPU each, side by side; a checkpoint already
    evaluated is skipped, so a resumed study only evaluates what is new);
 3. writes the report (``main_report.py``) of the experiment folder into ``--out``.
@@ -82,6 +83,7 @@ class StudyPlan:
     out: Path
     resume: bool
     recorded: dict[str, Any]  # written to STUDY_FILE
+    eval_inner_steps: int | None = None  # inner steps of the evaluation (None: each checkpoint's own)
 
 
 def load_study(name: str) -> dict[str, Any]:
@@ -186,6 +188,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         args.study, args.scale, storage, experiment, trials, names, sigmas, intermediate,
         int(scale.get("eval_pool_size", 0)), out,
         args.resume is not None, {k: getattr(args, k) for k in RECORDED},
+        int(study["eval_inner_steps"]) if "eval_inner_steps" in study else None,
     )  # fmt: skip
 
 
@@ -228,7 +231,7 @@ def train(plan: StudyPlan) -> list[str]:
     return [t.path for t in analysis.trials if t.status == "ERROR"]
 
 
-def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
+def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int, inner_steps: int | None = None) -> str:
     """Evaluate one checkpoint as ``main_test.py`` does (a Ray task); returns the JSON path."""
     import ray.tune.trainable.trainable as trainable
     from ray.rllib.algorithms.algorithm import Algorithm
@@ -243,8 +246,10 @@ def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int) -> str:
         algo = Algorithm.from_checkpoint(checkpoint)
         try:
             pools = list(algo.task_env.task_pools()) or [FRESH]
-            rows, summary = evaluate(algo, pools, sigmas, pool_size, progress=False)
+            rows, summary = evaluate(algo, pools, sigmas, pool_size, progress=False, inner_steps=inner_steps)
             meta = metadata(algo, Path(checkpoint), pools, task_seed=0)
+            if inner_steps is not None:
+                meta["num_inner_steps"] = inner_steps
         finally:
             algo.stop()
         _, json_path = write(Path(checkpoint), rows, summary, meta)
@@ -267,7 +272,7 @@ def evaluate_all(plan: StudyPlan) -> list[str]:
             if not (trial / f"{c.name}-eval.json").exists():
                 todo.append((str(c), plan.sigmas if c == checkpoints[-1] else plan.intermediate_sigmas))
     task = ray.remote(num_cpus=1)(_evaluate_one)
-    refs = [task.remote(c, sigmas, plan.eval_pool_size) for c, sigmas in todo]
+    refs = [task.remote(c, sigmas, plan.eval_pool_size, plan.eval_inner_steps) for c, sigmas in todo]
     failed = []
     for i, ((checkpoint, _), ref) in enumerate(zip(todo, refs, strict=True), 1):
         try:

@@ -69,14 +69,14 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["nope"], "unknown study 'nope'; choose from: tesp_ablations, tesp_paper"),
+        (["nope"], "unknown study 'nope'; choose from: exploration, tesp_ablations, tesp_paper"),
         (["tesp_paper", "--scale", "huge"], "unknown --scale 'huge'; choose from: paper, laptop, smoke"),
         (["tesp_paper", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers >= 0"),
         (["tesp_paper", "--algs", "maml,mlsh"], "--algs: 'mlsh' is not in this study; choose from: maml"),
         (["tesp_paper", "--envs", "point"], "--envs: 'point' is not in this study; choose from: wheeled"),
         (["tesp_paper", "--scale", "paper"], "a trial needs 2 CPUs"),
         (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
-        ([], "name a study (choose from: tesp_ablations, tesp_paper) or --resume a study's folder"),
+        ([], "name a study (choose from: exploration, tesp_ablations, tesp_paper) or --resume a study's folder"),
         (
             ["tesp_ablations", "--algs", "tesp-k4"],
             "--algs: 'tesp-k4' is not in this study; choose from: tesp, meta_sgd, tesp-k3",
