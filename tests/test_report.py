@@ -273,3 +273,11 @@ def test_evaluation_table_takes_each_trials_last_checkpoint(tmp_path):
     assert "D'' success" not in row
     (row,) = evaluation_rows([ev("a", 5, 1.0, success=0.5), ev("b", 5, 2.0, success=1.0)])
     assert row["D'' success"][0] == pytest.approx(0.75)
+
+    from tesp.report.tables import checkpoint_rows
+
+    by_iteration = {r["iteration"]: r for r in checkpoint_rows(evs)}
+    assert sorted(by_iteration) == [20, 40, 60]
+    assert by_iteration[60]["seeds"] == 2 and by_iteration[60]["D''"][0] == pytest.approx(-150.0)
+    assert by_iteration[20]["D''"][0] == pytest.approx(-500.0) and "D'' sigma 0.1" not in by_iteration[60]
+    assert checkpoint_rows([ev("a", 5, 1.0)]) == []  # one iteration: nothing to show

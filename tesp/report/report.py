@@ -133,6 +133,17 @@ def build(roots: list[str], out: Path, title: str) -> Path:
             tables.results_table(tables.evaluation_rows(evaluations)),
             "",
         ]
+        by_checkpoint = tables.checkpoint_rows(evaluations)
+        if by_checkpoint:
+            md += [
+                "## Evaluation by checkpoint",
+                "",
+                "`main_test.py` on every evaluated checkpoint, without noise: post-adaptation return (and",
+                "success rate) against meta-iterations, mean [95% bootstrap CI] over seeds.",
+                "",
+                tables.results_table(by_checkpoint),
+                "",
+            ]
     rows = tables.results_rows(groups)
     md += [
         "## Results",

@@ -80,6 +80,30 @@ def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
     return rows
 
 
+def checkpoint_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
+    """Per (env, method, iteration) evaluated on more than one iteration: the post-adaptation
+    return per pool without noise (and the success rate where the env has one), mean [95%
+    bootstrap CI] over the trials evaluated at that iteration: how adaptation improves with
+    meta-training."""
+    groups: dict[tuple[str, str], dict[int, list[Evaluation]]] = defaultdict(lambda: defaultdict(list))
+    for e in evaluations:
+        groups[(e.env, e.method)][e.iteration].append(e)
+    rows = []
+    for (env, method), by_iteration in sorted(groups.items()):
+        if len(by_iteration) < 2:
+            continue
+        for iteration, evs in sorted(by_iteration.items()):
+            row: dict = {"env": env, "method": method, "iteration": iteration, "seeds": len(evs)}
+            for pool in sorted({p for e in evs for p in e.pools}, key=lambda p: (len(p), p)):
+                sigma = min((s for e in evs for s in e.pools.get(pool, {})), key=float)
+                for key, suffix in (("return_post", ""), ("success_post", " success")):
+                    values = [e.pools.get(pool, {}).get(sigma, {}).get(key, np.nan) for e in evs]
+                    if np.isfinite(values).any():
+                        row[pool + suffix] = mean_ci(values)
+            rows.append(row)
+    return rows
+
+
 def results_table(rows: Sequence[dict]) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -155,4 +179,4 @@ def _cell(value) -> str:
     return str(value)
 
 
-__all__ = ["TRAINING", "evaluation_rows", "provenance", "results_rows", "results_table", "settings_table"]
+__all__ = ["TRAINING", "checkpoint_rows", "evaluation_rows", "provenance", "results_rows", "results_table", "settings_table"]
