@@ -329,11 +329,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
-    from tesp.policy_eval import test_policy
+    from tesp.policy_eval import evaluate_policy
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     algo_cls, config = saved_config(checkpoint)
-    out = test_policy(
+    out = evaluate_policy(
         algo_cls, checkpoint, config, args.episodes, args.seed, args.explore, args.record,
         env=args.env, env_options=parse_set(args.env_option),
     )  # fmt: skip

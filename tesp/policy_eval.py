@@ -136,7 +136,7 @@ def run_episodes(
     return rows, frames
 
 
-def test_policy(
+def evaluate_policy(
     algo_cls: type,
     checkpoint: Path,
     config: dict,
