@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint, pools = check_args(args)
         if pools is None:
-            return test_single_policy(checkpoint, args)
+            return run_single_policy(checkpoint, args)
         connect_ray(args.address, dashboard=False)
     except ConfigError as e:
         fail(str(e))
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def test_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
+def run_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
     from tesp.policy_eval import evaluate_policy
 
     os.environ.setdefault("MUJOCO_GL", "egl")
