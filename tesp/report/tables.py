@@ -72,10 +72,7 @@ def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
             sigmas = sorted({s for e in evs for s in e.pools.get(pool, {})}, key=float)
             for sigma in dict.fromkeys([sigmas[0], sigmas[-1]]):
                 label = pool if float(sigma) == 0 else f"{pool} sigma {sigma}"
-                for key, suffix in (("return_post", ""), ("success_post", " success")):
-                    values = [e.pools.get(pool, {}).get(sigma, {}).get(key, np.nan) for e in evs]
-                    if np.isfinite(values).any():
-                        row[label + suffix] = mean_ci(values)
+                row |= _pool_cells(evs, pool, sigma, label)
         rows.append(row)
     return rows
 
@@ -96,12 +93,20 @@ def checkpoint_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
             row: dict = {"env": env, "method": method, "iteration": iteration, "seeds": len(evs)}
             for pool in sorted({p for e in evs for p in e.pools}, key=lambda p: (len(p), p)):
                 sigma = min((s for e in evs for s in e.pools.get(pool, {})), key=float)
-                for key, suffix in (("return_post", ""), ("success_post", " success")):
-                    values = [e.pools.get(pool, {}).get(sigma, {}).get(key, np.nan) for e in evs]
-                    if np.isfinite(values).any():
-                        row[pool + suffix] = mean_ci(values)
+                row |= _pool_cells(evs, pool, sigma, pool)
             rows.append(row)
     return rows
+
+
+def _pool_cells(evs: Sequence[Evaluation], pool: str, sigma: str, label: str) -> dict:
+    """The post-adaptation return (and success rate, where recorded) of ``evs`` on ``pool`` at
+    noise ``sigma``, mean [95% CI], under ``label``."""
+    cells = {}
+    for key, suffix in (("return_post", ""), ("success_post", " success")):
+        values = [e.pools.get(pool, {}).get(sigma, {}).get(key, np.nan) for e in evs]
+        if np.isfinite(values).any():
+            cells[label + suffix] = mean_ci(values)
+    return cells
 
 
 def results_table(rows: Sequence[dict]) -> str:

@@ -114,10 +114,6 @@ class PrimitivesConfig(PPOConfig):
         )
         self.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
 
-    def update_model_config(self, **values: Any) -> None:
-        """The meta-policy's network settings (RLlib's ``DefaultModelConfig`` keys)."""
-        super().update_model_config(**values)
-
 
 class PrimitivesController:
     """The trained meta-policy and primitives driving the plain env (``main_test.py``): the
