@@ -39,6 +39,7 @@ from tesp.envs.base import POOLS
 
 FRESH = "fresh"  # the pool name for tasks drawn from the distribution of an env without pools
 NUM_FRESH = 20
+NUM_PATHS = 5  # tasks per pool whose episodes the evaluation keeps for trajectory plots
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -181,16 +182,21 @@ def evaluate(
     task_seed: int = 0,
     progress: bool = True,
     inner_steps: int | None = None,
-) -> tuple[list[dict], dict]:
+) -> tuple[list[dict], dict, dict]:
     """Adapt to every task of ``pools`` at each noise level with ``inner_steps`` inner steps
-    (default: the checkpoint's config); returns (per-task rows, summary).
+    (default: the checkpoint's config); returns (per-task rows, summary, paths). ``paths``: for
+    envs whose observations hold the agent's position, the env's walls and, per pool, the first
+    episode before and after adaptation of its first :data:`NUM_PATHS` tasks at the first noise
+    level (:func:`tesp.report.trajectories.episode_paths` records), for the report's plots.
 
     The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
     with ``task_seed``. ``progress``: a progress bar on stderr.
     """
+    import numpy as np
     from tqdm import tqdm
 
     from tesp.meta.rollout import pool_summary
+    from tesp.report.trajectories import episode_paths
 
     available = dict(algo.task_env.task_pools())
     if FRESH in pools:
@@ -198,7 +204,10 @@ def evaluate(
             algo.config.env, algo.config.env_config, pool_size or NUM_FRESH, task_seed
         )
     jobs = [(p, s, available[p][:pool_size] if pool_size else available[p]) for p in pools for s in sigmas]
+    env = algo.task_env
+    has_positions = env.positions(np.zeros((1, env.observation_space.shape[0]))) is not None
     rows, summary = [], {}
+    paths: dict[str, Any] = {"walls": np.asarray(env.walls()).tolist(), "pools": {}} if has_positions else {}
     with tqdm(total=sum(len(t) for *_, t in jobs), unit="task", desc="adapting", disable=not progress) as bar:
         for pool, sigma, tasks in jobs:
             bar.set_postfix(pool=pool, sigma=sigma)
@@ -207,7 +216,18 @@ def evaluate(
             stats = pool_summary(rollouts)
             summary.setdefault(pool, {})[str(sigma)] = stats | {"num_tasks": len(tasks)}
             rows += task_rows(pool, sigma, tasks, rollouts)
-    return rows, summary
+            if has_positions and sigma == sigmas[0]:
+                paths["pools"][pool] = {
+                    stage: episode_paths(tasks[:NUM_PATHS], _stage_batches(rollouts, k)[:NUM_PATHS], env, 1)
+                    for stage, k in (("before", 0), ("after", -1))
+                }
+    return rows, summary, paths
+
+
+def _stage_batches(rollouts, k: int) -> list:
+    """The batches of stage ``k`` of every task, in task order (``rollouts`` cover the tasks in
+    chunks)."""
+    return [result.batch for ro in rollouts for result in ro.stages[k]]
 
 
 def fresh_tasks(env: str, env_config: dict, n: int, seed: int) -> list[dict]:
@@ -273,14 +293,17 @@ def metadata(algo, checkpoint: Path, pools: list[str], task_seed: int) -> dict[s
     }
 
 
-def write(checkpoint: Path, rows: list[dict], summary: dict, meta: dict) -> tuple[Path, Path]:
+def write(
+    checkpoint: Path, rows: list[dict], summary: dict, meta: dict, paths: dict | None = None
+) -> tuple[Path, Path]:
     stem = checkpoint.parent / f"{checkpoint.name}-eval"
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    json_path.write_text(json.dumps(meta | {"pools": summary}, indent=2))
+    data = meta | {"pools": summary} | ({"trajectories": paths} if paths else {})
+    json_path.write_text(json.dumps(data, indent=2))
     return csv_path, json_path
 
 
@@ -307,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         register_envs()
         algo = Algorithm.from_checkpoint(str(checkpoint))
         try:
-            rows, summary = evaluate(
+            rows, summary, paths = evaluate(
                 algo, pools, args.sigmas, args.pool_size, args.task_seed, inner_steps=args.inner_steps
             )
             meta = metadata(algo, checkpoint, pools, args.task_seed)
@@ -315,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 meta["num_inner_steps"] = args.inner_steps
         finally:
             algo.stop()
-        csv_path, json_path = write(checkpoint, rows, summary, meta)
+        csv_path, json_path = write(checkpoint, rows, summary, meta, paths)
     except ConfigError as e:
         fail(str(e))
     finally:

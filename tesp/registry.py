@@ -70,7 +70,6 @@ TESP_FLAGS = (
 )
 
 
-
 def primitive_checkpoints(text: str) -> dict[str, str]:
     """``--primitives walker_forward=PATH,walker_jump=PATH`` -> ``{name: path}`` (in order)."""
     pairs = [item.partition("=") for item in text.split(",") if item]

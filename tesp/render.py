@@ -55,6 +55,7 @@ def make_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace):
     """Everything checked before Ray starts; returns (checkpoint, env name, env config, pool)."""
     from tesp.envs import make_env
+
     checkpoint = find_checkpoint(args.checkpoint)
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "adapt_on_tasks"):
@@ -159,7 +160,9 @@ def write_video(frames: list[np.ndarray], stem: Path, fps: float = VIDEO_FPS) ->
     return [mp4, gif]
 
 
-def trajectory_figure(tasks: list[dict], before: list, after: list, env, env_name: str, stages: tuple[int, int]):
+def trajectory_figure(
+    tasks: list[dict], before: list, after: list, env, env_name: str, stages: tuple[int, int]
+):
     """Two panels (before, after adaptation): the first 3 episodes of every task as lines from
     their observed positions, the goals in the task's colour (x: pays, o: does not)."""
     import matplotlib

@@ -53,7 +53,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", default="laptop", help="one of the study's scales (default laptop)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the study's)")
     parser.add_argument("--algs", default=None, help="comma-separated methods (default: the study's)")
-    parser.add_argument("--envs", default=None, help="comma-separated envs (default: the study's)")
+    parser.add_argument(
+        "--envs",
+        default=None,
+        help="comma-separated envs (default: the study's; naming only the noise sweep's runs it alone)",
+    )
     parser.add_argument(
         "--no-noise-sweep", action="store_true", help="leave out the study's noise_sweep trials"
     )
@@ -150,11 +154,16 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     variants = study["variants"]
     choices = study["algs"] + list(variants)
     algs = _names(args.algs, choices, "--algs", choices)
-    envs = _names(args.envs, study["envs"], "--envs", study["envs"])
-    pairs = [(alg, env) for env in envs for alg in algs]
     sweep = study.get("noise_sweep")
-    if sweep and not args.no_noise_sweep:
+    # --envs picks from the study's envs and the noise sweep's (naming only the latter runs the
+    # sweep alone); the sweep runs unless --no-noise-sweep or an --envs that leaves its env out.
+    valid_envs = study["envs"] + ([sweep["env"]] if sweep and sweep["env"] not in study["envs"] else [])
+    envs = _names(args.envs, study["envs"], "--envs", valid_envs)
+    pairs = [(alg, env) for env in envs if env in study["envs"] for alg in algs]
+    if sweep and not args.no_noise_sweep and (args.envs is None or sweep["env"] in envs):
         pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
+    if not pairs:
+        raise ConfigError(f"--algs {args.algs!r} and --envs {args.envs!r} leave no trial in this study")
     trials, names = [], []
     for name, env in pairs:
         alg = variants[name]["alg"] if name in variants else name
@@ -231,7 +240,9 @@ def train(plan: StudyPlan) -> list[str]:
     return [t.path for t in analysis.trials if t.status == "ERROR"]
 
 
-def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int, inner_steps: int | None = None) -> str:
+def _evaluate_one(
+    checkpoint: str, sigmas: list[float], pool_size: int, inner_steps: int | None = None
+) -> str:
     """Evaluate one checkpoint as ``main_test.py`` does (a Ray task); returns the JSON path."""
     import ray.tune.trainable.trainable as trainable
     from ray.rllib.algorithms.algorithm import Algorithm
@@ -246,13 +257,15 @@ def _evaluate_one(checkpoint: str, sigmas: list[float], pool_size: int, inner_st
         algo = Algorithm.from_checkpoint(checkpoint)
         try:
             pools = list(algo.task_env.task_pools()) or [FRESH]
-            rows, summary = evaluate(algo, pools, sigmas, pool_size, progress=False, inner_steps=inner_steps)
+            rows, summary, paths = evaluate(
+                algo, pools, sigmas, pool_size, progress=False, inner_steps=inner_steps
+            )
             meta = metadata(algo, Path(checkpoint), pools, task_seed=0)
             if inner_steps is not None:
                 meta["num_inner_steps"] = inner_steps
         finally:
             algo.stop()
-        _, json_path = write(Path(checkpoint), rows, summary, meta)
+        _, json_path = write(Path(checkpoint), rows, summary, meta, paths)
         return str(json_path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -38,8 +38,14 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maml", "--address", "nohost"], ["'nohost'", "HOST:PORT"]),
         (["--env", "point"], ["--alg"]),
         (["--env", "point", "--alg", "tesp", "--use-vime"], ["--use-vime", "--alg maml", "'tesp'"]),
-        (["--env", "point", "--alg", "maml", "--adapt-eta"], ["--adapt-eta is not a method", "--adapt-eta --use-vime", "--e-maml"]),
-        (["--env", "point", "--alg", "maml", "--e-maml", "--use-vime"], ["--e-maml --use-vime", "choose one of"]),
+        (
+            ["--env", "point", "--alg", "maml", "--adapt-eta"],
+            ["--adapt-eta is not a method", "--adapt-eta --use-vime", "--e-maml"],
+        ),
+        (
+            ["--env", "point", "--alg", "maml", "--e-maml", "--use-vime"],
+            ["--e-maml --use-vime", "choose one of"],
+        ),
         (["--env", "point", "--alg", "mime", "--set", "dyn_lr=0"], ["dyn_lr=0", "> 0"]),
         (["--env", "point", "--alg", "mime", "--set", "information_gain=exact"], ["'exact'", "second_order"]),
         (["--env", "point", "--alg", "maml", "--stop-iters", "0"], ["stop_iters=0"]),
@@ -99,7 +105,10 @@ from .runner import run_main_train
             ["--env", "point", "--alg", "maml", "--set", "num_env_runners=64"],
             ["needs 33 CPUs", "EnvRunners 64 x 0.5", "the local Ray has", "--address"],
         ),
-        (["--env", "movement_bandits", "--alg", "mlsh", "--set", "num_learners=2"], ["num_learners=2", "0 or 1"]),
+        (
+            ["--env", "movement_bandits", "--alg", "mlsh", "--set", "num_learners=2"],
+            ["num_learners=2", "0 or 1"],
+        ),
         (
             ["--env", "point", "--alg", "maml", "--set", "num_learners=30"],
             ["num_learners=30", "at most meta_batch_size"],
@@ -154,7 +163,18 @@ def test_help_lists_envs_and_algorithms(capsys):
         "reacher_4_link, walker_crawl, walker_forward, walker_jump, walker_obstacle_course, wheeled" in out
     )
     assert "reacher_2-link (= reacher_2_link)" in out
-    for alg in ("adaptsv", "e_maml", "maesn", "maml", "meta_sgd", "mlsh", "ppo", "primitives", "tesp", "tesp_adapt_policy"):
+    for alg in (
+        "adaptsv",
+        "e_maml",
+        "maesn",
+        "maml",
+        "meta_sgd",
+        "mlsh",
+        "ppo",
+        "primitives",
+        "tesp",
+        "tesp_adapt_policy",
+    ):
         assert alg in out
     assert "--tesp-adapt-policy" in out and "-W N, --warmup-iters N" in out
 

@@ -134,6 +134,12 @@ def test_a_checkpoint_of_an_env_without_pools_is_evaluated_on_fresh_seeded_tasks
     assert summary["pools"]["fresh"]["0.0"]["num_tasks"] == 3
     with open(trial / f"{checkpoint.name}-eval.csv") as f:
         goals = {(r["goal_x"], r["goal_y"]) for r in csv.DictReader(f)}
+    # The trajectories for the report: one episode per task before and after adaptation, drawn
+    # to the episode's end, each task's own goal.
+    paths = summary["trajectories"]["pools"]["fresh"]
+    assert [len(paths[stage]) for stage in ("before", "after")] == [3, 3]
+    assert {(str(p["pays"][0][0]), str(p["pays"][0][1])) for p in paths["after"]} == goals
+    assert all(1 < len(p["xy"]) <= 100 for p in paths["after"])  # the point env's horizon is 100
     # The stated seed fixes the tasks: the same goals again, other goals with another seed.
     again = run_main_test(str(point_run), "--pool-size", "3", "--task-seed", "5")
     with open(trial / f"{checkpoint.name}-eval.csv") as f:

@@ -52,7 +52,9 @@ def walk(env, target, steps):
     """Head straight for ``target`` at full speed; returns the rewards, the infos, the last obs."""
     rewards, infos, obs = [], [], None
     for _ in range(steps):
-        obs, reward, terminated, truncated, info = env.step(np.clip(target - env.positions(obs_of(env)), -0.1, 0.1))
+        obs, reward, terminated, truncated, info = env.step(
+            np.clip(target - env.positions(obs_of(env)), -0.1, 0.1)
+        )
         rewards.append(reward)
         infos.append(info)
         assert not terminated

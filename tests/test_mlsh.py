@@ -331,9 +331,7 @@ def test_schedule_runs_warmup_then_joint_and_moves_to_new_tasks(algo, monkeypatc
 
 
 @pytest.mark.ray
-def test_adaptation_trains_a_fresh_master_per_task_for_the_warmup_and_restores_the_learner(
-    algo, monkeypatch
-):
+def test_adaptation_trains_a_fresh_master_per_task_for_the_warmup_and_restores_the_learner(algo, monkeypatch):
     learner = local_learner(algo)
     before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     updates, resets = [], []

@@ -29,7 +29,9 @@ def learner_states(algo) -> list[dict[str, np.ndarray]]:
     return [
         r.get()
         for r in algo.learner_group.foreach_learner(
-            lambda learner: {k: v.detach().cpu().numpy().copy() for k, v in learner.policy.state_dict().items()}
+            lambda learner: {
+                k: v.detach().cpu().numpy().copy() for k, v in learner.policy.state_dict().items()
+            }
         )
     ]
 
@@ -59,7 +61,9 @@ def test_two_learners_take_the_same_meta_iteration_as_one(ray_session, alg, extr
         states = learner_states(two)
         shards = [
             r.get()
-            for r in two.learner_group.foreach_learner(lambda learner: len(next(iter(learner._params.values()))))
+            for r in two.learner_group.foreach_learner(
+                lambda learner: len(next(iter(learner._params.values())))
+            )
         ]
     finally:
         two.stop()
@@ -86,7 +90,9 @@ def test_methods_whose_update_runs_on_one_learner_refuse_two():
 
     with pytest.raises(ValueError, match=r"num_learners=2 is invalid: must be 0 or 1 \(MLSHAlgorithm"):
         validate("mlsh", "movement_bandits", {"num_learners": 2})
-    with pytest.raises(ValueError, match=r"num_learners=2 is invalid: must be 0 or 1 with outer_optimizer='trpo'"):
+    with pytest.raises(
+        ValueError, match=r"num_learners=2 is invalid: must be 0 or 1 with outer_optimizer='trpo'"
+    ):
         validate("maml", "point", {"num_learners": 2, "outer_optimizer": "trpo"})
     with pytest.raises(ValueError, match="num_learners=5 is invalid: must be at most meta_batch_size"):
         validate("maml", "point", {"num_learners": 5, "meta_batch_size": 4})

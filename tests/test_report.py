@@ -281,3 +281,42 @@ def test_evaluation_table_takes_each_trials_last_checkpoint(tmp_path):
     assert by_iteration[60]["seeds"] == 2 and by_iteration[60]["D''"][0] == pytest.approx(-150.0)
     assert by_iteration[20]["D''"][0] == pytest.approx(-500.0) and "D'' sigma 0.1" not in by_iteration[60]
     assert checkpoint_rows([ev("a", 5, 1.0)]) == []  # one iteration: nothing to show
+
+
+def test_report_draws_each_methods_trajectories_from_its_first_trials_last_evaluation(results, tmp_path):
+    from tesp.report.report import _trajectory_evaluations, build
+    from tesp.report.runs import load_evaluations
+
+    def write_eval(trial, iteration, offset):
+        def path(task):
+            return {"task": task, "xy": [[0, 0], [offset, task]], "pays": [[1, task]], "decoys": []}
+
+        stages = {"before": [path(0), path(1)], "after": [path(0), path(1), path(2)]}
+        data = {
+            "env": "wheeled",
+            "training_iteration": iteration,
+            "pools": {"test": {"0.0": {"return_post": float(offset)}}},
+            "trajectories": {"walls": [[2, 2, 3, 3]], "pools": {"test": stages}},
+        }
+        (trial / f"checkpoint_{iteration:06d}-eval.json").write_text(json.dumps(data))
+
+    trials = sorted(p for p in results.rglob("*seed=*") if p.is_dir())
+    for trial in trials:
+        seed = int(trial.name.rsplit("=", 1)[1])
+        write_eval(trial, 6, offset=10 + seed)
+        write_eval(trial, 2, offset=-1)
+    chosen = _trajectory_evaluations(load_evaluations([str(results)]))
+    assert sorted(chosen["wheeled"]) == ["maml", "tesp"]
+    for e in chosen["wheeled"].values():
+        assert e.iteration == 6 and e.trial.name.endswith("seed=0")  # the first trial, its last checkpoint
+    fig = figures.trajectory_panel(chosen["wheeled"], "wheeled", "test")
+    axes = np.asarray(fig.axes).reshape(2, 2)  # rows before/after, a column per method
+    for col in range(2):
+        for row, n in ((0, 2), (1, 3)):
+            ax = axes[row, col]
+            lines = [line for line in ax.get_lines() if line.get_marker() in ("None", "", None)]
+            assert len(lines) == n and len(ax.patches) == 1  # a path per task, the wall
+            np.testing.assert_allclose(lines[0].get_xdata(), [0, 10])  # seed 0's offset
+    report = build([str(results)], tmp_path / "report", "t")
+    assert "## Trajectories: wheeled, pool test" in report.read_text()
+    assert (tmp_path / "report" / "trajectories_wheeled_test.png").stat().st_size > 0

@@ -76,7 +76,10 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
         (["tesp_paper", "--envs", "point"], "--envs: 'point' is not in this study; choose from: wheeled"),
         (["tesp_paper", "--scale", "paper"], "a trial needs 2 CPUs"),
         (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
-        ([], "name a study (choose from: exploration, tesp_ablations, tesp_paper) or --resume a study's folder"),
+        (
+            [],
+            "name a study (choose from: exploration, tesp_ablations, tesp_paper) or --resume a study's folder",
+        ),
         (
             ["tesp_ablations", "--algs", "tesp-k4"],
             "--algs: 'tesp-k4' is not in this study; choose from: tesp, meta_sgd, tesp-k3",
@@ -115,6 +118,42 @@ def test_variants_are_the_method_with_their_settings_under_their_own_name():
     assert by_name["tesp-buffer16"].config.buffer_size == 16
     assert by_name["tesp-second-order"].config.second_order and not base.second_order
     assert by_name["tesp-last-iterate"].config.best_iterate_kl_target == 0 < base.best_iterate_kl_target
+
+
+@pytest.mark.parametrize(
+    ("envs", "expected"),
+    [
+        (
+            None,
+            {
+                ("TESP", "wheeled"),
+                ("TESP", "reacher_2_link"),
+                ("TESP", "ant"),
+                ("MAML", "wheeled"),
+                ("MAML", "reacher_2_link"),
+            },
+        ),
+        ("ant", {("TESP", "ant")}),  # the noise sweep alone
+        ("wheeled", {("TESP", "wheeled"), ("MAML", "wheeled")}),
+        ("wheeled,ant", {("TESP", "wheeled"), ("MAML", "wheeled"), ("TESP", "ant")}),
+    ],
+)
+def test_envs_pick_the_trials_and_naming_the_sweeps_env_runs_the_sweep_alone(envs, expected):
+    from tesp.cli import ConfigError
+    from tesp.study import build_plan, make_parser
+
+    args = ["tesp_paper", "--algs", "tesp,maml", "--storage-path", "/tmp"] + (
+        ["--envs", envs] if envs else []
+    )
+    plan = build_plan(make_parser().parse_args(args))
+    assert {(n, t.env) for n, t in zip(plan.names, plan.trials, strict=True)} == expected
+    without = {(n, e) for n, e in expected if e != "ant"}
+    if without:
+        no_sweep = build_plan(make_parser().parse_args([*args, "--no-noise-sweep"]))
+        assert {(n, t.env) for n, t in zip(no_sweep.names, no_sweep.trials, strict=True)} == without
+    else:
+        with pytest.raises(ConfigError, match="leave no trial in this study"):
+            build_plan(make_parser().parse_args([*args, "--no-noise-sweep"]))
 
 
 @pytest.mark.ray

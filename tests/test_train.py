@@ -50,7 +50,17 @@ OTHER_KEYS = [
             ["meta/regularizer", "meta/embedding_norm"],
         ),
     ],
-    ids=["maml", "e_maml", "mime", "meta_sgd", "maml-trpo-first-order", "adaptsv", "maesn", "tesp", "tesp-adapt-policy"],
+    ids=[
+        "maml",
+        "e_maml",
+        "mime",
+        "meta_sgd",
+        "maml-trpo-first-order",
+        "adaptsv",
+        "maesn",
+        "tesp",
+        "tesp-adapt-policy",
+    ],
 )
 def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
     proc = run_main_train(

@@ -61,7 +61,10 @@ class _PointMass(TaskEnv):
     """A point that moves by its clipped action, rewarded 1 per step near the goal."""
 
     metadata = {"render_modes": []}
-    def __init__(self, horizon: int, goal_radius: float, start: tuple[float, float], action_bound: float = 0.1):
+
+    def __init__(
+        self, horizon: int, goal_radius: float, start: tuple[float, float], action_bound: float = 0.1
+    ):
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if goal_radius <= 0:
@@ -70,7 +73,9 @@ class _PointMass(TaskEnv):
         self.goal_radius = float(goal_radius)
         self.action_bound = float(action_bound)
         self.start = np.asarray(start, np.float64)
-        self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            -self.action_bound, self.action_bound, shape=(2,), dtype=np.float32
+        )
         self._goal = np.zeros(2)
         self._pos = self.start.copy()
         self._t = 0
@@ -161,11 +166,19 @@ class CloseRingNavEnv(SparseRingNavEnv):
 # dog three (A-B-D-E, through the upper right room).
 HOUSE_WALLS = np.array(
     [
-        (-0.2, -0.2, 10.2, 0.0), (-0.2, 10.0, 10.2, 10.2), (-0.2, 0.0, 0.0, 10.0), (10.0, 0.0, 10.2, 10.0),
-        (3.4, 0.0, 3.6, 0.5), (3.4, 1.5, 3.6, 5.0),                        # A | B
-        (6.9, 0.0, 7.1, 5.0),                                              # B | E
-        (0.0, 4.9, 0.5, 5.1), (1.5, 4.9, 5.5, 5.1), (6.5, 4.9, 8.5, 5.1), (9.5, 4.9, 10.0, 5.1),  # y = 5
-        (4.9, 5.0, 5.1, 8.0), (4.9, 9.0, 5.1, 10.0),                       # C | D
+        (-0.2, -0.2, 10.2, 0.0),
+        (-0.2, 10.0, 10.2, 10.2),
+        (-0.2, 0.0, 0.0, 10.0),
+        (10.0, 0.0, 10.2, 10.0),
+        (3.4, 0.0, 3.6, 0.5),
+        (3.4, 1.5, 3.6, 5.0),  # A | B
+        (6.9, 0.0, 7.1, 5.0),  # B | E
+        (0.0, 4.9, 0.5, 5.1),
+        (1.5, 4.9, 5.5, 5.1),
+        (6.5, 4.9, 8.5, 5.1),
+        (9.5, 4.9, 10.0, 5.1),  # y = 5
+        (4.9, 5.0, 5.1, 8.0),
+        (4.9, 9.0, 5.1, 10.0),  # C | D
     ]  # fmt: skip
 )
 DOGS = np.array([(2.0, 9.0), (5.3, 4.0), (8.5, 1.3)])
@@ -195,7 +208,9 @@ class DogFeedingEnv(_PointMass):
         """Whether ``xy`` is within ``clearance`` of a wall (or outside the house)."""
         c = self.clearance
         w = HOUSE_WALLS
-        inside = (w[:, 0] - c <= xy[0]) & (xy[0] <= w[:, 2] + c) & (w[:, 1] - c <= xy[1]) & (xy[1] <= w[:, 3] + c)
+        inside = (
+            (w[:, 0] - c <= xy[0]) & (xy[0] <= w[:, 2] + c) & (w[:, 1] - c <= xy[1]) & (xy[1] <= w[:, 3] + c)
+        )
         return bool(inside.any())
 
     def _move(self, target: np.ndarray) -> None:

@@ -372,7 +372,8 @@ class MetaLearner(TorchLearner):
         params = [p for p in self.policy.parameters() if p.requires_grad]
         has = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
         flat = torch.cat(
-            [has] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params]
+            [has]
+            + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params]
         )
         dist.all_reduce(flat)
         offset = len(params)

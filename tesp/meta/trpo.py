@@ -103,12 +103,12 @@ def trpo_step(
     # The largest step along `direction` whose quadratic KL model equals max_kl.
     full_step = torch.sqrt(max_kl / (shs + 1e-12)) * direction
     old = torch.cat([p.detach().reshape(-1) for p in params])
-    loss_before = float(loss)
+    loss_before = float(loss.detach())
     fraction = 1.0
     # No torch.no_grad() here: a second-order objective differentiates its inner loop.
     for _ in range(max_backtracks):
         _assign(params, old - fraction * full_step)
-        new_loss, new_kl = (float(v) for v in objective())
+        new_loss, new_kl = (float(v.detach()) for v in objective())
         if new_loss < loss_before and new_kl <= max_kl:
             return TRPOResult(loss_before, new_loss, new_kl, fraction)
         fraction *= backtrack_ratio

@@ -162,6 +162,27 @@ def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Fig
     return fig
 
 
+def trajectory_panel(evaluations: Mapping[str, Evaluation], env: str, pool: str) -> Figure:
+    """Trajectories of the first tasks of ``pool`` (one episode each, in the task's colour)
+    before (top row) and after (bottom row) adaptation, one column per method: the evaluation
+    of each method's ``evaluations`` entry (e.g. its first seed's final checkpoint)."""
+    from tesp.report.trajectories import draw_paths
+
+    methods = list(evaluations)
+    fig, axes = plt.subplots(
+        2, len(methods), figsize=(3.2 * len(methods), 6.2), squeeze=False, sharex=True, sharey=True
+    )
+    for col, method in enumerate(methods):
+        e = evaluations[method]
+        for row, stage in enumerate(("before", "after")):
+            ax = axes[row, col]
+            draw_paths(ax, e.trajectories["walls"], e.trajectories["pools"][pool][stage])
+            ax.set_title(f"{method} (iter {e.iteration}): {stage} adaptation", fontsize=8)
+    fig.suptitle(f"{env}: pool {pool}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
     """MLSH: the return after the warm-up and after the joint phase (means over the tasks done
     so far) against the tasks done, and how often each sub-policy is chosen."""

@@ -5,7 +5,8 @@ return per pool against meta-iterations and env steps, methods overlaid, mean ov
 95% bootstrap bands, the still policy's return as a reference line); across envs, the IQM of
 normalised final returns with stratified-bootstrap intervals and performance profiles (Agarwal
 et al. 2021); the observation-noise panel from ``main_test.py`` outputs; MLSH's warm-up/joint
-returns and sub-policy choices; a results table and a settings table. Written as PNG and SVG,
+returns and sub-policy choices; for 2D envs, each method's trajectories before and after
+adaptation (from the evaluations); a results table and a settings table. Written as PNG and SVG,
 ``report.md`` and one ``report.pdf``.
 """
 
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from tesp.cli import OneLineParser, fail  # noqa: E402
 from tesp.report import figures, tables  # noqa: E402
-from tesp.report.runs import ReportError, Run, load_evaluations, load_runs  # noqa: E402
+from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,20 @@ def build(roots: list[str], out: Path, title: str) -> Path:
         pages.append((name, figures.noise_panel(evs, env, method)))
         md += [f"## Observation noise: {env} {method}", "", f"![noise]({name}.png)", ""]
 
+    for env, firsts in sorted(_trajectory_evaluations(evaluations).items()):
+        for pool in next(iter(firsts.values())).trajectories["pools"]:
+            name = f"trajectories_{env}_{_slug(pool)}"
+            pages.append((name, figures.trajectory_panel(firsts, env, pool)))
+            md += [
+                f"## Trajectories: {env}, pool {pool}",
+                "",
+                "One episode on each of the pool's first tasks (goals marked in the task's colour) before "
+                "and after adaptation, each method's first trial at its last evaluated checkpoint.",
+                "",
+                f"![trajectories]({name}.png)",
+                "",
+            ]
+
     if evaluations:
         md += [
             "## Evaluation",
@@ -178,6 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
     print(f"wrote {report}, report.pdf and the figures in {out}")
     return 0
+
+
+def _trajectory_evaluations(evaluations) -> dict[str, dict[str, Evaluation]]:
+    """env -> method -> the evaluation with trajectories of the method's first trial (by folder)
+    at its last evaluated checkpoint."""
+    out: dict[str, dict[str, Evaluation]] = defaultdict(dict)
+    for e in sorted(evaluations, key=lambda e: (str(e.trial), -e.iteration)):
+        if e.trajectories.get("pools"):
+            out[e.env].setdefault(e.method, e)
+    return out
 
 
 def _still(env: str, env_config: dict | None) -> dict[str, float]:

@@ -59,6 +59,7 @@ class Evaluation:
     iteration: int
     pools: dict[str, dict[str, dict[str, float]]]  # pool -> sigma -> summary
     trial: Path  # the trial folder the checkpoint belongs to
+    trajectories: dict = field(default_factory=dict)  # walls, pool -> before/after episode paths (2D envs)
 
 
 def load_runs(roots: list[str]) -> list[Run]:
@@ -95,6 +96,7 @@ def load_evaluations(roots: list[str]) -> list[Evaluation]:
                     iteration=int(data.get("training_iteration", 0)),
                     pools=data.get("pools", {}),
                     trial=path.parent,
+                    trajectories=data.get("trajectories", {}),
                 )
             )
     return out

@@ -184,4 +184,12 @@ def _cell(value) -> str:
     return str(value)
 
 
-__all__ = ["TRAINING", "checkpoint_rows", "evaluation_rows", "provenance", "results_rows", "results_table", "settings_table"]
+__all__ = [
+    "TRAINING",
+    "checkpoint_rows",
+    "evaluation_rows",
+    "provenance",
+    "results_rows",
+    "results_table",
+    "settings_table",
+]

@@ -1,8 +1,9 @@
 """Trajectory plots of 2D tasks: every episode of every task as a line, the goals that pay as
 an x, the ones that do not (MovementBandits' decoy) as an o.
 
-Used by ``main_render.py`` (before/after adaptation) and by validation, which logs the plot of
-each pool's post-adaptation episodes to TensorBoard through Tune's result (an image array).
+Used by ``main_render.py`` (before/after adaptation), by validation, which logs the plot of
+each pool's post-adaptation episodes to TensorBoard through Tune's result (an image array), and
+by the evaluation, which stores the paths in its JSON for the report to draw.
 """
 
 from __future__ import annotations
@@ -12,28 +13,49 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, env, max_episodes: int = 3) -> None:
-    """Draw each batch's first ``max_episodes`` episodes (``env.positions(obs)`` up to the
-    episode's end) and their goals (``env.goal_marks``) in the task's colour, over the env's
-    walls (``env.walls``)."""
+def episode_paths(tasks: Sequence[dict], batches: Sequence, env, max_episodes: int = 3) -> list[dict]:
+    """Each batch's first ``max_episodes`` episodes as JSON-able records: ``task`` (its index in
+    ``tasks``), ``xy`` (``env.positions(obs)`` up to the episode's end), ``pays`` and ``decoys``
+    (``env.goal_marks``)."""
+    out = []
+    for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
+        for e in range(min(batch.obs.shape[0], max_episodes)):
+            obs = batch.obs[e, : int(batch.mask[e].sum())]
+            pays, decoys = env.goal_marks(task, obs)
+            out.append(
+                {
+                    "task": i,
+                    "xy": np.round(env.positions(obs), 4).tolist(),
+                    "pays": np.asarray(pays).tolist(),
+                    "decoys": np.asarray(decoys).reshape(-1, 2).tolist(),
+                }
+            )
+    return out
+
+
+def draw_paths(ax, walls, paths: Sequence[dict]) -> None:
+    """Draw :func:`episode_paths` records over the ``walls`` (rectangles x0, y0, x1, y1): each
+    episode as a line and its goals (x: pays, o: does not) in its task's colour."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    for x0, y0, x1, y1 in env.walls():
+    for x0, y0, x1, y1 in walls:
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.4", linewidth=0))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (task, batch) in enumerate(zip(tasks, batches, strict=True)):
-        color = cycle[i % len(cycle)]
-        for e in range(min(batch.obs.shape[0], max_episodes)):
-            obs = batch.obs[e, : int(batch.mask[e].sum())]
-            xy = env.positions(obs)
-            ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
-            pays, decoys = env.goal_marks(task, obs)
-            ax.plot(pays[:, 0], pays[:, 1], "x", color=color, markersize=10, markeredgewidth=2)
-            if len(decoys):
-                ax.plot(decoys[:, 0], decoys[:, 1], "o", color=color, markersize=8, fillstyle="none")
+    for path in paths:
+        color = cycle[path["task"] % len(cycle)]
+        xy, pays, decoys = (np.asarray(path[k], np.float64).reshape(-1, 2) for k in ("xy", "pays", "decoys"))
+        ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
+        ax.plot(pays[:, 0], pays[:, 1], "x", color=color, markersize=10, markeredgewidth=2)
+        if len(decoys):
+            ax.plot(decoys[:, 0], decoys[:, 1], "o", color=color, markersize=8, fillstyle="none")
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
+
+
+def plot_trajectories(ax, tasks: Sequence[dict], batches: Sequence, env, max_episodes: int = 3) -> None:
+    """Draw each batch's first ``max_episodes`` episodes and their goals over the env's walls."""
+    draw_paths(ax, env.walls(), episode_paths(tasks, batches, env, max_episodes))
 
 
 def trajectory_image(tasks: Sequence[dict], batches: Sequence, env, title: str) -> np.ndarray:

@@ -138,7 +138,9 @@ class MLSHLearner(TorchLearner):
         state older than the Learner's weights)."""
         return {
             "module": copy.deepcopy(self.policy.state_dict()),
-            "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in self._named_optimizers.items()},
+            "optimizers": {
+                name: copy.deepcopy(opt.state_dict()) for name, opt in self._named_optimizers.items()
+            },
         }
 
     def restore(self, snapshot: dict) -> None:
