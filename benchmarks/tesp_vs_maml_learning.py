@@ -75,7 +75,9 @@ def match(steps: float, available: dict[float, dict]) -> dict | None:
     return available[min(close, key=lambda s: abs(s - steps))] if close else None
 
 
-def paired_ratio_ci(tesp: np.ndarray, maml: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+def paired_ratio_ci(
+    tesp: np.ndarray, maml: np.ndarray, reps: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile interval of mean(tesp) / mean(maml), resampling seeds (pairs) with replacement;
     NaN where some resample's denominator is not positive."""
     rng = np.random.default_rng(seed)
@@ -99,7 +101,11 @@ def main() -> int:
     parser.add_argument("--storage-path", default=str(Path.home() / "ray_results"))
     parser.add_argument("--name", default="tesp_vs_maml-laptop")
     args = parser.parse_args()
-    study = Path(args.study).expanduser() if args.study else run_study(Path(args.storage_path), args.name, args.seeds)
+    study = (
+        Path(args.study).expanduser()
+        if args.study
+        else run_study(Path(args.storage_path), args.name, args.seeds)
+    )
 
     found = evaluated(study)
     seeds = sorted(set(found["tesp"]) & set(found["maml"]))
