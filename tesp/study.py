@@ -4,8 +4,9 @@ A study (``configs/studies/<STUDY>.yaml``) names the methods, the envs, the seed
 levels of the evaluation, optional extra trials (``noise_sweep``: TESP on the ant in the TESP
 paper's study), optional ``variants`` (a method with settings of its own, trained and reported
 under the variant's name, e.g. ``tesp-k3: {alg: tesp, settings: {num_inner_steps: 3}}``) and its
-scales (settings over the shipped ``configs/<env>/<alg>.yaml``; ``scales_from: OTHER`` takes
-another study's). The command then
+scales (settings over the shipped ``configs/<env>/<alg>.yaml``, per method in
+``method_settings``, per env in ``env_settings``, e.g. ``run.stop_iters``; ``scales_from: OTHER``
+takes another study's). The command then
 
 1. trains every (method, env, seed) as **one Tune experiment** (one ``tune.Experiment`` per
    (method, env), the seeds a grid, all under one experiment folder, so Tune runs the trials side
@@ -172,6 +173,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
             **scale.get("method_settings", {}).get(alg, {}),
             **(variants[name].get("settings", {}) if name in variants else {}),
             **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
+            **scale.get("env_settings", {}).get(env, {}),
             "run.keep_checkpoints": None,  # every checkpoint is evaluated
             "seed": {"grid_search": seeds},
         }

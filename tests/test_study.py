@@ -156,6 +156,23 @@ def test_envs_pick_the_trials_and_naming_the_sweeps_env_runs_the_sweep_alone(env
             build_plan(make_parser().parse_args([*args, "--no-noise-sweep"]))
 
 
+def test_env_settings_of_a_scale_apply_to_that_envs_trials_only():
+    from tesp.study import build_plan, make_parser
+
+    plan = build_plan(
+        make_parser().parse_args(["exploration", "--scale", "laptop", "--storage-path", "/tmp"])
+    )
+    iters = {
+        (n, t.env): (t.run["stop_iters"], t.config.validation_freq)
+        for n, t in zip(plan.names, plan.trials, strict=True)
+    }
+    assert iters == {
+        (alg, env): ((25, 25) if env == "nav_dog_feeding" else (53, 25))
+        for alg in ("MAML", "EMAML", "MIME")
+        for env in ("nav_wide_ring", "nav_dog_feeding")
+    }
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_variant_trains_and_is_reported_under_its_name(tmp_path):
