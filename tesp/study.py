@@ -183,6 +183,13 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         if args.address is None:
             check_fits_locally(settings)
         trials.append(settings)
+    # What --resume repeats: the choices as resolved now, so that a study file edited later (e.g.
+    # an env added) does not change what a resumed experiment trains.
+    recorded = {k: getattr(args, k) for k in RECORDED} | {
+        "seeds": ",".join(map(str, seeds)),
+        "algs": ",".join(algs),
+        "envs": ",".join(dict.fromkeys(env for _, env in pairs)),
+    }
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
     if args.resume is not None:
         path = Path(os.path.expanduser(args.resume)).resolve()
@@ -198,7 +205,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     return StudyPlan(
         args.study, args.scale, storage, experiment, trials, names, sigmas, intermediate,
         int(scale.get("eval_pool_size", 0)), out,
-        args.resume is not None, {k: getattr(args, k) for k in RECORDED},
+        args.resume is not None, recorded,
         int(study["eval_inner_steps"]) if "eval_inner_steps" in study else None,
     )  # fmt: skip
 

@@ -83,5 +83,8 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     for alg in algs:
         for seed in seeds:
             solved, curve = solved_test_goals(alg, seed)
-            print(f"{alg} seed {seed}: solved {solved} of 16 | post {' '.join(f'{p:.2f}' for p in curve)}", flush=True)
+            print(
+                f"{alg} seed {seed}: solved {solved} of 16 | post {' '.join(f'{p:.2f}' for p in curve)}",
+                flush=True,
+            )
     ray.shutdown()

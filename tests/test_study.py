@@ -147,6 +147,8 @@ def test_envs_pick_the_trials_and_naming_the_sweeps_env_runs_the_sweep_alone(env
     )
     plan = build_plan(make_parser().parse_args(args))
     assert {(n, t.env) for n, t in zip(plan.names, plan.trials, strict=True)} == expected
+    # --resume repeats these envs, whatever the study file says by then
+    assert set(plan.recorded["envs"].split(",")) == {env for _, env in expected}
     without = {(n, e) for n, e in expected if e != "ant"}
     if without:
         no_sweep = build_plan(make_parser().parse_args([*args, "--no-noise-sweep"]))

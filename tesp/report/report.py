@@ -120,6 +120,8 @@ def build(roots: list[str], out: Path, title: str) -> Path:
     for e in evaluations:
         by_trial_group[(e.env, e.method)].append(e)
     for (env, method), evs in sorted(by_trial_group.items()):
+        if len({s for e in evs for by in e.pools.values() for s in by}) < 2:
+            continue  # evaluated without noise only: nothing to compare
         name = f"noise_{env}_{method}"
         pages.append((name, figures.noise_panel(evs, env, method)))
         md += [f"## Observation noise: {env} {method}", "", f"![noise]({name}.png)", ""]

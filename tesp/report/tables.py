@@ -180,7 +180,9 @@ def _cell(value) -> str:
         mean, low, high = value
         return "n/a" if not np.isfinite(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
     if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}"
+        if abs(value) >= 1000 or value.is_integer():  # e.g. the iterations every seed reached
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
     return str(value)
 
 
