@@ -1,6 +1,6 @@
 """Where a meta-iteration's time goes, per method, at one scale: sampling vs the learner.
 
-For each method, ``--iters`` meta-iterations on ``--env`` (first one discarded as warm-up) with
+For each method, ``--iters`` meta-iterations on ``--env`` (the first ``--warmup`` discarded) with
 ``--tasks`` tasks x ``--episodes`` episodes and K = ``--inner-steps``, the shipped config
 otherwise (``configs/<env>/<alg>.yaml``: for the MuJoCo envs the TESP release's first-order
 update with fixed inner gradients). Printed per method: seconds per iteration spent sampling, in
@@ -8,7 +8,7 @@ the inner steps (``adapt``) and in the outer update, and two ratios: learner tim
 over sampling time, and each method's iteration time over MAML's.
 
     python benchmarks/learner_cost.py [--env wheeled] [--algs maml,meta_sgd,tesp] [--tasks 10]
-        [--episodes 10] [--inner-steps 3] [--iters 3] [--runners 1] [--set KEY=VALUE ...]
+        [--episodes 10] [--inner-steps 3] [--iters 3] [--warmup 1] [--runners 1] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from common import start_ray
 
 
-def phase_times(alg: str, env: str, settings: dict, iters: int) -> dict[str, float]:
+def phase_times(alg: str, env: str, settings: dict, iters: int, warmup: int = 1) -> dict[str, float]:
     from tesp.settings import resolve_config
 
     config, _, _ = resolve_config(alg, env, settings)
@@ -31,7 +31,7 @@ def phase_times(alg: str, env: str, settings: dict, iters: int) -> dict[str, flo
             rows.append({p: meta[f"time_{p}_s"] for p in ("sample", "adapt", "outer")})
     finally:
         algo.stop()
-    rows = rows[1:] or rows
+    rows = rows[warmup:] or rows
     return {p: float(np.mean([r[p] for r in rows])) for p in rows[0]}
 
 
@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--inner-steps", type=int, default=3)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--runners", type=int, default=1)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="first iterations not measured (MIME: its pre_epochs, 3)"
+    )
     parser.add_argument("--learner-threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -67,11 +70,11 @@ def main() -> None:
         "validation_freq": 0,
         **parse_set(args.set),
     }
-    times = {alg: phase_times(alg, args.env, settings, args.iters) for alg in args.algs.split(",")}
+    times = {alg: phase_times(alg, args.env, settings, args.iters, args.warmup) for alg in args.algs.split(",")}
     base = sum(times.get("maml", next(iter(times.values()))).values())
     print(
         f"\n{args.env}: {args.tasks} tasks x {args.episodes} episodes, K = {args.inner_steps}, "
-        f"{args.runners} EnvRunner(s); seconds per iteration (mean of {max(args.iters - 1, 1)})"
+        f"{args.runners} EnvRunner(s); seconds per iteration (mean of {max(args.iters - args.warmup, 1)})"
     )
     print(f"{'method':<18}{'sample':>9}{'adapt':>9}{'outer':>9}{'learner/sample':>16}{'iteration/maml':>16}")
     for alg, t in times.items():

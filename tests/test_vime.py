@@ -112,16 +112,21 @@ def episodes(params, batch=4, steps=6, seed=0):
     return x, y, mask, noise
 
 
-def test_batched_information_gain_equals_the_sequential_reference():
+@pytest.mark.parametrize("chunk_floats", [1, 500, 1 << 22])  # one step, a few, all steps per batched call
+def test_batched_information_gain_equals_the_sequential_reference(chunk_floats):
     params = tiny(0)
     x, y, mask, noise = episodes(params)
     expected = sequential_information_gain(params, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1)
-    got = bnn.information_gain(params, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1)
+    got = bnn.information_gain(
+        params, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1, chunk_floats=chunk_floats
+    )
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
     assert (got[mask > 0] > 0).all() and (got[mask == 0] == 0).all()
     # per-trajectory parameters (e.g. each task's adapted model): row b uses its own
     stacked = {k: torch.stack([v, v + 0.1]).repeat(2, *([1] * v.dim())) for k, v in params.items()}
-    per_row = bnn.information_gain(stacked, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1)
+    per_row = bnn.information_gain(
+        stacked, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1, chunk_floats=chunk_floats
+    )
     shifted = {k: v + 0.1 for k, v in params.items()}
     alt = sequential_information_gain(shifted, x, y, mask, noise, lr=1e-2, likelihood_sd=0.1)
     torch.testing.assert_close(per_row[0::2], expected[0::2], rtol=1e-6, atol=1e-9)

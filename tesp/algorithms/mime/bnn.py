@@ -158,39 +158,64 @@ def information_gain(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     clip: float = 1000.0,
+    chunk_floats: int = 1 << 22,
 ) -> torch.Tensor:
     """The information gain of every transition ``x[b, t] -> y[b, t]`` of trajectories
     ``b`` (``[B, T, ...]``, ``mask`` ``[B, T]``), each trajectory from ``params`` (shared, or
     ``[B, ...]`` per trajectory: e.g. each task's adapted model) with its own Adam moments, as
     the module docstring describes; ``noise``: one draw per layer, ``[B, T, out]``. Returns
-    ``[B, T]`` (0 on padding). No gradient flows back (the gains are rewards)."""
+    ``[B, T]`` (0 on padding). No gradient flows back (the gains are rewards).
+
+    Each step is undone, so every transition's gradient is taken at the same ``params``: the
+    gradients and the KLs of a chunk of steps are computed in one batched call each (chunks
+    of at most ``chunk_floats`` parameter values), and only Adam's moment recursion runs step
+    by step. Equal to the one-transition-at-a-time computation (tests/test_vime.py)."""
     with torch.no_grad():
         batch, steps = mask.shape
         theta = (
             params if _batched(params, batch) else {k: v.expand(batch, *v.shape) for k, v in params.items()}
         )
+        live_steps = torch.nonzero(mask.sum(0) > 0)
+        steps = int(live_steps.max()) + 1 if len(live_steps) else 0  # nothing to do after the last real step
+        per_step = batch * sum(v[0].numel() for v in theta.values())
+        chunk = max(1, min(steps, chunk_floats // max(per_step, 1)))
         m = {k: torch.zeros_like(v) for k, v in theta.items()}
         v2 = {k: torch.zeros_like(v) for k, v in theta.items()}
         count = torch.zeros(batch, dtype=theta[next(iter(theta))].dtype)
-        gains = torch.zeros(batch, steps, dtype=count.dtype)
+        gains = torch.zeros(mask.shape, dtype=count.dtype)
         step_grad = vmap(grad(_step_loss), in_dims=(0, 0, 0, 0, None))
-        for t in range(steps):
-            live = mask[:, t] > 0
-            if not live.any():
-                break
-            g = step_grad(theta, x[:, t], y[:, t], [n[:, t] for n in noise], likelihood_sd)
-            count = count + live.to(count.dtype)
-            c = count.clamp(min=1)
-            new = {}
-            for k in theta:
-                keep = _rows(live, theta[k])
-                m[k] = torch.where(keep, betas[0] * m[k] + (1 - betas[0]) * g[k], m[k])
-                v2[k] = torch.where(keep, betas[1] * v2[k] + (1 - betas[1]) * g[k] ** 2, v2[k])
-                m_hat = m[k] / _rows(1 - betas[0] ** c, m[k])
-                v_hat = v2[k] / _rows(1 - betas[1] ** c, v2[k])
-                new[k] = theta[k] - lr * m_hat / (torch.sqrt(v_hat) + eps)
-            kl = vmap(kl_divergence)(new, theta)
-            gains[:, t] = torch.where(live, kl.clamp(0.0, clip), torch.zeros_like(kl))
+        kl_rows = vmap(kl_divergence)
+        for t0 in range(0, steps, chunk):
+            t1 = min(t0 + chunk, steps)
+            n = t1 - t0
+            rows = {k: v.unsqueeze(1).expand(batch, n, *v.shape[1:]).reshape(batch * n, *v.shape[1:])
+                    for k, v in theta.items()}  # fmt: skip
+            g = step_grad(
+                rows,
+                x[:, t0:t1].reshape(batch * n, -1),
+                y[:, t0:t1].reshape(batch * n, -1),
+                [d[:, t0:t1].reshape(batch * n, -1) for d in noise],
+                likelihood_sd,
+            )
+            g = {k: v.reshape(batch, n, *v.shape[1:]) for k, v in g.items()}
+            new = {k: torch.empty_like(v) for k, v in g.items()}
+            for i in range(n):
+                live = mask[:, t0 + i] > 0
+                count = count + live.to(count.dtype)
+                c = count.clamp(min=1)
+                for k in theta:
+                    keep = _rows(live, theta[k])
+                    gk = g[k][:, i]
+                    m[k] = torch.where(keep, betas[0] * m[k] + (1 - betas[0]) * gk, m[k])
+                    v2[k] = torch.where(keep, betas[1] * v2[k] + (1 - betas[1]) * gk**2, v2[k])
+                    m_hat = m[k] / _rows(1 - betas[0] ** c, m[k])
+                    v_hat = v2[k] / _rows(1 - betas[1] ** c, v2[k])
+                    new[k][:, i] = theta[k] - lr * m_hat / (torch.sqrt(v_hat) + eps)
+            kl = kl_rows({k: v.reshape(batch * n, *v.shape[2:]) for k, v in new.items()}, rows).reshape(
+                batch, n
+            )
+            live = mask[:, t0:t1] > 0
+            gains[:, t0:t1] = torch.where(live, kl.clamp(0.0, clip), torch.zeros_like(kl))
         return gains
 
 
