@@ -195,7 +195,7 @@ def evaluate(
     import numpy as np
     from tqdm import tqdm
 
-    from tesp.meta.rollout import pool_summary
+    from tesp.meta.rollout import pool_summary, stage_results
     from tesp.report.trajectories import episode_paths
 
     available = dict(algo.task_env.task_pools())
@@ -218,16 +218,12 @@ def evaluate(
             rows += task_rows(pool, sigma, tasks, rollouts)
             if has_positions and sigma == sigmas[0]:
                 paths["pools"][pool] = {
-                    stage: episode_paths(tasks[:NUM_PATHS], _stage_batches(rollouts, k)[:NUM_PATHS], env, 1)
+                    stage: episode_paths(
+                        tasks[:NUM_PATHS], [r.batch for r in stage_results(rollouts, k)[:NUM_PATHS]], env, 1
+                    )
                     for stage, k in (("before", 0), ("after", -1))
                 }
     return rows, summary, paths
-
-
-def _stage_batches(rollouts, k: int) -> list:
-    """The batches of stage ``k`` of every task, in task order (``rollouts`` cover the tasks in
-    chunks)."""
-    return [result.batch for ro in rollouts for result in ro.stages[k]]
 
 
 def fresh_tasks(env: str, env_config: dict, n: int, seed: int) -> list[dict]:

@@ -164,7 +164,11 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     if sweep and not args.no_noise_sweep and (args.envs is None or sweep["env"] in envs):
         pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
     if not pairs:
-        raise ConfigError(f"--algs {args.algs!r} and --envs {args.envs!r} leave no trial in this study")
+        swept = f"; its noise sweep: {', '.join(sweep['algs'])} on {sweep['env']}" if sweep else ""
+        raise ConfigError(
+            f"--algs {args.algs!r} and --envs {args.envs!r} leave no trial in this study "
+            f"(its methods: {', '.join(choices)}; its envs: {', '.join(study['envs'])}{swept})"
+        )
     trials, names = [], []
     for name, env in pairs:
         alg = variants[name]["alg"] if name in variants else name

@@ -45,7 +45,7 @@ def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
     that report ``info["success"]``, also the fraction of tasks solved (:func:`task_success`,
     MIME's and Meta-World's success rate)."""
     out = {}
-    stages = [[r for ro in rollouts for r in ro.stages[k]] for k in range(len(rollouts[0].stages))]
+    stages = [stage_results(rollouts, k) for k in range(len(rollouts[0].stages))]
     tracked = "success" in stages[0][0].batch.extras
     for k, stage in enumerate(stages):
         out[f"return_stage_{k}"] = stage_mean(stage, "episode_returns")
@@ -58,6 +58,12 @@ def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
     if rollouts[0].warmup:
         out["return_warmup"] = stage_mean([r for ro in rollouts for r in ro.warmup], "episode_returns")
     return out
+
+
+def stage_results(rollouts: Sequence[Rollout], k: int) -> list:
+    """Stage ``k``'s results of every task, in task order (``rollouts`` cover the tasks in
+    chunks)."""
+    return [r for ro in rollouts for r in ro.stages[k]]
 
 
 def task_success(batch) -> bool:
