@@ -186,3 +186,65 @@ def test_curb_shaping_pays_each_checkpoint_once_and_the_jump_at_crossings():
     # The torso crossing two of the points (2.9 and 3.0) while rising at 3 m/s (clipped to 2).
     assert env._curb_bonus(2.85, 3.05, 3.02, vz=3.0) == pytest.approx(2 * 100 * 2.0)
     assert env._curb_bonus(3.05, 3.06, 3.02, vz=3.0) == 0.0  # between points: no jump bonus
+
+
+def step_from(name: str, x: float = 0.0, vx: float = 1.5, **options):
+    """One zero-action step of env ``name`` from the same scripted state (no pushes, no noise)."""
+    env = make_env(name, {"init_noise": 0.0, "push_prob": 0.0, "random_steps": 0, **options})
+    env.reset(seed=0)
+    teleport(env, x, vx=vx)
+    _, reward, *_ = env.step(np.zeros(6))
+    q = env.data.qpos
+    speed = 3.0 - abs((q[0] - x) / env.dt - 3.0)
+    dh = q[1] - env.data.xpos[env.feet, 2].max()
+    return reward, speed, abs(1.1 - dh)
+
+
+def test_each_skill_has_the_anchors_speed_and_height_weights():
+    """Lee et al.'s weights (x speed, height above the feet): walk 1 and 1, crawl 2 and 0, the
+    course 2 and none away from ceilings. Same state and physics, so the rewards differ only there."""
+    course_reward, speed, height = step_from("walker_obstacle_course", kinds=["curb"], positions=[40.0])
+    forward_reward, speed_f, height_f = step_from("walker_forward")
+    crawl_reward, *_ = step_from("walker_crawl", x=-20.0)  # far before the ceiling: no collision
+    assert (speed_f, height_f) == pytest.approx((speed, height)) and speed > 1.0 and height > 0.01
+    assert forward_reward == pytest.approx(course_reward - speed - height, abs=1e-9)
+    crawl_course, *_ = step_from("walker_obstacle_course", x=-20.0, kinds=["curb"], positions=[40.0])
+    assert crawl_reward == pytest.approx(crawl_course, abs=1e-9)
+
+
+def test_crawling_falls_only_below_the_ceiling_height_limit():
+    env = make_env("walker_crawl", {"init_noise": 0.0, "push_prob": 0.0, "random_steps": 0})
+    env.reset(seed=0)
+    teleport(env, -20.0, z=0.7)  # far from the ceiling, lower than a walker may be elsewhere
+    assert not env.step(np.zeros(6))[2]
+    assert make_env("walker_forward").min_height == 0.8
+
+
+def test_pushes_hit_one_walker_body_in_the_plane_for_the_next_step():
+    env = make_env("walker_forward", {"push_prob": 1.0, "push_force": 50.0, "random_steps": 0})
+    env.reset(seed=0)
+    walker = set(np.flatnonzero(env.model.body_rootid == env.torso))
+    hit = []
+    for _ in range(400):
+        env.step(np.zeros(6))
+        pushed = np.flatnonzero(np.abs(env.data.xfrc_applied).sum(axis=1))
+        assert len(pushed) <= 1 and set(pushed) <= walker  # one body, never an obstacle
+        if len(pushed):
+            wrench = env.data.xfrc_applied[pushed[0]]
+            assert np.all(wrench[[1, 3, 5]] == 0) and np.all(np.abs(wrench) <= 50.0)
+        hit.append(pushed[0] if len(pushed) else 0)  # 0: the world drawn, no push
+        if env.data.qpos[1] < 0.8:
+            env.reset()
+    counts = np.bincount(hit, minlength=env.model.nbody)[[0, *env.push_bodies]]
+    assert counts.min() > 20  # the world (no push) and each of the 7 bodies, ~50 of 400 each
+    # The wrench drawn after a step acts during the next one: the same step without it differs.
+    env.reset(seed=1)
+    env.step(np.zeros(6))
+    while not np.abs(env.data.xfrc_applied).any():  # until a walker body (not the world) is pushed
+        env.step(np.zeros(6))
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    pushed_next = env.step(np.zeros(6))[0]
+    env.set_state(qpos, qvel)
+    env.data.xfrc_applied[:] = 0.0
+    calm_next = env.step(np.zeros(6))[0]
+    assert np.abs(pushed_next - calm_next).max() > 1e-3

@@ -25,16 +25,18 @@ accelerations are large and noisy; the height map replaces its two obstacle numb
 steps (0.008 s).
 
 **Reward** (the anchor's dense terms, per step, with ``v_x``, ``v_z`` the torso's velocity over
-the step): ``1 + 2 (3 - |v_x - 3|) + 0.1 cos(pitch) - 0.01 (|dq_foot| + |dq_foot_left|) -
-0.001 |a|^2``, then, where obstacles are: ``-2 |1.1 - dh|`` while near a ceiling (within 3 m of
-its span), ``dh`` the torso's height above the higher foot; for the next curb, ``+ 200 (i + 1) /
-3`` as the rear foot crosses its start, middle and end (``i`` = 0, 1, 2; each once here, where
-the anchor pays every crossing, back and forth) and ``+ 100 clip(v_z, -2, 2)`` at each step the
-torso crosses one of those points; +200 per obstacle passed (each counts once: the torso 1.5 m
-past a curb's far end, 0.15 m past a ceiling's) and -10 on a collision.
+the step and ``dh`` the torso's height above the higher foot): ``1 + w_v (3 - |v_x - 3|) + 0.1
+cos(pitch) - w_h |1.1 - dh| - 0.01 (|dq_foot| + |dq_foot_left|) - 0.001 |a|^2``. The weights are
+each env's in the anchor: walking ``w_v`` = 1, ``w_h`` = 1; jumping 2, 2; crawling 2, 0; the course
+2 and 2, the height term there only while near a ceiling (within 3 m of its span). Then, where
+obstacles are: for the next curb, ``+ 200 (i + 1) / 3`` as the rear foot crosses its start, middle
+and end (``i`` = 0, 1, 2; each once here, where the anchor pays every crossing, back and forth) and
+``+ 100 clip(v_z, -2, 2)`` at each step the torso crosses one of those points; +200 per obstacle
+passed (each counts once: the torso 1.5 m past a curb's far end, 0.15 m past a ceiling's) and -10
+on a collision.
 
 **Termination**: a collision of the walker with an obstacle (``done_on_collision``); the torso's
-centre below 0.8 m (0.3 m near a ceiling); a non-finite state; all obstacles passed; and, with
+centre below 0.8 m (0.3 m near a ceiling, and everywhere when crawling); a non-finite state; all obstacles passed; and, with
 ``min_avg_speed`` > 0, an obstacle passed at an average speed since the previous one below it.
 The anchor has that last rule with 2 m/s, but divides the distance by one step's duration
 instead of the interval's, so it never fires there; it is off (0) by default here.
@@ -49,16 +51,21 @@ crawling when the horizon is reached without a fall or a collision.
 default) draws a fresh layout at every reset, as the anchor does. :meth:`WalkerEnv.draw_tasks`
 draws fixed layouts.
 
-**Pushes**: with probability ``push_prob`` per step, a random force (x and z uniform in
-``+-push_force`` N) acts on the torso for that step (the anchor's robustness noise for the
-primitives: 100 N for walking, 300 N for crawling).
+**Pushes**: after each step, with probability ``push_prob``, a random wrench acts during the
+next step on one body drawn uniformly from the world (no effect) and the walker's 7 bodies: force
+x and z and torque about y (the components that act in the walker's plane) each uniform in
+``+-push_force`` (N, N m). This is the anchor's robustness noise for the primitives
+(``_apply_external_force``: 100 for walking and jumping, 300 for crawling).
 
 | name | obstacles | horizon | pushes | success |
 |---|---|---|---|---|
-| ``walker_forward`` | none | 1000 | 0.2, 100 N; 5 random steps at reset | survive 1000 steps |
-| ``walker_jump`` | a curb at 7 + U(-1.5, 1.5) | 1000 | none | torso past x = 15 |
-| ``walker_crawl`` | a 12 m ceiling from x = 2 | 1000 | 0.2, 300 N | survive 1000 steps |
+| ``walker_forward`` | none | 1000 | 0.2, 100 | survive 1000 steps |
+| ``walker_jump`` | a curb at 7 + U(-1.5, 1.5) | 1000 | 0.2, 100 | torso past x = 15 |
+| ``walker_crawl`` | a 12 m ceiling from x = 2 | 1000 | 0.2, 300 | survive 1000 steps |
 | ``walker_obstacle_course`` | 3 curbs, 2 ceilings, shuffled, at 8, 19, 30, 41, 52 (+-0.5) | 2500 | none | all passed |
+
+The three skills start with 5 steps of random actions after the reset (the anchor's
+``random_steps``); the course starts from the initial pose.
 """
 
 from __future__ import annotations
@@ -114,6 +121,9 @@ class WalkerEnv(MujocoEnv, TaskEnv):
     frame_skip = 4
     success_rule = "passed"  # "passed": all obstacles passed; "survive": the horizon reached
     goal_x: float | None = None  # a finish line: passing it ends the episode with success (+100)
+    speed_weight, height_weight = 2.0, 2.0  # w_v, w_h of the reward (module docstring)
+    height_term_near_ceiling_only = True  # the course's rule; the skills pay it everywhere
+    min_height = 0.8  # the torso's lowest centre before a fall (0.3 near a ceiling)
 
     def __init__(
         self,
@@ -159,6 +169,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.ceiling_slots = [m.body(f"ceiling{i}").mocapid[0] for i in range(SLOTS)]
         self.obstacle_geoms = np.array([m.geom(f"{k}{i}").id for k in KINDS for i in range(SLOTS)])
         self.walker_geoms = np.flatnonzero(m.body_rootid[m.geom_bodyid] == self.torso)
+        self.push_bodies = np.flatnonzero(m.body_rootid == self.torso)  # the walker's 7 bodies
         self.feet = [m.body("foot").id, m.body("foot_left").id]
         self.foot_dofs = [m.joint("foot").dofadr[0], m.joint("foot_left").dofadr[0]]
         self.obstacles: tuple[Obstacle, ...] = ()
@@ -244,17 +255,22 @@ class WalkerEnv(MujocoEnv, TaskEnv):
 
     # -- dynamics ----------------------------------------------------------------------
     def _push(self) -> None:
-        force = self.data.xfrc_applied[self.torso]
-        force[:] = 0.0
+        """Draw the next step's push (module docstring): ``xfrc_applied`` holds it until then."""
+        wrench = self.data.xfrc_applied
+        wrench[self.push_bodies] = 0.0
         if self.push_prob > 0 and self.np_random.random() < self.push_prob:
-            force[0], force[2] = self.np_random.uniform(-self.push_force, self.push_force, 2)
+            k = self.np_random.integers(len(self.push_bodies) + 1)  # the last: the world, no push
+            if k < len(self.push_bodies):
+                wrench[self.push_bodies[k], [0, 2, 4]] = self.np_random.uniform(
+                    -self.push_force, self.push_force, 3
+                )
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         x_before, z_before = float(self.data.qpos[0]), float(self.data.qpos[1])
         rear_before = float(self.data.xpos[self.feet, 0].min())
-        self._push()
         self.do_simulation(a, self.frame_skip)
+        self._push()
         self._t += 1
         q, v = self.data.qpos, self.data.qvel
         x, z, pitch = float(q[0]), float(q[1]), float(q[2])
@@ -262,14 +278,15 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         near = self.near_ceiling(x)
         reward = (
             1.0
-            + 2.0 * (3.0 - abs(vx - 3.0))
+            + self.speed_weight * (3.0 - abs(vx - 3.0))
             + 0.1 * np.cos(pitch)
             - 0.01 * float(np.abs(v[self.foot_dofs]).sum())
             - 1e-3 * float(a @ a)
         )
-        if near:
-            # The anchor's height term: the torso's height above the higher foot, kept near 1.1.
-            reward -= 2.0 * abs(1.1 - (z - float(self.data.xpos[self.feet, 2].max())))
+        if self.height_weight and (near or not self.height_term_near_ceiling_only):
+            # The torso's height above the higher foot, kept near 1.1.
+            dh = z - float(self.data.xpos[self.feet, 2].max())
+            reward -= self.height_weight * abs(1.1 - dh)
         reward += self._curb_bonus(x_before, x, rear_before, vz)
         passed_now, slow = self._count_passes(x)
         reward += 200.0 * passed_now
@@ -277,7 +294,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         if collided:
             reward -= 10.0
         finite = bool(np.isfinite(q).all() and np.isfinite(v).all())
-        fell = z < (0.3 if near else 0.8)
+        fell = z < (0.3 if near else self.min_height)
         if self.goal_x is None:
             done_all = bool(self.obstacles) and self._passed == len(self.obstacles)
         else:
@@ -327,10 +344,10 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         return passed, slow
 
 
-class WalkerForwardEnv(WalkerEnv):
-    """Walk forward on flat ground under random pushes; success = 1000 steps without a fall."""
+class WalkerSkillEnv(WalkerEnv):
+    """A primitive skill's env: random pushes and 5 random steps after the reset by default."""
 
-    success_rule = "survive"
+    height_term_near_ceiling_only = False
 
     def __init__(
         self, push_prob: float = 0.2, push_force: float = 100.0, random_steps: int = 5, **kwargs
@@ -338,7 +355,14 @@ class WalkerForwardEnv(WalkerEnv):
         super().__init__(push_prob=push_prob, push_force=push_force, random_steps=random_steps, **kwargs)
 
 
-class WalkerJumpEnv(WalkerEnv):
+class WalkerForwardEnv(WalkerSkillEnv):
+    """Walk forward on flat ground under random pushes; success = 1000 steps without a fall."""
+
+    success_rule = "survive"
+    speed_weight, height_weight = 1.0, 1.0
+
+
+class WalkerJumpEnv(WalkerSkillEnv):
     """Jump over one curb at 7 + U(-1.5, 1.5); success (and the end) once the torso is past x = 15."""
 
     goal_x = 15.0
@@ -347,14 +371,15 @@ class WalkerJumpEnv(WalkerEnv):
         return (("curb", 7.0 + float(rng.uniform(-1.5, 1.5))),)
 
 
-class WalkerCrawlEnv(WalkerEnv):
+class WalkerCrawlEnv(WalkerSkillEnv):
     """Crawl under a ceiling 12 m long from x = 2 under random pushes; success = 1000 steps
     without a collision or a fall. The ceiling is four 3 m slabs end to end."""
 
     success_rule = "survive"
+    height_weight, min_height = 0.0, 0.3
 
-    def __init__(self, push_prob: float = 0.2, push_force: float = 300.0, **kwargs) -> None:
-        super().__init__(push_prob=push_prob, push_force=push_force, **kwargs)
+    def __init__(self, push_force: float = 300.0, **kwargs) -> None:
+        super().__init__(push_force=push_force, **kwargs)
 
     def layout(self, rng: np.random.Generator) -> tuple[Obstacle, ...]:
         return tuple(("ceiling", 2.0 + CEILING_HALF_LENGTH * (2 * i + 1)) for i in range(4))

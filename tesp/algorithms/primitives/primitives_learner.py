@@ -1,15 +1,14 @@
-"""RLlib's PPO Learner, plus keeping each primitive's acting copy equal to its trained copy."""
+"""tesp's PPO Learner (RLlib's, with ``reward_scale``), plus keeping each primitive's acting copy equal to its trained copy."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-
+from tesp.algorithms.ppo.ppo import PPOLearner
 from tesp.algorithms.primitives.primitives_env import FROZEN
 
 
-class PrimitivesLearner(PPOTorchLearner):
+class PrimitivesLearner(PPOLearner):
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
         # The EnvRunners receive every module's weights after this update: a primitive then acts
