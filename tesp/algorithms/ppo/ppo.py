@@ -18,6 +18,7 @@ module only sets
   rewards so the value targets are of order 1 is what reward normalisation does in PPO's usual
   MuJoCo setting (Engstrom et al. 2020, "Implementation matters in deep policy gradients");
   a constant keeps runs reproducible and checkpoints stateless;
+- ``model.initial_log_std``: the policy's initial action noise (``ppo_rl_module.py``);
 - a seeded run by default (``seed`` 0), as every tesp method;
 - the episode metrics an env reports in its last ``info``: ``obstacles_passed`` and
   ``success`` (the walker envs' success count and goal), logged as episode means next to
@@ -36,7 +37,10 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.env_to_module import MeanStdFilter
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from tesp.algorithms.ppo.ppo_rl_module import PPOModule
 
 EPISODE_METRICS = ("obstacles_passed", "success")  # read from an episode's last info when there
 
@@ -88,6 +92,8 @@ class PPOConfig(RLlibPPOConfig):
         "fcnet_hiddens": [64, 64],
         "fcnet_activation": "tanh",
         "vf_share_layers": False,
+        "initial_log_std": None,  # (ppo_rl_module.py) None: RLlib's initialisation
+        "pi_last_layer_scale": 0.01,  # with initial_log_std: the policy's last layer scaled by this
     }
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -107,6 +113,9 @@ class PPOConfig(RLlibPPOConfig):
         self.callbacks(EpisodeMetrics)
         self.env_runners(env_to_module_connector=mean_std_filter)
         self.rl_module(model_config=dict(self.DEFAULT_MODEL_CONFIG))
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=PPOModule)
 
     def get_default_learner_class(self) -> type:
         return PPOLearner
