@@ -41,16 +41,13 @@ def test_a_non_positive_scale_is_refused(scale):
         config.validate()
 
 
-def build_module(**model):
-    env = gym.make("Pendulum-v1")
-    config = PPOConfig().environment("Pendulum-v1")
+def build_module(env_id: str = "Pendulum-v1", **model):
+    env = gym.make(env_id)
+    config = PPOConfig().environment(env_id)
     config.update_model_config(**model)
     spec = config.get_default_rl_module_spec()
-    spec.observation_space, spec.action_space, spec.model_config = (
-        env.observation_space,
-        env.action_space,
-        config.model_config,
-    )
+    spec.observation_space, spec.action_space = env.observation_space, env.action_space
+    spec.model_config = config.model_config
     return spec.build()
 
 
@@ -64,3 +61,10 @@ def test_initial_log_std_sets_the_policys_starting_noise():
     # RLlib's own initialisation without the setting: noise near std 1, state-dependent.
     default = build_module()._forward_inference(obs)[Columns.ACTION_DIST_INPUTS][:, 1]
     assert default.std() > 1e-3 and default.abs().mean() < 0.5
+
+
+def test_initial_log_std_leaves_discrete_heads_alone():
+    torch.manual_seed(0)
+    module = build_module("CartPole-v1", initial_log_std=-0.7)
+    logits = module._forward_inference({Columns.OBS: torch.randn(16, 4)})[Columns.ACTION_DIST_INPUTS]
+    assert logits.shape == (16, 2) and not torch.any(logits == -0.7) and logits.std() > 1e-3
