@@ -79,10 +79,19 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def env_defaults(env_cls: type) -> dict[str, Any]:
-    params = inspect.signature(env_cls.__init__).parameters
-    return {
-        n: p.default for n, p in params.items() if n != "self" and p.default is not inspect.Parameter.empty
-    }
+    """The options of ``env_cls`` and their defaults: its ``__init__``'s keyword defaults, and where
+    that passes ``**kwargs`` on, its base classes' (the nearest class's default wins)."""
+    out: dict[str, Any] = {}
+    for cls in env_cls.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        for n, p in params.items():
+            if n != "self" and p.default is not inspect.Parameter.empty:
+                out.setdefault(n, p.default)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    return out
 
 
 def check_type(key: str, value: Any, default: Any) -> None:

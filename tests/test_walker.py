@@ -248,3 +248,19 @@ def test_pushes_hit_one_walker_body_in_the_plane_for_the_next_step():
     env.data.xfrc_applied[:] = 0.0
     calm_next = env.step(np.zeros(6))[0]
     assert np.abs(pushed_next - calm_next).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", WALKERS)
+def test_every_walker_option_is_a_setting_with_its_own_default(name):
+    """The skills pass options on with ``**kwargs``: the settings still know all of them."""
+    from tesp.config_overrides import env_defaults
+    from tesp.envs import ENVS
+
+    defaults = env_defaults(ENVS[name])
+    assert {"horizon", "push_prob", "push_force", "random_steps", "init_noise"} <= set(defaults)
+    env = make_env(name)
+    assert (env.push_force, env.random_steps, env.horizon) == (
+        defaults["push_force"],
+        defaults["random_steps"],
+        defaults["horizon"],
+    )
