@@ -70,7 +70,9 @@ def main() -> None:
         "validation_freq": 0,
         **parse_set(args.set),
     }
-    times = {alg: phase_times(alg, args.env, settings, args.iters, args.warmup) for alg in args.algs.split(",")}
+    times = {
+        alg: phase_times(alg, args.env, settings, args.iters, args.warmup) for alg in args.algs.split(",")
+    }
     base = sum(times.get("maml", next(iter(times.values()))).values())
     print(
         f"\n{args.env}: {args.tasks} tasks x {args.episodes} episodes, K = {args.inner_steps}, "
