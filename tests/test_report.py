@@ -320,3 +320,36 @@ def test_report_draws_each_methods_trajectories_from_its_first_trials_last_evalu
     report = build([str(results)], tmp_path / "report", "t")
     assert "## Trajectories: wheeled, pool test" in report.read_text()
     assert (tmp_path / "report" / "trajectories_wheeled_test.png").stat().st_size > 0
+
+
+def fake_policy_run(root, seed: int, iterations: int):
+    """A single policy's trial (``--alg ppo``) as Tune writes it: RLlib's episode metrics; the
+    success rate is exactly 0 until iteration 3."""
+    trial = root / f"PPO_walker_forward_0000{seed}_{seed}"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text(json.dumps({"env": "walker_forward", "seed": seed}))
+    with open(trial / "result.json", "w") as f:
+        for it in range(1, iterations + 1):
+            runners = {"episode_return_mean": 100.0 * it + seed, "episode_len_mean": 50.0 * it}
+            runners["success"] = 0.0 if it < 3 else 0.5
+            row = {"training_iteration": it, "time_total_s": it, "num_env_steps_sampled_lifetime": 8000 * it}
+            f.write(json.dumps(row | {"env_runners": runners}) + "\n")
+
+
+def test_single_policy_runs_get_episode_curves_against_env_steps_and_zeros_count(tmp_path):
+    for seed in (0, 1):
+        fake_policy_run(tmp_path / "walk", seed, iterations=4)
+    runs = load_runs([str(tmp_path)])
+    its, steps, mean, _, _ = figures.mean_curve(runs, ("env_runners", "success"))
+    assert list(its) == [1, 2, 3, 4] and list(steps) == [8000, 16000, 24000, 32000]
+    assert list(mean) == [0.0, 0.0, 0.5, 0.5]  # a logged 0 is a value, not a gap
+    fig = figures.episode_panel(runs, "walker_forward", "ppo")
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "mean episode return",
+        "mean episode length",
+        "success rate",
+    ]
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == [8000, 16000, 24000, 32000] and list(y) == [100.5, 200.5, 300.5, 400.5]
+    (row,) = tables.results_rows({("walker_forward", "ppo"): runs})
+    assert row["env steps"] == 32000

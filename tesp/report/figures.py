@@ -46,9 +46,38 @@ def mean_curve(
     if len(its) == 0:
         return (np.zeros(0),) * 5
     values = np.stack([run.at(its, *keys) for run in runs])
-    steps = np.nanmean(np.stack([run.at(its, "meta", "env_steps_lifetime") for run in runs]), axis=0)
+    steps = np.nanmean(np.stack([run.at(its, *run_steps_key(run)) for run in runs]), axis=0)
     low, high = bootstrap_ci(values)
     return its, steps, values.mean(0), np.atleast_1d(low), np.atleast_1d(high)
+
+
+def run_steps_key(run: Run) -> tuple[str, ...]:
+    """Where a run logs its lifetime env steps: the meta-learners under ``meta``, RLlib's own
+    algorithms (``--alg ppo``) at the top level."""
+    return ("meta", "env_steps_lifetime") if "meta" in run.rows[0] else ("num_env_steps_sampled_lifetime",)
+
+
+EPISODE_CURVES = (
+    ("episode_return_mean", "mean episode return"),
+    ("episode_len_mean", "mean episode length"),
+    ("success", "success rate"),
+    ("obstacles_passed", "obstacles passed"),
+)
+
+
+def episode_panel(runs: Sequence[Run], env: str, method: str) -> Figure:
+    """A single policy's training (RLlib's episode metrics, e.g. ``--alg ppo``): return, length
+    and the env's success metrics per episode against env steps, mean over seeds with 95%
+    bootstrap bands."""
+    curves = [(k, label) for k, label in EPISODE_CURVES if mean_curve(runs, ("env_runners", k))[0].size]
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], curves, strict=True):
+        _, steps, mean, low, high = mean_curve(runs, ("env_runners", key))
+        ax.plot(steps, mean)
+        ax.fill_between(steps, low, high, alpha=0.2, linewidth=0)
+        _label(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")
+    fig.tight_layout()
+    return fig
 
 
 def learning_curves(

@@ -96,6 +96,13 @@ def build(roots: list[str], out: Path, title: str) -> Path:
         if "mlsh" in methods:
             pages.append((f"mlsh_{env}", figures.mlsh_panel(methods["mlsh"], env)))
             md += [f"## {env}: MLSH", "", f"![mlsh {env}](mlsh_{env}.png)", ""]
+        for method, rs in sorted(methods.items()):
+            if (env, method) not in gradient and any(
+                "episode_return_mean" in r.rows[0].get("env_runners", {}) for r in rs
+            ):
+                name = f"episodes_{env}_{_slug(method)}"
+                pages.append((name, figures.episode_panel(rs, env, method)))
+                md += [f"## {env}: {method}", "", f"![{method} {env}]({name}.png)", ""]
 
     if gradient:
         md += ["## Across envs", ""]

@@ -42,7 +42,8 @@ class Run:
     def at(self, iterations: np.ndarray, *keys: str) -> np.ndarray:
         """The metric ``keys`` at the given iterations (NaN where it was not logged)."""
         by_iter = {row["training_iteration"]: _get(row, keys) for row in self.rows}
-        return np.array([float(by_iter.get(int(i)) or np.nan) for i in iterations])
+        values = [by_iter.get(int(i)) for i in iterations]
+        return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values])
 
     def last(self, *keys: str) -> float:
         _, values = self.series(*keys)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tesp.report.figures import TRAINING, pool_keys, pools_of
+from tesp.report.figures import TRAINING, pool_keys, pools_of, run_steps_key
 from tesp.report.runs import Evaluation, Run
 from tesp.report.stats import bootstrap_ci
 
@@ -42,7 +42,7 @@ def results_rows(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[dict]:
         for pool in pools_of(runs):
             for stage in ("pre", "post"):
                 row[f"{pool} {stage}"] = mean_ci([r.last(*pool_keys(pool, stage)) for r in runs])
-        steps = np.array([r.last("meta", "env_steps_lifetime") for r in runs])
+        steps = np.array([r.last(*run_steps_key(r)) for r in runs])
         if not np.isfinite(steps).any():  # MLSH logs its env steps per iteration only
             steps = np.array([sum(row.get("mlsh", {}).get("env_steps", 0) for row in r.rows) for r in runs])
         seconds = np.array([r.rows[-1].get("time_total_s", np.nan) for r in runs])
