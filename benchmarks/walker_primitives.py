@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage-path", required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--skill-iters", type=int, default=125)
+    parser.add_argument("--skill-iters", type=int, default=375)
     parser.add_argument("--iters", type=int, default=125)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--course", choices=("full", "reduced"), default="full")
