@@ -353,3 +353,10 @@ def test_single_policy_runs_get_episode_curves_against_env_steps_and_zeros_count
     assert list(x) == [8000, 16000, 24000, 32000] and list(y) == [100.5, 200.5, 300.5, 400.5]
     (row,) = tables.results_rows({("walker_forward", "ppo"): runs})
     assert row["env steps"] == 32000
+
+
+def test_a_single_validation_is_drawn_as_a_point(tmp_path):
+    fake_experiment(tmp_path / "exp", "MAML", "wheeled", 0, iterations=3, offset=-100, validate_every=3)
+    fig = figures.learning_curves({"maml": load_runs([str(tmp_path)])}, "wheeled")
+    post = [line for line in fig.axes[1].lines if line.get_label() == "maml post"]
+    assert len(post) == 1 and post[0].get_marker() == "o" and list(post[0].get_xdata()) == [3]

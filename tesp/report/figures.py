@@ -98,9 +98,14 @@ def learning_curves(
                     if not len(its):
                         continue
                     x = its if row == 0 else steps
-                    ax.plot(x, mean, style, color=colors[method], label=f"{method} {stage}")
+                    marker = "o" if len(x) == 1 else None  # a single validation: a point, not an empty line
+                    ax.plot(x, mean, style, marker=marker, color=colors[method], label=f"{method} {stage}")
                     if stage == "post":
                         ax.fill_between(x, low, high, color=colors[method], alpha=0.2, linewidth=0)
+                        if len(x) == 1:
+                            ax.errorbar(
+                                x, mean, yerr=[mean - low, high - mean], color=colors[method], capsize=3
+                            )
             ref = (still or {}).get("D" if pool == TRAINING else pool)
             if ref is not None:
                 ax.axhline(ref, color="grey", linestyle=":", label="still policy")
