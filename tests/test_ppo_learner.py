@@ -68,3 +68,17 @@ def test_initial_log_std_leaves_discrete_heads_alone():
     module = build_module("CartPole-v1", initial_log_std=-0.7)
     logits = module._forward_inference({Columns.OBS: torch.randn(16, 4)})[Columns.ACTION_DIST_INPUTS]
     assert logits.shape == (16, 2) and not torch.any(logits == -0.7) and logits.std() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"initial_log_std": "low"}, "model.initial_log_std='low' is invalid: must be a number or null"),
+        ({"pi_last_layer_scale": 0}, "model.pi_last_layer_scale=0 is invalid: must be > 0"),
+    ],
+)
+def test_bad_initial_noise_settings_are_refused(model, message):
+    config = PPOConfig().environment("Pendulum-v1")
+    config.update_model_config(**model)
+    with pytest.raises(ValueError, match=message):
+        config.validate()

@@ -69,10 +69,10 @@ def episode_panel(runs: Sequence[Run], env: str, method: str) -> Figure:
     """A single policy's training (RLlib's episode metrics, e.g. ``--alg ppo``): return, length
     and the env's success metrics per episode against env steps, mean over seeds with 95%
     bootstrap bands."""
-    curves = [(k, label) for k, label in EPISODE_CURVES if mean_curve(runs, ("env_runners", k))[0].size]
+    curves = [(label, mean_curve(runs, ("env_runners", key))) for key, label in EPISODE_CURVES]
+    curves = [(label, curve) for label, curve in curves if curve[0].size]
     fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], curves, strict=True):
-        _, steps, mean, low, high = mean_curve(runs, ("env_runners", key))
+    for ax, (label, (_, steps, mean, low, high)) in zip(axes[0], curves, strict=True):
         ax.plot(steps, mean)
         ax.fill_between(steps, low, high, alpha=0.2, linewidth=0)
         _label(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")

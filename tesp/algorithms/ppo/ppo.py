@@ -122,6 +122,12 @@ class PPOConfig(RLlibPPOConfig):
         super().validate()
         if not self.reward_scale > 0:
             self._value_error(f"reward_scale={self.reward_scale!r} is invalid: must be > 0")
+        log_std = self._model_config.get("initial_log_std")
+        if log_std is not None and (isinstance(log_std, bool) or not isinstance(log_std, int | float)):
+            self._value_error(f"model.initial_log_std={log_std!r} is invalid: must be a number or null")
+        scale = self._model_config.get("pi_last_layer_scale", 0.01)
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            self._value_error(f"model.pi_last_layer_scale={scale!r} is invalid: must be > 0")
 
     def update_model_config(self, **values: Any) -> None:
         """Add ``values`` to the RLModule's model config (tesp's settings call this)."""
