@@ -214,9 +214,9 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     )  # fmt: skip
 
 
-def train(plan: StudyPlan) -> list[str]:
+def train(plan: StudyPlan) -> tuple[list[str], list[str]]:
     """Every trial of the study as one Tune experiment (resumed when ``plan.resume``); returns
-    the folders of the trials that failed."""
+    the folders of the trials that failed and of those left unfinished (the run was stopped)."""
     from ray import tune
 
     from tesp.progress import JsonLogger, Progress
@@ -250,7 +250,15 @@ def train(plan: StudyPlan) -> list[str]:
         callbacks=[Progress(summary), JsonLogger()],
         raise_on_failed_trial=False,
     )
-    return [t.path for t in analysis.trials if t.status == "ERROR"]
+    failed = [t.path for t in analysis.trials if t.status == "ERROR"]
+    # Tune marks the trials of a stopped (SIGINT) run TERMINATED too: compare with their stop.
+    unfinished = [
+        t.path
+        for t in analysis.trials
+        if t.status != "ERROR"
+        and t.last_result.get("training_iteration", 0) < t.stopping_criterion["training_iteration"]
+    ]
+    return failed, unfinished
 
 
 def _evaluate_one(
@@ -335,15 +343,17 @@ def main(argv: list[str] | None = None) -> int:
         if not plan.resume:
             root.mkdir(parents=True, exist_ok=True)
             (root / STUDY_FILE).write_text(json.dumps(plan.recorded, indent=2))
-        failed = train(plan)
-        failed += evaluate_all(plan)
+        failed, unfinished = train(plan)
+        if not unfinished:
+            failed += evaluate_all(plan)
     finally:
         ray.shutdown()
+    resume = f"python main_study.py {plan.name} --scale {plan.scale} --resume {root}"
+    if unfinished:  # stopped (Ctrl+C): evaluating and reporting now would only delay the stop
+        print(f"[study] stopped with {len(unfinished)} trial(s) unfinished; resume with: {resume}")
+        return 130
     code = report_main([str(root), "--out", str(plan.out), "--title", f"{plan.name} ({plan.scale} scale)"])
     for path in failed:  # the study goes on without them; the report covers the others
         print(f"[study] FAILED (a trial: see its error.txt; a checkpoint: its evaluation above): {path}")
-    print(
-        f"[study] report: {plan.out / 'report.md'}\n[study] resume with: python main_study.py {plan.name} "
-        f"--scale {plan.scale} --resume {root}"
-    )
+    print(f"[study] report: {plan.out / 'report.md'}\n[study] resume with: {resume}")
     return code or (1 if failed else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from tesp.report.runs import method_name
 
 from .conftest import REPO
-from .runner import results, trial_dirs
+from .runner import kill_orphaned_ray, pids, results, trial_dirs
 
 STUDY_ALGS = ["maml", "meta_sgd", "adaptsv", "maesn", "tesp", "tesp_adapt_policy"]
 SIGMAS = ["0.0", "0.01", "0.05", "0.1"]
@@ -189,3 +190,35 @@ def test_a_variant_trains_and_is_reported_under_its_name(tmp_path):
     assert [r["meta"]["return_stage_3"] is not None for r in results(trial)] == [True, True]
     report = (tmp_path / "v" / "report" / "report.md").read_text()
     assert "| wheeled | tesp-k3 |" in report  # the Evaluation table's row
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_stopping_a_study_stops_it_without_evaluating_and_says_how_to_resume(tmp_path):
+    # The laptop scale's 60 iterations leave ample time to stop the trial after its first.
+    cmd = [
+        sys.executable, str(REPO / "main_study.py"), "tesp_paper", "--scale", "laptop", "--seeds", "0",
+        "--algs", "maml", "--envs", "wheeled", "--storage-path", str(tmp_path), "--name", "stop",
+    ]  # fmt: skip
+    existing = pids()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "iter    1 |" in line:
+                proc.send_signal(signal.SIGINT)  # what Ctrl+C does to the driver
+                break
+        lines += proc.stdout.readlines()
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_orphaned_ray(existing)
+    out = "".join(lines)
+    assert code == 130, out[-2000:]
+    assert "[study] evaluated" not in out and not (tmp_path / "stop" / "report").exists()
+    assert f"resume with: python main_study.py tesp_paper --scale laptop --resume {tmp_path / 'stop'}" in out
+    (trial,) = trial_dirs(tmp_path / "stop")
+    assert 1 <= len(results(trial)) < 60
