@@ -5,12 +5,13 @@ report TESP adapting better than MAML, most of all on the out-of-distribution po
 benchmark compares the two at the **same number of env steps**, not the same number of
 meta-iterations: a TESP iteration samples one round more than MAML's (the warm-up episodes that
 fill its buffer), so at the laptop scale TESP's checkpoint of iteration 40 and MAML's of
-iteration 60 have both sampled 1.2 M steps.
+iteration 60 have both sampled 1.2 M steps (the trials run 60 iterations, as in the supplement's
+study, where the scale's default is 40).
 
 It runs (resuming it if its folder exists; or, with ``--study``, only reads) the laptop-scale TESP-paper
 study restricted to ``maml`` and ``tesp`` on ``wheeled``::
 
-    python main_study.py tesp_paper --scale laptop --envs wheeled --algs maml,tesp --no-noise-sweep
+    python main_study.py tesp_paper --scale laptop --iters 60 --envs wheeled --algs maml,tesp --no-noise-sweep
 
 and, for every env-step budget at which both methods have an evaluated checkpoint on every seed,
 prints each pool's post-adaptation return (``main_test.py``: first 5 tasks of the pool, no
@@ -50,7 +51,7 @@ def run_study(storage: Path, name: str, seeds: str) -> Path:
     if (folder / "study.json").is_file():
         args = ["--resume", str(folder)]
     else:
-        args = ["tesp_paper", "--scale", "laptop", "--envs", ENV, "--algs", ",".join(METHODS), "--no-noise-sweep",
+        args = ["tesp_paper", "--scale", "laptop", "--iters", "60", "--envs", ENV, "--algs", ",".join(METHODS), "--no-noise-sweep",
                 "--seeds", seeds, "--storage-path", str(storage), "--name", name]  # fmt: skip
     subprocess.run([sys.executable, str(REPO / "main_study.py"), *args])  # failures: listed; the rest is read
     return folder

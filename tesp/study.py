@@ -40,7 +40,7 @@ from tesp.settings import CONFIG_DIR, Settings, check, resolve
 
 STUDY_DIR = CONFIG_DIR / "studies"
 STUDY_FILE = "study.json"  # the command's choices, in the experiment folder (for --resume)
-RECORDED = ("study", "scale", "seeds", "algs", "envs", "no_noise_sweep")
+RECORDED = ("study", "scale", "iters", "seeds", "algs", "envs", "no_noise_sweep")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -52,6 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
         "study", nargs="?", help=f"a study in {STUDY_DIR.relative_to(CONFIG_DIR.parent)}/ (e.g. tesp_paper)"
     )
     parser.add_argument("--scale", default="laptop", help="one of the study's scales (default laptop)")
+    parser.add_argument("--iters", default=None, help="meta-iterations of every trial (default: the scale's)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the study's)")
     parser.add_argument("--algs", default=None, help="comma-separated methods (default: the study's)")
     parser.add_argument(
@@ -152,6 +153,11 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0") from None
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0")
+    iters = {}  # --iters: every trial's length, over the scale's and its env settings'
+    if args.iters is not None:
+        iters["run.stop_iters"] = int(args.iters) if args.iters.strip().isdigit() else 0
+        if iters["run.stop_iters"] < 1:
+            raise ConfigError(f"--iters {args.iters!r} must be an integer >= 1")
     variants = study["variants"]
     choices = study["algs"] + list(variants)
     algs = _names(args.algs, choices, "--algs", choices)
@@ -178,6 +184,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
             **(variants[name].get("settings", {}) if name in variants else {}),
             **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
             **scale.get("env_settings", {}).get(env, {}),
+            **iters,
             "run.keep_checkpoints": None,  # every checkpoint is evaluated
             "seed": {"grid_search": seeds},
         }
