@@ -169,6 +169,9 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.ceiling_slots = [m.body(f"ceiling{i}").mocapid[0] for i in range(SLOTS)]
         self.obstacle_geoms = np.array([m.geom(f"{k}{i}").id for k in KINDS for i in range(SLOTS)])
         self.walker_geoms = np.flatnonzero(m.body_rootid[m.geom_bodyid] == self.torso)
+        # per geom id: 1 for an obstacle, 2 for a part of the walker (product 2: a collision)
+        self._geom_kind = np.zeros(m.ngeom, dtype=np.int8)
+        self._geom_kind[self.obstacle_geoms], self._geom_kind[self.walker_geoms] = 1, 2
         self.push_bodies = np.flatnonzero(m.body_rootid == self.torso)  # the walker's 7 bodies
         self.feet = [m.body("foot").id, m.body("foot_left").id]
         self.foot_dofs = [m.joint("foot").dofadr[0], m.joint("foot_left").dofadr[0]]
@@ -227,10 +230,8 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         n = self.data.ncon
         if n == 0:
             return False
-        pairs = self.data.contact.geom[:n]
-        hit = np.isin(pairs, self.obstacle_geoms)
-        body = np.isin(pairs, self.walker_geoms)
-        return bool(((hit[:, 0] & body[:, 1]) | (hit[:, 1] & body[:, 0])).any())
+        kinds = self._geom_kind[self.data.contact.geom[:n]]
+        return bool(((kinds[:, 0] * kinds[:, 1]) == 2).any())
 
     def _get_obs(self) -> np.ndarray:
         q, v = self.data.qpos, self.data.qvel
