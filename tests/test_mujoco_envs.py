@@ -84,15 +84,19 @@ def test_seed_spellings_and_pools_follow_the_seed():
         np.testing.assert_array_equal(t["goal"], goals[t["index"]])
 
 
-def test_ant_terminates_when_the_torso_leaves_the_healthy_range():
-    env = make_env("ant")
+@pytest.mark.parametrize("rule", [None, False, True])
+def test_ant_ends_out_of_the_height_range_only_with_the_originals_rule(rule):
+    env = make_env("ant", {} if rule is None else {"terminate_when_unhealthy": rule})
     env.set_task(env.task_pools()["D"][0])
     env.reset(seed=0)
     qpos = env.init_qpos.copy()
-    qpos[2] = 0.6
+    qpos[2] = 0.6  # above the healthy range [0.15, 0.45]
     env.set_state(qpos, env.init_qvel)
     _, _, terminated, _, _ = env.step(np.zeros(8))
-    assert terminated
+    assert terminated == bool(rule)  # default off: ending early must not pay (tesp/envs/goal_mujoco.py)
+    qpos[3] = np.nan
+    env.set_state(qpos, env.init_qvel)
+    assert env.unhealthy()  # a non-finite state always ends the episode
 
 
 def test_goal_reached_terminates():

@@ -15,7 +15,8 @@ uniformly random ~2.4.
 
 :class:`AntBanditsEnv`: the half-size ant of the TESP suite (``assets/ant.xml``) with a target at
 (5, 0) or (0, 5) (the task, not observed); reward ``-|torso xy - target| / target_scale`` minus
-the control cost; 1000 steps; ends early when the ant is unhealthy.
+the control cost; 1000 steps; ends early when the ant is unhealthy (``terminate_when_unhealthy``,
+on here as before; with this negative reward that pays, see :class:`tesp.envs.goal_mujoco.AntEnv`).
 """
 
 from __future__ import annotations
@@ -99,9 +100,15 @@ class AntBanditsEnv(AntEnv):
         ctrl_cost_coeff: float = 1e-3,
         horizon: int = 1000,
         target_scale: float = 5.0,
+        terminate_when_unhealthy: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(ctrl_cost_coeff=ctrl_cost_coeff, horizon=horizon, render_mode=render_mode)
+        super().__init__(
+            terminate_when_unhealthy=terminate_when_unhealthy,
+            ctrl_cost_coeff=ctrl_cost_coeff,
+            horizon=horizon,
+            render_mode=render_mode,
+        )
         self.target_scale = float(target_scale)
 
     def task_pools(self) -> dict[str, list[Task]]:
