@@ -153,11 +153,10 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0") from None
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0")
-    iters = {}  # --iters: every trial's length, over the scale's and its env settings'
-    if args.iters is not None:
-        iters["run.stop_iters"] = int(args.iters) if args.iters.strip().isdigit() else 0
-        if iters["run.stop_iters"] < 1:
-            raise ConfigError(f"--iters {args.iters!r} must be an integer >= 1")
+    if args.iters is not None and not (args.iters.strip().isdigit() and int(args.iters) >= 1):
+        raise ConfigError(f"--iters {args.iters!r} must be an integer >= 1")
+    # --iters: every trial's length, over the scale's and its env settings'
+    iters = {} if args.iters is None else {"run.stop_iters": int(args.iters)}
     variants = study["variants"]
     choices = study["algs"] + list(variants)
     algs = _names(args.algs, choices, "--algs", choices)
