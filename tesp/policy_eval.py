@@ -184,6 +184,45 @@ def evaluate_policy(
     return out
 
 
+# What a policy's checkpoint needs to be run (main_test.py) and loaded as a primitive: the
+# algorithm's class and config, its iteration, the module and the observation filter. The rest
+# (the optimiser's state, the EnvRunner's copy of the module) only serves resuming training.
+EXPORTED = ("rllib_checkpoint.json", "algorithm_state.pkl", "class_and_ctor_args.pkl", MODULE_DIR, FILTER_DIR)
+
+
+def export_policy(checkpoint: Path, dest: Path) -> dict:
+    """Copy the parts of a policy's ``checkpoint`` that run it (:data:`EXPORTED`, ~150 KB for a
+    walker skill instead of ~400 KB) to ``dest``, a new folder, with ``export.json``: where it
+    came from, its training iteration and env steps. ``dest`` is then a checkpoint that
+    ``main_test.py`` and ``--primitives`` accept, but not ``--resume``. Returns the export record."""
+    import pickle
+    import shutil
+
+    checkpoint, dest = Path(checkpoint), Path(dest)
+    if not is_policy_checkpoint(checkpoint):
+        raise ConfigError(f"{str(checkpoint)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)")
+    if dest.exists():
+        raise ConfigError(f"{str(dest)!r} exists: give a new folder")
+    with open(checkpoint / "algorithm_state.pkl", "rb") as f:
+        state = pickle.load(f)
+    stats = state.get("metrics_logger", {}).get("stats", {})
+    steps = stats.get("env_runners--num_env_steps_sampled_lifetime", {}).get("lifetime_sum")
+    for part in EXPORTED:
+        source = checkpoint / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part)
+        elif source.is_file():
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / part)
+    record = {
+        "source": str(checkpoint.resolve()),
+        "training_iteration": state.get("training_iteration"),
+        "env_steps": None if steps is None else int(steps),
+    }
+    (dest / "export.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def check_policy_args(args, algo_cls: type, config: dict) -> None:
     from tesp.config_overrides import parse_set
     from tesp.envs import ENVS, make_env

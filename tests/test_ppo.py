@@ -114,3 +114,33 @@ def test_a_skill_runs_alone_on_the_course(jump_run):
     assert json.loads(other.read_text())["mean"]["obstacles_passed"] <= 1
     bad = run_main_test(str(trial), "--env", "point")
     assert bad.returncode == 2 and "other observation or action spaces" in bad.stderr
+
+
+def test_an_exported_skill_runs_like_its_checkpoint(jump_run, tmp_path):
+    """``scripts/export_policy.py``: the small folder (no optimiser, no runner copy) gives the
+    same episodes under ``main_test.py`` as the checkpoint it came from, and names its source."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    trial, _ = jump_run
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    dest = tmp_path / "skill"
+    export = [sys.executable, str(REPO / "scripts/export_policy.py"), str(trial), str(dest)]
+    proc = subprocess.run(export, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((dest / "export.json").read_text())
+    assert record["source"] == str(checkpoint.resolve()) and record["training_iteration"] == 2
+    assert record["env_steps"] >= 1200
+    assert not (dest / "learner_group/learner/state.pkl").exists()  # no optimiser state
+
+    for path in (dest, trial):
+        proc = run_main_test(str(path), "--episodes", "2")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = json.loads((tmp_path / "skill-test.json").read_text())["mean"]
+    original = json.loads((trial / f"{checkpoint.name}-test.json").read_text())["mean"]
+    assert exported == pytest.approx(original)
+
+    again = subprocess.run(export, capture_output=True, text=True)  # never over an existing folder
+    assert again.returncode == 2 and again.stderr.strip() == f"error: {str(dest)!r} exists: give a new folder"
