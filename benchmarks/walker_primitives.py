@@ -7,8 +7,9 @@ than learning from scratch (its anchor, Lee et al. 2019, reports ~1.8-2.0 obstac
 its transition policies and ~0.5 for PPO from scratch). This script runs, in one folder and
 resumably (a finished run is skipped, an interrupted one resumed):
 
-1. the three skills with ``--alg ppo`` (``configs/walker_*/ppo.yaml``; ``--skill-iters``
-   iterations of 8000 steps), once (seed 0), shared by every seed below;
+1. the three skills: the shipped ones (``skills/walker_*``, ``--skills shipped``, the default), or
+   trained here with ``--alg ppo`` (``--skills train``: ``configs/walker_*/ppo.yaml``,
+   ``--skill-iters`` iterations of 8000 steps, once, seed 0), shared by every seed below;
 2. per seed: the meta-policy with the skills fine-tuned on transitions and frozen
    (``--alg primitives --finetune transitions|none``), and PPO from scratch on the course, each for
    ``--iters`` iterations of 8000 RLlib env steps (the meta-policy's env steps count its decisions
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,21 +60,16 @@ def train(storage: Path, name: str, args: list[str]) -> Path:
 
 
 def test(run: Path, episodes: int, env: str | None = None, options: list[str] = ()) -> dict:
-    """``main_test.py`` on the newest checkpoint of ``run`` (cached in its JSON); the summary."""
+    """``main_test.py`` on the newest checkpoint of ``run``; its summary (the JSON it wrote)."""
     cmd = [sys.executable, str(REPO / "main_test.py"), str(run), "--episodes", str(episodes)]
     cmd += ["--env", env] if env else []
     cmd += [arg for option in options for arg in ("--env-option", option)]
-    before = set(run.glob("*/checkpoint_*-test*.json"))
-    subprocess.run(cmd, check=True)
-    (written,) = set(run.glob("*/checkpoint_*-test*.json")) - before or [_newest(run, env)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    print(out, end="")
+    (written,) = [
+        Path(line[6:]) for line in out.splitlines() if line.startswith("wrote ") and line.endswith(".json")
+    ]
     return json.loads(written.read_text()) | {"path": str(written)}
-
-
-def _newest(run: Path, env: str | None) -> Path:
-    found = sorted(
-        run.glob(f"*/checkpoint_*-test{'-' + env if env else ''}*.json"), key=lambda p: p.stat().st_mtime
-    )
-    return found[-1]
 
 
 def row(name: str, values: list[float], success: list[float]) -> str:
@@ -84,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage-path", required=True)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--skills", choices=("shipped", "train"), default="shipped")
     parser.add_argument("--skill-iters", type=int, default=375)
     parser.add_argument("--iters", type=int, default=125)
     parser.add_argument("--episodes", type=int, default=20)
@@ -93,10 +91,18 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     course = REDUCED if args.course == "reduced" else []
 
-    skills = {
-        s: train(storage, f"skill-{s}", ["--env", s, "--alg", "ppo", "--stop-iters", str(args.skill_iters)])
-        for s in SKILLS
-    }
+    if args.skills == "shipped":  # copied, so that main_test.py writes its files beside the copy
+        skills = {s: storage / "skills" / s for s in SKILLS}
+        for s, path in skills.items():
+            if not path.is_dir():
+                shutil.copytree(REPO / "skills" / s, path)
+    else:
+        skills = {
+            s: train(
+                storage, f"skill-{s}", ["--env", s, "--alg", "ppo", "--stop-iters", str(args.skill_iters)]
+            )
+            for s in SKILLS
+        }
     primitives = ",".join(f"{s}={path}" for s, path in skills.items())
     methods: dict[str, list[Path]] = {
         "primitives (transitions)": [],

@@ -200,7 +200,9 @@ def export_policy(checkpoint: Path, dest: Path) -> dict:
 
     checkpoint, dest = Path(checkpoint), Path(dest)
     if not is_policy_checkpoint(checkpoint):
-        raise ConfigError(f"{str(checkpoint)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)")
+        raise ConfigError(
+            f"{str(checkpoint)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)"
+        )
     if dest.exists():
         raise ConfigError(f"{str(dest)!r} exists: give a new folder")
     with open(checkpoint / "algorithm_state.pkl", "rb") as f:
