@@ -47,6 +47,30 @@ def is_policy_checkpoint(checkpoint: Path) -> bool:
     return (checkpoint / MODULE_DIR / DEFAULT_MODULE_ID).is_dir()
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def policy_checkpoint(path: str | Path, what: str = "primitives") -> Path:
+    """The checkpoint folder of a single policy (a checkpoint, an exported one, or a trial or
+    experiment folder's newest); raises ValueError starting with ``what`` and naming ``path``. A
+    relative path that is not below the working directory is looked up below the repository
+    (the shipped skills, ``skills/walker_*``)."""
+    from tesp.evaluate import find_checkpoint
+
+    given = Path(path).expanduser()
+    if not given.is_absolute() and not given.exists() and (REPO / given).exists():
+        given = REPO / given
+    try:
+        checkpoint = find_checkpoint(str(given))
+    except ConfigError as e:
+        raise ValueError(f"{what}: {e}") from None
+    if not is_policy_checkpoint(checkpoint):
+        raise ValueError(
+            f"{what}: {str(path)!r} is not a single policy's checkpoint (no {MODULE_DIR}/default_policy)"
+        )
+    return checkpoint
+
+
 def restore_module(checkpoint: Path):
     """The single-agent RLModule saved in ``checkpoint`` (inference mode)."""
     from ray.rllib.core import DEFAULT_MODULE_ID

@@ -144,3 +144,45 @@ def test_an_exported_skill_runs_like_its_checkpoint(jump_run, tmp_path):
 
     again = subprocess.run(export, capture_output=True, text=True)  # never over an existing folder
     assert again.returncode == 2 and again.stderr.strip() == f"error: {str(dest)!r} exists: give a new folder"
+
+
+def test_a_run_starts_from_an_exported_skill(jump_run, tmp_path):
+    """``--set init_from=SKILL``: the run starts from the skill's weights and observation filter
+    (with lr 0 the weights stay the skill's; the filter's count goes on from the skill's); a path
+    that is not a policy's checkpoint is one line, exit 2."""
+    import pickle
+    import subprocess
+    import sys
+
+    from tesp.policy_eval import FILTER_DIR, restore_module
+
+    from .conftest import REPO
+
+    trial, _ = jump_run
+    skill = tmp_path / "skill"
+    export = [sys.executable, str(REPO / "scripts/export_policy.py"), str(trial), str(skill)]
+    assert subprocess.run(export, capture_output=True).returncode == 0
+    proc = run_main_train(
+        "--env", "walker_jump", "--alg", "ppo", "--stop-iters", "1", "--storage-path", str(tmp_path),
+        "--name", "more", "--set", f"init_from={skill}", "--set", "lr=0.0", "--set", "train_batch_size=600",
+        "--set", "minibatch_size=200", "--set", "num_epochs=1", "--set", "env_config.horizon=60",
+        "--set", "num_envs_per_env_runner=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = [p for p in trial_dirs(tmp_path / "more")[0].glob("checkpoint_*") if p.is_dir()]
+    start, end = restore_module(skill).state_dict(), restore_module(checkpoint).state_dict()
+    assert all(np.array_equal(start[k].numpy(), end[k].numpy()) for k in start)
+
+    def pushes(path):
+        state = pickle.loads((path / FILTER_DIR / "state.pkl").read_bytes())
+        return state[None]["running_stats"][0]["num_pushes"]
+
+    assert pushes(checkpoint) >= pushes(skill) + 600
+
+    bad = run_main_train(
+        "--env", "walker_jump", "--alg", "ppo", "--set", f"init_from={tmp_path / 'none'}",
+        "--storage-path", str(tmp_path),
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: init_from: checkpoint ")
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -18,6 +18,9 @@ module only sets
   variance from 0.80-0.89 to 0.91-0.96;
 - ``model.initial_log_std``: the policy's initial action noise (``ppo_rl_module.py``);
 - a seeded run by default (``seed`` 0), as every tesp method;
+- ``init_from``: a policy's checkpoint (or an exported skill, ``skills/walker_*``) whose module
+  weights and observation filter the run starts from, e.g. to train a shipped skill further (the
+  optimiser starts afresh; ``--resume`` continues a run exactly instead);
 - the episode metrics an env reports in its last ``info``: ``obstacles_passed`` and
   ``success`` (the walker envs' success count and goal), logged as episode means next to
   RLlib's returns.
@@ -108,6 +111,7 @@ class PPOConfig(RLlibPPOConfig):
         self.lambda_ = 0.95
         self.vf_clip_param = 1e4  # the course's returns reach thousands: do not clip the value loss
         self.reward_scale = 1.0  # (module docstring)
+        self.init_from: str | None = None  # (module docstring)
         self.callbacks(EpisodeMetrics)
         self.env_runners(env_to_module_connector=mean_std_filter)
         self.rl_module(model_config=dict(self.DEFAULT_MODEL_CONFIG))
@@ -119,6 +123,8 @@ class PPOConfig(RLlibPPOConfig):
         return PPOLearner
 
     def validate(self) -> None:
+        if self.init_from and isinstance(self.env, str):  # before RLlib's own checks print warnings
+            self._check_init_from()
         super().validate()
         if not self.reward_scale > 0:
             self._value_error(f"reward_scale={self.reward_scale!r} is invalid: must be > 0")
@@ -129,6 +135,24 @@ class PPOConfig(RLlibPPOConfig):
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
             self._value_error(f"model.pi_last_layer_scale={scale!r} is invalid: must be > 0")
 
+    def _check_init_from(self) -> None:
+        """``init_from`` is a policy's checkpoint for this env's spaces (one line if not)."""
+        from tesp.envs import make_env
+        from tesp.policy_eval import policy_checkpoint, restore_module
+
+        try:
+            module = restore_module(policy_checkpoint(self.init_from, what="init_from"))
+        except ValueError as e:
+            self._value_error(str(e))
+        env = make_env(self.env, dict(self.env_config))
+        if (
+            module.observation_space.shape != env.observation_space.shape
+            or module.action_space != env.action_space
+        ):
+            self._value_error(
+                f"init_from={self.init_from!r} is a policy for other observation or action spaces than env {self.env!r}"
+            )
+
     def update_model_config(self, **values: Any) -> None:
         """Add ``values`` to the RLModule's model config (tesp's settings call this)."""
         self.rl_module(model_config={**self._model_config, **values})
@@ -138,6 +162,34 @@ class PPO(RLlibPPO):
     @classmethod
     def get_default_config(cls) -> PPOConfig:
         return PPOConfig(cls)
+
+    def setup(self, config) -> None:
+        super().setup(config)
+        if self.config.init_from:  # a restored run (--resume) then loads its own state over this
+            self._start_from(self.config.init_from)
+
+    def _start_from(self, path: str) -> None:
+        """Load a policy checkpoint's module weights (Learner and EnvRunners) and observation
+        filter (every copy of the connector)."""
+        from ray.rllib.core import DEFAULT_MODULE_ID
+
+        from tesp.policy_eval import FILTER_DIR, MODULE_DIR, policy_checkpoint
+
+        checkpoint = policy_checkpoint(path, what="init_from")
+        self.restore_from_path(
+            checkpoint / MODULE_DIR / DEFAULT_MODULE_ID,
+            component=f"learner_group/learner/rl_module/{DEFAULT_MODULE_ID}",
+        )
+        if not (checkpoint / FILTER_DIR).is_dir():
+            return
+        state = str(checkpoint / FILTER_DIR)
+        name = FILTER_DIR.name
+        if getattr(self, "env_to_module_connector", None) is not None:
+            self.env_to_module_connector.restore_from_path(state, component=name)
+        self.env_runner_group.foreach_env_runner(
+            lambda runner: runner._env_to_module.restore_from_path(state, component=name),
+            local_env_runner=True,
+        )
 
     # -- main_test.py (tesp.policy_eval) ---------------------------------------------------
     @staticmethod

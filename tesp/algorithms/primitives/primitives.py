@@ -31,9 +31,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from tesp.algorithms.ppo import PPO, PPOConfig
 from tesp.algorithms.ppo.ppo import summary_line as ppo_summary
-from tesp.algorithms.primitives.checkpoints import policy_checkpoint
 from tesp.algorithms.primitives.primitives_env import FINETUNE, FROZEN, META, PrimitivesEnv
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
+from tesp.policy_eval import policy_checkpoint
 
 
 class PrimitivesMetrics(RLlibCallback):

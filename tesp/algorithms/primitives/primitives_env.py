@@ -44,8 +44,7 @@ ENV_METRICS = ("obstacles_passed", "success")
 
 def from_checkpoint_filter(checkpoint: str, env: gym.Env) -> Callable[[np.ndarray], np.ndarray]:
     """The observation normalisation a primitive was trained with (identity without a filter)."""
-    from tesp.algorithms.primitives.checkpoints import policy_checkpoint
-    from tesp.policy_eval import SavedPolicy
+    from tesp.policy_eval import SavedPolicy, policy_checkpoint
 
     obs_filter = SavedPolicy.restore_filter(policy_checkpoint(checkpoint), env)
     if obs_filter is None:
