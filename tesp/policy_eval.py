@@ -245,6 +245,12 @@ def export_policy(checkpoint: Path, dest: Path) -> dict:
         "training_iteration": state.get("training_iteration"),
         "env_steps": None if steps is None else int(steps),
     }
+    from tesp.evaluate import saved_config
+
+    start = saved_config(checkpoint)[1].get("init_from")
+    if start:  # a run that started from another policy (PPO's init_from): that one's record too
+        earlier = policy_checkpoint(start, what="init_from") / "export.json"
+        record["started_from"] = json.loads(earlier.read_text()) if earlier.is_file() else {"source": start}
     (dest / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

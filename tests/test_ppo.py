@@ -178,6 +178,10 @@ def test_a_run_starts_from_an_exported_skill(jump_run, tmp_path):
         return state[None]["running_stats"][0]["num_pushes"]
 
     assert pushes(checkpoint) >= pushes(skill) + 600
+    again = tmp_path / "skill-more"  # its export names what it started from
+    assert subprocess.run([*export[:2], str(checkpoint), str(again)], capture_output=True).returncode == 0
+    started = json.loads((again / "export.json").read_text())["started_from"]
+    assert started == json.loads((skill / "export.json").read_text())
 
     bad = run_main_train(
         "--env", "walker_jump", "--alg", "ppo", "--set", f"init_from={tmp_path / 'none'}",
