@@ -179,3 +179,30 @@ def test_primitives_change_only_from_transition_states(skill_checkpoints):
             assert same(weights(algo, name + FROZEN), weights(algo, name))
     finally:
         algo.stop()
+
+
+# -- the shipped skills (skills/) -------------------------------------------------------------
+
+
+def test_the_shipped_skills_are_the_default_primitives_from_any_directory(tmp_path, monkeypatch):
+    """``--alg primitives`` without ``--primitives`` uses ``skills/walker_*``, found below the
+    repository from another working directory; each is a policy for the course's spaces, exported
+    with its provenance."""
+    import json
+
+    from tesp.policy_eval import REPO, policy_checkpoint, restore_module
+    from tesp.settings import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    config, _, _ = resolve_config("primitives", "walker_obstacle_course")
+    assert list(config.primitives) == ["walker_forward", "walker_jump", "walker_crawl"]
+    env = make_env("walker_obstacle_course", {})
+    for name, path in config.primitives.items():
+        checkpoint = policy_checkpoint(path)
+        assert checkpoint == REPO / "skills" / name
+        module = restore_module(checkpoint)
+        assert module.observation_space.shape == env.observation_space.shape
+        assert module.action_space == env.action_space
+        assert json.loads((checkpoint / "export.json").read_text())["env_steps"] > 0
+    with pytest.raises(ValueError, match=r"^primitives: checkpoint 'skills/walker_run' does not exist$"):
+        policy_checkpoint("skills/walker_run")
