@@ -249,8 +249,13 @@ def export_policy(checkpoint: Path, dest: Path) -> dict:
 
     start = saved_config(checkpoint)[1].get("init_from")
     if start:  # a run that started from another policy (PPO's init_from): that one's record too
-        earlier = policy_checkpoint(start, what="init_from") / "export.json"
-        record["started_from"] = json.loads(earlier.read_text()) if earlier.is_file() else {"source": start}
+        try:
+            earlier = policy_checkpoint(start, what="init_from") / "export.json"
+        except ValueError:  # moved or deleted since: its path is all that is known
+            earlier = None
+        record["started_from"] = (
+            json.loads(earlier.read_text()) if earlier and earlier.is_file() else {"source": start}
+        )
     (dest / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
