@@ -46,9 +46,11 @@ def test_height_map_of_a_hand_placed_terrain():
     assert points[under].min() == pytest.approx(1.0) and points[under].max() == pytest.approx(2.6)
 
 
-def test_height_map_matches_the_model_geometry():
-    """The observed map equals what rays cast through the placed model see."""
-    env = course([("curb", 1.05), ("ceiling", 2.37)])
+@pytest.mark.parametrize("curb_height", [0.4, 0.15])
+def test_height_map_matches_the_model_geometry(curb_height):
+    """The observed map equals what rays cast through the placed model see (the default curbs
+    and lower ones)."""
+    env = course([("curb", 1.05), ("ceiling", 2.37)], curb_height=curb_height)
     teleport(env, 0.0)
     obs = env._get_obs()
     ground, ceiling = obs[17:].reshape(2, -1)
@@ -82,6 +84,17 @@ def test_collision_is_reported_without_ending_when_allowed():
     env = course([("curb", 0.2)], done_on_collision=False)
     _, _, terminated, _, info = env.step(np.zeros(6))
     assert info["collided"] and not terminated
+
+
+def test_a_low_curb_collides_only_at_its_own_height():
+    """A foot 0.1 m above the floor (the front foot of the standing pose) is inside the default
+    curb and above one 0.05 m tall."""
+    assert course([("curb", 0.2)], curb_height=0.15).step(np.zeros(6))[4]["collided"]
+    env = course([("curb", 0.2)], curb_height=0.05)
+    teleport(env, 0.0, z=env.init_qpos[1] + 0.02)  # feet lifted clear of the low curb's top
+    assert not env.step(np.zeros(6))[4]["collided"]
+    with pytest.raises(ValueError, match="curb_height=0.0 is invalid"):
+        course([("curb", 0.2)], curb_height=0.0)
 
 
 def test_standing_under_a_ceiling_collides():

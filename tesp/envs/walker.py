@@ -8,8 +8,9 @@ anchor's, as read from its public implementation (youngwoon/transition); the mod
 (``assets/walker.xml``), the height map and the code are this project's.
 
 **Terrain.** Obstacles are ``(kind, x)`` pairs: a *curb* is a box 0.2 m long and 0.4 m tall
-centred at ``x``; a *ceiling* is a slab 3 m long whose underside is 0.9 m above the floor (top
-1.1 m), centred at ``x``.
+centred at ``x`` (``curb_height`` changes the height: lower curbs make a curriculum for the jump,
+``skills/README.md``); a *ceiling* is a slab 3 m long whose underside is 0.9 m above the floor
+(top 1.1 m), centred at ``x``.
 
 **Observation** (81): the torso's height and pitch and the 6 joint angles (``qpos[1:]``, 8), all
 9 velocities clipped to +-10, then the height map: the terrain at :data:`HMAP_OFFSETS` (32
@@ -99,7 +100,7 @@ def half_length(kind: str) -> float:
     return CURB_HALF_LENGTH if kind == "curb" else CEILING_HALF_LENGTH
 
 
-def height_map(obstacles, x: float) -> np.ndarray:
+def height_map(obstacles, x: float, curb_height: float = CURB_HEIGHT) -> np.ndarray:
     """The two rows of the height map ``[2, len(HMAP_OFFSETS)]`` at torso position ``x``:
     ground heights and ceiling undersides over the grid."""
     points = x + HMAP_OFFSETS
@@ -108,7 +109,7 @@ def height_map(obstacles, x: float) -> np.ndarray:
     for kind, cx in obstacles:
         inside = np.abs(points - cx) <= half_length(kind) + 1e-9  # edges inclusive
         if kind == "curb":
-            ground[inside] = CURB_HEIGHT
+            ground[inside] = curb_height
         else:
             ceiling[inside] = CEILING_UNDERSIDE
     return np.stack([ground, ceiling])
@@ -134,6 +135,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         random_steps: int = 0,
         min_avg_speed: float = 0.0,
         done_on_collision: bool = True,
+        curb_height: float = CURB_HEIGHT,
         render_mode: str | None = None,
         width: int = 320,
         height: int = 240,
@@ -145,6 +147,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
             (init_noise >= 0, "init_noise", init_noise, ">= 0"),
             (random_steps >= 0, "random_steps", random_steps, ">= 0"),
             (min_avg_speed >= 0, "min_avg_speed", min_avg_speed, ">= 0"),
+            (0 < curb_height <= 0.8, "curb_height", curb_height, "in (0, 0.8]"),
         ]
         for ok, name, value, valid in checks:
             if not ok:
@@ -152,6 +155,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.horizon, self.push_prob, self.push_force = int(horizon), float(push_prob), float(push_force)
         self.init_noise, self.random_steps = float(init_noise), int(random_steps)
         self.min_avg_speed, self.done_on_collision = float(min_avg_speed), bool(done_on_collision)
+        self.curb_height = float(curb_height)
         obs_dim = 17 + 2 * len(HMAP_OFFSETS)
         MujocoEnv.__init__(
             self,
@@ -168,6 +172,9 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         self.curb_slots = [m.body(f"curb{i}").mocapid[0] for i in range(SLOTS)]
         self.ceiling_slots = [m.body(f"ceiling{i}").mocapid[0] for i in range(SLOTS)]
         self.obstacle_geoms = np.array([m.geom(f"{k}{i}").id for k in KINDS for i in range(SLOTS)])
+        curbs = self.obstacle_geoms[:SLOTS]  # this env's own model: resize its curbs
+        m.geom_size[curbs, 2] = m.geom_aabb[curbs, 5] = self.curb_height / 2
+        m.geom_rbound[curbs] = np.linalg.norm(m.geom_size[curbs], axis=1)
         self.walker_geoms = np.flatnonzero(m.body_rootid[m.geom_bodyid] == self.torso)
         # per geom id: 1 for an obstacle, 2 for a part of the walker (product 2: a collision)
         self._geom_kind = np.zeros(m.ngeom, dtype=np.int8)
@@ -210,7 +217,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         used = {"curb": iter(self.curb_slots), "ceiling": iter(self.ceiling_slots)}
         self.data.mocap_pos[:] = PARKED
         for kind, x in self.obstacles:
-            z = CURB_HEIGHT / 2 if kind == "curb" else CEILING_UNDERSIDE + CEILING_HALF_THICKNESS
+            z = self.curb_height / 2 if kind == "curb" else CEILING_UNDERSIDE + CEILING_HALF_THICKNESS
             self.data.mocap_pos[next(used[kind])] = (x, 0.0, z)
         self._ends = np.array([x + half_length(k) + PASS_MARGIN[k] for k, x in self.obstacles])
         reach = CEILING_HALF_LENGTH + NEAR_CEILING
@@ -235,7 +242,7 @@ class WalkerEnv(MujocoEnv, TaskEnv):
 
     def _get_obs(self) -> np.ndarray:
         q, v = self.data.qpos, self.data.qvel
-        hmap = height_map(self.obstacles, float(q[0]))
+        hmap = height_map(self.obstacles, float(q[0]), self.curb_height)
         return np.concatenate([q[1:], np.clip(v, -10.0, 10.0), hmap.ravel()])
 
     def reset_model(self) -> np.ndarray:
