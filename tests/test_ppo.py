@@ -190,3 +190,23 @@ def test_a_run_starts_from_an_exported_skill(jump_run, tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: init_from: checkpoint ")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_envrunners_sample_a_started_run_with_the_skills_weights(ray_session):
+    """With ``init_from``, every EnvRunner's module holds the skill's weights when setup returns
+    (before the first round is sampled), not the module's initial weights."""
+    from tesp.policy_eval import policy_checkpoint, restore_module
+    from tesp.settings import resolve_config
+
+    skill = restore_module(policy_checkpoint("skills/walker_jump")).get_state()
+    config, _, _ = resolve_config("ppo", "walker_jump", {"init_from": "skills/walker_jump", "seed": 0})
+    algo = config.build_algo()
+    try:
+        states = algo.env_runner_group.foreach_env_runner(
+            lambda runner: runner.module.get_state(), local_env_runner=False
+        )
+    finally:
+        algo.stop()
+    assert states and all(state for state in states)
+    for state in states:
+        assert all(np.allclose(np.asarray(v), np.asarray(skill[k])) for k, v in state.items())

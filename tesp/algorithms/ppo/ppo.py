@@ -180,6 +180,11 @@ class PPO(RLlibPPO):
             checkpoint / MODULE_DIR / DEFAULT_MODULE_ID,
             component=f"learner_group/learner/rl_module/{DEFAULT_MODULE_ID}",
         )
+        # Algorithm.restore_from_path sends the weights to the EnvRunners fire-and-forget; a run
+        # once sampled its first round with the EnvRunner's initial weights. Wait for them here.
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group, inference_only=True, timeout_seconds=120.0
+        )
         if not (checkpoint / FILTER_DIR).is_dir():
             return
         state = str(checkpoint / FILTER_DIR)
