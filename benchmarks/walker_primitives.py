@@ -19,7 +19,8 @@ resumably (a finished run is skipped, an interrupted one resumed):
    walker_obstacle_course``);
 
 then prints the obstacles passed per episode (and the success rate) of each, mean over seeds with
-a 95% bootstrap CI over seeds (the skills alone: over episodes, one run). ``--course reduced``
+a 95% bootstrap CI over seeds (the skills alone: over episodes, one run). ``--oracle-only`` prints
+only the row of :class:`Oracle` (the skills switched by the terrain; no training). ``--course reduced``
 uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full course.
 
     python benchmarks/walker_primitives.py --storage-path ~/walker --seeds 0,1,2 [--course reduced]
@@ -72,6 +73,43 @@ def test(run: Path, episodes: int, env: str | None = None, options: list[str] = 
     return json.loads(written.read_text()) | {"path": str(written)}
 
 
+class Oracle:
+    """Switches the skills every ``period`` steps by the env's privileged terrain, like the anchor's
+    ``meta_oracle``: the next obstacle's skill (a curb: jump, a ceiling: crawl) once it starts
+    within ``reach`` m ahead of the torso, walking otherwise. An upper bound of what switching
+    the shipped skills can reach without fine-tuning: if it passes nothing, the skills (and their
+    transitions) are what limits the meta-policy, not its learning."""
+
+    SKILL = {"curb": "walker_jump", "ceiling": "walker_crawl", None: "walker_forward"}
+
+    def __init__(self, env, skills: dict[str, Path], period: int = 30, reach: float = 2.0) -> None:
+        from tesp.policy_eval import SavedPolicy
+
+        self.env, self.period, self.reach = env, period, reach
+        self.skills = {s: SavedPolicy.from_checkpoint(path, env) for s, path in skills.items()}
+
+    def reset(self) -> None:
+        self.t, self.skill = 0, "walker_forward"
+
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        if self.t % self.period == 0:
+            nxt = self.env.unwrapped.next_obstacle()
+            near = nxt is not None and nxt[1] - self.env.unwrapped.torso_x() < self.reach
+            self.skill = self.SKILL[nxt[0] if near else None]
+        self.t += 1
+        return self.skills[self.skill].act(obs, explore)
+
+
+def oracle(skills: dict[str, Path], episodes: int, options: dict) -> np.ndarray:
+    """Obstacles passed per episode by :class:`Oracle` over the skills (seed 0)."""
+    from tesp.envs import make_env
+    from tesp.policy_eval import run_episodes
+
+    env = make_env(COURSE, options)
+    rows, _ = run_episodes(Oracle(env, skills), env, episodes, seed=0)
+    return np.array([r["obstacles_passed"] for r in rows])
+
+
 def row(name: str, values: list[float], success: list[float]) -> str:
     lo, hi = bootstrap_ci(np.array(values))
     return f"| {name} | {np.mean(values):.2f} [{float(lo):.2f}, {float(hi):.2f}] | {np.mean(success):.2f} | {len(values)} |"
@@ -86,6 +124,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=125)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--course", choices=("full", "reduced"), default="full")
+    parser.add_argument(
+        "--oracle-only", action="store_true", help="only the oracle switching row (no training)"
+    )
     args = parser.parse_args()
     storage = Path(args.storage_path).expanduser().resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -103,6 +144,14 @@ def main() -> None:
             )
             for s in SKILLS
         }
+    passed = oracle(skills, args.episodes, {"kinds": ["curb", "ceiling"]} if course else {})
+    lo, hi = bootstrap_ci(passed)
+    oracle_row = (
+        f"| oracle switching of the skills | {passed.mean():.2f} [{float(lo):.2f}, {float(hi):.2f}] | - | 1 |"
+    )
+    if args.oracle_only:
+        print(oracle_row)
+        return
     primitives = ",".join(f"{s}={path}" for s, path in skills.items())
     methods: dict[str, list[Path]] = {
         "primitives (transitions)": [],
@@ -123,6 +172,7 @@ def main() -> None:
     for label, runs in methods.items():
         summaries = [test(run, args.episodes)["mean"] for run in runs]
         print(row(label, [s["obstacles_passed"] for s in summaries], [s["success"] for s in summaries]))
+    print(oracle_row)
     for s, path in skills.items():
         # The skills were trained on their own env; alone on the same course. One run: the CI is
         # over its episodes.

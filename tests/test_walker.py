@@ -277,3 +277,11 @@ def test_every_walker_option_is_a_setting_with_its_own_default(name):
         defaults["random_steps"],
         defaults["horizon"],
     )
+
+
+def test_next_obstacle_is_the_first_not_yet_passed():
+    env = course([("curb", 3.0), ("ceiling", 8.0)])
+    assert env.next_obstacle() == ("curb", pytest.approx(2.9))
+    teleport(env, 4.7)  # past the curb (its end 3.1 + 1.5)
+    env.step(np.zeros(6))
+    assert env.next_obstacle() == ("ceiling", pytest.approx(6.5))

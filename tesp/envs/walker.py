@@ -228,6 +228,13 @@ class WalkerEnv(MujocoEnv, TaskEnv):
     def torso_x(self) -> float:
         return float(self.data.qpos[0])
 
+    def next_obstacle(self) -> tuple[str, float] | None:
+        """The next obstacle not yet passed: its kind and the x where it starts; None after the last."""
+        if self._passed >= len(self.obstacles):
+            return None
+        kind, x = self.obstacles[self._passed]
+        return kind, x - half_length(kind)
+
     def near_ceiling(self, x: float) -> bool:
         c = self._ceilings
         return bool(((c[:, 0] <= x) & (x <= c[:, 1])).any())
