@@ -21,7 +21,8 @@ resumably (a finished run is skipped, an interrupted one resumed):
 then prints the obstacles passed per episode (and the success rate) of each, mean over seeds with
 a 95% bootstrap CI over seeds (the skills alone: over episodes, one run). ``--oracle-only`` prints
 only the row of :class:`Oracle` (the skills switched by the terrain; no training). ``--course reduced``
-uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full course.
+uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full course,
+``--course ceiling`` one ceiling.
 
     python benchmarks/walker_primitives.py --storage-path ~/walker --seeds 0,1,2 [--course reduced]
 """
@@ -44,8 +45,8 @@ from tesp.report.stats import bootstrap_ci  # noqa: E402
 
 SKILLS = ("walker_forward", "walker_jump", "walker_crawl")
 COURSE = "walker_obstacle_course"
-REDUCED_OPTION = "kinds=[curb, ceiling]"
-REDUCED = ["--set", f"env_config.{REDUCED_OPTION}"]
+# --course: the obstacles of the course, in random order (env_config.kinds); None: the full course.
+COURSES = {"full": None, "reduced": ["curb", "ceiling"], "ceiling": ["ceiling"]}
 
 
 def train(storage: Path, name: str, args: list[str]) -> Path:
@@ -123,14 +124,16 @@ def main() -> None:
     parser.add_argument("--skill-iters", type=int, default=375)
     parser.add_argument("--iters", type=int, default=125)
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--course", choices=("full", "reduced"), default="full")
+    parser.add_argument("--course", choices=tuple(COURSES), default="full")
     parser.add_argument(
         "--oracle-only", action="store_true", help="only the oracle switching row (no training)"
     )
     args = parser.parse_args()
     storage = Path(args.storage_path).expanduser().resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
-    course = REDUCED if args.course == "reduced" else []
+    kinds = COURSES[args.course]
+    option = [f"kinds=[{', '.join(kinds)}]"] if kinds else []  # main_test.py --env-option
+    course = ["--set", f"env_config.{option[0]}"] if kinds else []  # main_train.py
 
     if args.skills == "shipped":  # copied, so that main_test.py writes its files beside the copy
         skills = {s: storage / "skills" / s for s in SKILLS}
@@ -144,7 +147,7 @@ def main() -> None:
             )
             for s in SKILLS
         }
-    passed = oracle(skills, args.episodes, {"kinds": ["curb", "ceiling"]} if course else {})
+    passed = oracle(skills, args.episodes, {"kinds": kinds} if kinds else {})
     lo, hi = bootstrap_ci(passed)
     oracle_row = (
         f"| oracle switching of the skills | {passed.mean():.2f} [{float(lo):.2f}, {float(hi):.2f}] | - | 1 |"
@@ -176,7 +179,7 @@ def main() -> None:
     for s, path in skills.items():
         # The skills were trained on their own env; alone on the same course. One run: the CI is
         # over its episodes.
-        summary = test(path, args.episodes, env=COURSE, options=[REDUCED_OPTION] if course else [])
+        summary = test(path, args.episodes, env=COURSE, options=option)
         csv = Path(summary["path"]).with_suffix(".csv")
         passed = np.genfromtxt(csv, delimiter=",", names=True)["obstacles_passed"]
         lo, hi = bootstrap_ci(np.atleast_1d(passed))
