@@ -81,15 +81,46 @@ def restore_module(checkpoint: Path):
     return module
 
 
+# An input whose running std stayed below this in training never varied there.
+UNSEEN_STD = 1e-6
+
+
+def observation_normalizer(obs_filter, hold_unseen: bool = True):
+    """``obs -> normalised obs`` with a restored ``MeanStdFilter`` (frozen; identity without one).
+
+    With ``hold_unseen``, the inputs that never varied in training are held at their training
+    value (0 once normalised). The filter divides by the std, so on another env any other value
+    there (a curb in the height map of a skill trained on flat ground) becomes +-clip (10), and
+    it meets weights that never had a gradient, since their input was always 0: noise, not
+    behaviour. A skill keeps acting on what it was trained to see, as if it did not observe
+    those inputs (in Lee et al. 2019 each skill observes only its own features). On the
+    policy's own env this changes nothing.
+    """
+    if obs_filter is None:
+        return lambda obs: obs
+    if not hold_unseen:
+        return lambda obs: obs_filter(obs, update=False)
+    unseen = np.asarray(obs_filter.running_stats.std) < UNSEEN_STD
+
+    def normalize(obs: np.ndarray) -> np.ndarray:
+        out = np.array(obs_filter(obs, update=False))  # a copy: never the caller's array
+        out[..., unseen] = 0.0
+        return out
+
+    return normalize
+
+
 class SavedPolicy:
     """A trained RLModule and its observation filter, restored without Ray."""
 
     def __init__(self, module, obs_filter=None) -> None:
         self.module, self.obs_filter = module, obs_filter
+        self.normalize = observation_normalizer(obs_filter)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, env) -> SavedPolicy:
-        """The policy saved in ``checkpoint``, for observations of ``env``'s space."""
+        """The policy saved in ``checkpoint``, for observations of ``env``'s space (the inputs that
+        never varied in its training held: :func:`observation_normalizer`)."""
         return cls(restore_module(Path(checkpoint)), cls.restore_filter(Path(checkpoint), env))
 
     @staticmethod
@@ -111,9 +142,7 @@ class SavedPolicy:
 
     def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
         """The action for one observation (the mean, or a sample)."""
-        if self.obs_filter is not None:
-            obs = self.obs_filter(obs, update=False)
-        return module_action(self.module, obs, explore)
+        return module_action(self.module, self.normalize(obs), explore)
 
 
 def module_action(module, obs: np.ndarray, explore: bool = False) -> np.ndarray:

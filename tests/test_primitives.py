@@ -206,3 +206,29 @@ def test_the_shipped_skills_are_the_default_primitives_from_any_directory(tmp_pa
         assert json.loads((checkpoint / "export.json").read_text())["env_steps"] > 0
     with pytest.raises(ValueError, match=r"^primitives: checkpoint 'skills/walker_run' does not exist$"):
         policy_checkpoint("skills/walker_run")
+
+
+def test_a_skill_does_not_see_what_its_training_never_varied():
+    """The shipped walker_forward trained on flat ground: its filter's std is 0 on the height
+    map's ground row, which would turn a curb ahead into +-10 through weights that never had a
+    gradient. It acts on a curb ahead as on flat ground; walker_jump (trained with curbs) and the
+    meta-agent (trained on the course) see the curb."""
+    from tesp.algorithms.primitives.primitives_env import from_checkpoint_filter
+    from tesp.policy_eval import REPO
+
+    skills = {n: str(REPO / "skills" / n) for n in NAMES}
+    curb_ahead = dict(BASE, positions=[2.0])
+    env = PrimitivesEnv({"env": "walker_obstacle_course", "env_config": curb_ahead, "primitives": skills})
+    env.reset(seed=0)
+    seen = env._obs
+    flat = seen.copy()
+    flat[17:49] = 0.0  # the height map's ground row (after 8 positions and 9 velocities): no curb
+    assert seen[17:49].max() == pytest.approx(0.4)  # the curb is in view
+    forward, jump = env.normalizers
+    np.testing.assert_array_equal(forward(seen), forward(flat))
+    assert np.abs(jump(seen) - jump(flat)).max() > 1.0
+    assert np.abs(env.meta_normalizer(seen) - env.meta_normalizer(flat)).max() > 1.0
+    # On its own terrain nothing is held: the skill's view is its training filter's.
+    plain = from_checkpoint_filter(skills["walker_forward"], env.env, hold_unseen=False)
+    np.testing.assert_array_equal(forward(flat), plain(flat))
+    assert np.abs(plain(seen) - plain(flat)).max() == pytest.approx(10.0)  # what holding avoids

@@ -119,9 +119,12 @@ class PrimitivesController:
     """The trained meta-policy and primitives driving the plain env (``main_test.py``): the
     meta-policy picks at every ``switch_period``-th step, the picked primitive acts."""
 
-    def __init__(self, meta, primitives: dict[str, Any], normalizers: list, switch_period: int) -> None:
+    def __init__(
+        self, meta, primitives: dict[str, Any], normalizers: list, meta_normalizer, switch_period: int
+    ) -> None:
         self.meta, self.names = meta, list(primitives)
         self.modules, self.normalizers = list(primitives.values()), normalizers
+        self.meta_normalizer = meta_normalizer
         self.switch_period = switch_period
         self.picks = np.zeros(len(self.names))
 
@@ -133,7 +136,7 @@ class PrimitivesController:
         from tesp.policy_eval import module_action
 
         if self.t % self.switch_period == 0:
-            self.choice = int(module_action(self.meta, self.normalizers[0](obs).astype(np.float32), explore))
+            self.choice = int(module_action(self.meta, self.meta_normalizer(obs).astype(np.float32), explore))
             self.picks[self.choice] += 1
         self.t += 1
         k = self.choice
@@ -169,10 +172,11 @@ class Primitives(PPO):
             m.eval()
             return m
 
-        names = list(wrapped["primitives"])
-        norms = [from_checkpoint_filter(path, env) for path in wrapped["primitives"].values()]
+        names, paths = list(wrapped["primitives"]), list(wrapped["primitives"].values())
+        norms = [from_checkpoint_filter(path, env) for path in paths]
+        meta_norm = from_checkpoint_filter(paths[0], env, hold_unseen=False)  # as PrimitivesEnv
         return PrimitivesController(
-            module(META), {n: module(n) for n in names}, norms, wrapped["switch_period"]
+            module(META), {n: module(n) for n in names}, norms, meta_norm, wrapped["switch_period"]
         )
 
 

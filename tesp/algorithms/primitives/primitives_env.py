@@ -18,8 +18,11 @@
   trained weights into the acting copy after every update), so which id acts never changes the
   behaviour, only which steps the loss sees.
 - each primitive sees observations normalised with the running statistics it was trained with
-  (its checkpoint's ``MeanStdFilter``); the meta-agent sees them normalised with the first
-  primitive's statistics.
+  (its checkpoint's ``MeanStdFilter``), the inputs that never varied in its training held at
+  their training value (a skill trained on flat ground does not see curbs:
+  :func:`tesp.policy_eval.observation_normalizer`); the meta-agent sees them normalised with the
+  first primitive's statistics, nothing held (an input that never varied there reads +-10 as
+  soon as it does: for the meta-agent, which is trained here, a clear signal).
 
 Per episode, the meta-agent's last ``info`` holds the env's success metrics
 (``obstacles_passed``, ``success``), the env's return and steps (``env_return``,
@@ -42,20 +45,23 @@ FINETUNE = ("none", "transitions", "all")
 ENV_METRICS = ("obstacles_passed", "success")
 
 
-def from_checkpoint_filter(checkpoint: str, env: gym.Env) -> Callable[[np.ndarray], np.ndarray]:
-    """The observation normalisation a primitive was trained with (identity without a filter)."""
-    from tesp.policy_eval import SavedPolicy, policy_checkpoint
+def from_checkpoint_filter(
+    checkpoint: str, env: gym.Env, hold_unseen: bool = True
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The observation normalisation a primitive was trained with (identity without a filter);
+    ``hold_unseen``: the inputs that never varied in its training held at their training value
+    (:func:`tesp.policy_eval.observation_normalizer`)."""
+    from tesp.policy_eval import SavedPolicy, observation_normalizer, policy_checkpoint
 
     obs_filter = SavedPolicy.restore_filter(policy_checkpoint(checkpoint), env)
-    if obs_filter is None:
-        return lambda obs: obs
-    return lambda obs: obs_filter(obs, update=False)
+    return observation_normalizer(obs_filter, hold_unseen)
 
 
 class PrimitivesEnv(MultiAgentEnv):
     """Built by RLlib from ``config``: ``env`` (a tesp env's name), ``env_config``, ``primitives``
     (``{name: checkpoint}``), ``switch_period``, ``finetune``, ``transition_window``. For tests,
-    ``env`` may be an env object and ``normalizers`` a list of functions (one per primitive)."""
+    ``env`` may be an env object and ``normalizers`` a list of functions (one per primitive; the
+    first is the meta-agent's too)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         from tesp.envs import make_env
@@ -64,13 +70,18 @@ class PrimitivesEnv(MultiAgentEnv):
         if isinstance(env, str):
             env = make_env(env, config.get("env_config") or {})
         primitives = dict(config["primitives"])
-        normalizers = config.get("normalizers") or [
-            from_checkpoint_filter(path, env) for path in primitives.values()
-        ]
+        normalizers = config.get("normalizers")
+        if normalizers is None:
+            paths = list(primitives.values())
+            normalizers = [from_checkpoint_filter(path, env) for path in paths]
+            meta_normalizer = from_checkpoint_filter(paths[0], env, hold_unseen=False)
+        else:
+            meta_normalizer = normalizers[0]
         self._setup(
             env,
             list(primitives),
             normalizers,
+            meta_normalizer,
             config.get("switch_period", 30),
             config.get("finetune", "transitions"),
             config.get("transition_window", 10),
@@ -81,6 +92,7 @@ class PrimitivesEnv(MultiAgentEnv):
         env: gym.Env,
         primitives: Sequence[str],
         normalizers: Sequence[Callable[[np.ndarray], np.ndarray]],
+        meta_normalizer: Callable[[np.ndarray], np.ndarray],
         switch_period: int,
         finetune: str,
         transition_window: int,
@@ -93,7 +105,7 @@ class PrimitivesEnv(MultiAgentEnv):
                 f"switch_period={switch_period} and transition_window={transition_window} must be >= 1"
             )
         self.env, self.primitives = env, list(primitives)
-        self.normalizers = list(normalizers)
+        self.normalizers, self.meta_normalizer = list(normalizers), meta_normalizer
         self.switch_period, self.finetune, self.window = int(switch_period), finetune, int(transition_window)
         self.agents = self.possible_agents = [META, *self.primitives, *(p + FROZEN for p in self.primitives)]
         self.observation_spaces = {a: env.observation_space for a in self.possible_agents}
@@ -113,7 +125,7 @@ class PrimitivesEnv(MultiAgentEnv):
         return {self.acting_agent(): self.normalizers[self._choice](self._obs).astype(np.float32)}
 
     def _meta_obs(self) -> np.ndarray:
-        return self.normalizers[0](self._obs).astype(np.float32)
+        return self.meta_normalizer(self._obs).astype(np.float32)
 
     # -- gymnasium / RLlib API ----------------------------------------------------------
     def reset(self, *, seed=None, options=None):
