@@ -181,6 +181,29 @@ def test_primitives_change_only_from_transition_states(skill_checkpoints):
         algo.stop()
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_meta_policy_has_its_own_entropy_bonus(skill_checkpoints):
+    from tesp.algorithms.primitives import PrimitivesConfig
+
+    config = small(PrimitivesConfig())
+    config.primitives = dict(skill_checkpoints)
+    config.finetune, config.entropy_coeff, config.meta_entropy_coeff = "all", 0.001, 0.03
+    algo = config.build_algo()
+    try:
+        coeffs = algo.learner_group.foreach_learner(
+            lambda learner: {
+                m: learner.entropy_coeff_schedulers_per_module[m].get_current_value()
+                for m in [META, *NAMES]
+            }
+        )
+        coeffs = next(iter(coeffs)).get()
+        assert coeffs[META] == pytest.approx(0.03)
+        assert all(coeffs[n] == pytest.approx(0.001) for n in NAMES)  # the fine-tuned primitives'
+    finally:
+        algo.stop()
+
+
 # -- the shipped skills (skills/) -------------------------------------------------------------
 
 

@@ -52,7 +52,9 @@ class PrimitivesConfig(PPOConfig):
     - ``primitives``: ``{name: checkpoint}``, the skills in the meta-policy's action order;
     - ``switch_period``: N, env steps between the meta-policy's decisions;
     - ``finetune``: ``"none"``, ``"transitions"`` or ``"all"`` (module docstring);
-    - ``transition_window``: env steps after a switch that fine-tune the new primitive.
+    - ``transition_window``: env steps after a switch that fine-tune the new primitive;
+    - ``meta_entropy_coeff``: the meta-policy's entropy bonus (RLlib's per-module override of
+      ``entropy_coeff``, which stays the fine-tuned primitives' coefficient).
     """
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -61,6 +63,7 @@ class PrimitivesConfig(PPOConfig):
         self.switch_period = 30  # youngwoon/transition's fixed --meta_duration
         self.finetune = "transitions"
         self.transition_window = 10
+        self.meta_entropy_coeff = 0.0
         self._learner_class = PrimitivesLearner
         self.callbacks(PrimitivesMetrics)
         self.env_runners(env_to_module_connector=None)  # the env normalises per primitive
@@ -71,6 +74,7 @@ class PrimitivesConfig(PPOConfig):
             ("switch_period", self.switch_period >= 1, "an integer >= 1"),
             ("finetune", self.finetune in FINETUNE, f"one of {', '.join(FINETUNE)}"),
             ("transition_window", self.transition_window >= 1, "an integer >= 1"),
+            ("meta_entropy_coeff", self.meta_entropy_coeff >= 0, "a number >= 0"),
         ):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
@@ -111,6 +115,7 @@ class PrimitivesConfig(PPOConfig):
             policies=set(specs),
             policy_mapping_fn=lambda agent_id, episode, **kwargs: agent_id,
             policies_to_train=trained,
+            algorithm_config_overrides_per_module={META: {"entropy_coeff": self.meta_entropy_coeff}},
         )
         self.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
 
