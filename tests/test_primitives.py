@@ -193,8 +193,7 @@ def test_the_meta_policy_has_its_own_entropy_bonus(skill_checkpoints):
     try:
         coeffs = algo.learner_group.foreach_learner(
             lambda learner: {
-                m: learner.entropy_coeff_schedulers_per_module[m].get_current_value()
-                for m in [META, *NAMES]
+                m: learner.entropy_coeff_schedulers_per_module[m].get_current_value() for m in [META, *NAMES]
             }
         )
         coeffs = next(iter(coeffs)).get()
