@@ -42,6 +42,20 @@ def test_ppo_trains_with_the_envs_success_metrics(jump_run):
     assert list(trial.glob("checkpoint_*"))
 
 
+def test_the_saved_observation_filter_has_the_observations_mean(jump_run):
+    """The filter merged from the EnvRunner over 2 iterations: an input that is 2.0 in every
+    observation (the height map's ceiling row, no ceiling on the jump's course) has mean 2.0 and
+    std 0; RLlib 2.60's own merge halves the mean at the second merge
+    (``tesp/algorithms/ppo/mean_std_filter.py``)."""
+    trial, _ = jump_run
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    stats = SavedPolicy.restore_filter(checkpoint, make_env("walker_jump")).running_stats
+    ceiling = slice(49, 81)  # the height map's ceiling row (tesp/envs/walker.py)
+    assert stats.n >= 1200
+    np.testing.assert_allclose(np.asarray(stats.mean)[ceiling], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(stats.std)[ceiling], 0.0, atol=1e-3)
+
+
 def test_main_test_runs_the_policy_and_records(jump_run):
     trial, _ = jump_run
     (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]

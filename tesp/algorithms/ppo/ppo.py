@@ -9,7 +9,8 @@ module only sets
 - defaults that fit 2 cores: one EnvRunner (half a CPU) with 8 sub-envs, 8000 env steps per
   iteration, minibatches of 512, 10 epochs;
 - observation normalisation: RLlib's ``MeanStdFilter`` connector (running mean and std, shared
-  by the runners and saved in the checkpoints);
+  by the runners and saved in the checkpoints), its merge of the runners' statistics corrected
+  (:mod:`~tesp.algorithms.ppo.mean_std_filter`);
 - ``reward_scale``: the rewards multiplied by a constant before GAE, in the Learner (the logged
   returns stay the env's): value targets of order 1 instead of hundreds, what reward
   normalisation does in PPO's usual MuJoCo setting (Engstrom et al. 2020, "Implementation matters
@@ -35,12 +36,12 @@ from ray.rllib.algorithms.ppo import PPOConfig as RLlibPPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.connectors.connector_v2 import ConnectorV2
-from ray.rllib.connectors.env_to_module import MeanStdFilter
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
+from tesp.algorithms.ppo.mean_std_filter import MeanStdFilter
 from tesp.algorithms.ppo.ppo_rl_module import PPOModule
 
 EPISODE_METRICS = ("obstacles_passed", "success")  # read from an episode's last info when there
