@@ -76,6 +76,10 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maesn", "--set", "env_config.pool_size=0"], ["pool_size > 0", "maesn"]),
         (["--env", "point", "--alg", "tesp", "--set", "adapted_params=[latent]"], ["['latent']", "encoder"]),
         (
+            ["--env", "point", "--alg", "tesp", "--set", "encoder_inputs=actions"],
+            ["encoder_inputs='actions'", "'distribution', 'action'"],
+        ),
+        (
             ["--env", "point", "--alg", "tesp", "--set", "model.encoder_unitz=3"],
             ["'model.encoder_unitz'", "encoder_units"],
         ),

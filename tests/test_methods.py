@@ -103,6 +103,33 @@ def test_tesp_env_runners_sample_with_the_learners_embedding(ray_session):
         algo.stop()
 
 
+def test_tesp_encoder_can_read_the_sampled_actions(ray_session):
+    """``encoder_inputs="action"``: the buffer stores ``[o_t, a_t, r_t]`` of the sampled episodes
+    (not the distribution's mean and log-std), the encoder is that wide, and the inner step adapts it."""
+    algo = build("tesp", encoder_inputs="action")
+    try:
+        width = 2 + 2 + 1  # point: 2-d observations and actions, then the reward
+        tasks = algo.task_env.sample_tasks(2)
+        learner, _, params, weights, buffers = start(algo, tasks)
+        assert learner.policy.encoder.kernel.shape[0] == width
+        assert all(b.inputs.shape[-1] == width and len(b) > 0 for b in buffers)
+        results = sample(algo, tasks, weights)
+        batch = results[0].batch
+        buffer = EpisodeBuffer.empty(width).add(batch, capacity=100, inputs="action")
+        order = np.argsort(-batch.episode_returns, kind="stable")
+        for row, episode in enumerate(order):
+            n = int(batch.mask[episode].sum())
+            np.testing.assert_array_equal(buffer.inputs[row, :n, 2:4], batch.actions[episode, :n])
+            assert not np.array_equal(buffer.inputs[row, :n, 2:4], batch.dist_inputs[episode, :n, :2])
+        learner.adapt_tasks([r.batch for r in results], buffers, buffers)
+        adapted = learner.current_task_params()[0]
+        assert any(
+            not np.array_equal(adapted[k], params[0][k]) for k in params[0] if k.startswith("encoder.")
+        )
+    finally:
+        algo.stop()
+
+
 def test_maesn_draws_one_latent_per_episode_and_updates_only_the_sampled_tasks(ray_session):
     algo = build("maesn")
     try:

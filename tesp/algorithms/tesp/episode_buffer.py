@@ -2,8 +2,9 @@
 
 ``B <- top_M(B u new episodes)`` by undiscounted return; ties keep the earlier episode (buffer
 first, then the new batch in order). The buffer is emptied at the start of every task's
-adaptation. It stores what the task encoder reads, ``[o_t, mu_t, log_sigma_t, r_t]``, as padded
-arrays with a mask.
+adaptation. It stores what the task encoder reads, ``[o_t, mu_t, log_sigma_t, r_t]`` (the release's
+inputs; with ``inputs="action"`` the sampled action ``a_t`` replaces ``mu_t, log_sigma_t``), as
+padded arrays with a mask.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import torch
 
 from tesp.meta.batch import TaskBatch
 
+#: What the encoder reads per step next to the observation and the reward, and its width.
+ENCODER_INPUTS = {"distribution": 2, "action": 1}  # times the action's dimension
+
+
+def encoder_input_dim(obs_dim: int, act_dim: int, inputs: str = "distribution") -> int:
+    """Width of the encoder's per-step input ``[o_t, (mu_t, log_sigma_t) or a_t, r_t]``."""
+    return obs_dim + ENCODER_INPUTS[inputs] * act_dim + 1
+
 
 @dataclass(frozen=True)
 class EpisodeBuffer:
-    inputs: np.ndarray  # [M', T, obs_dim + 2 act_dim + 1]
+    inputs: np.ndarray  # [M', T, encoder_input_dim]
     mask: np.ndarray  # [M', T]
     returns: np.ndarray  # [M'] undiscounted
 
@@ -30,9 +39,11 @@ class EpisodeBuffer:
     def __len__(self) -> int:
         return len(self.returns)
 
-    def add(self, batch: TaskBatch, capacity: int) -> EpisodeBuffer:
-        """A new buffer with the ``capacity`` best episodes of this buffer and ``batch``."""
-        new_inputs = np.concatenate([batch.obs, batch.dist_inputs, batch.rewards[..., None]], axis=-1)
+    def add(self, batch: TaskBatch, capacity: int, inputs: str = "distribution") -> EpisodeBuffer:
+        """A new buffer with the ``capacity`` best episodes of this buffer and ``batch``, whose
+        per-step action inputs are its distribution parameters or its actions (``inputs``)."""
+        acts = batch.dist_inputs if inputs == "distribution" else batch.actions
+        new_inputs = np.concatenate([batch.obs, acts, batch.rewards[..., None]], axis=-1)
         horizon = max(self.inputs.shape[1], new_inputs.shape[1])
         inputs = np.concatenate([_pad(self.inputs, horizon), _pad(new_inputs, horizon)])
         mask = np.concatenate([_pad(self.mask, horizon), _pad(batch.mask, horizon)])

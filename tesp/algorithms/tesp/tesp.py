@@ -2,7 +2,8 @@
 
 The policy reads ``[obs, z]``. The task embedding ``z`` is the task encoder's summary of the
 task's episode buffer: a GRU over each buffered episode (per-step input: observation, the
-sampling policy's mean and log-std, reward), its final state projected linearly to ``d``, and
+sampling policy's mean and log-std, reward, as in the authors' release; ``encoder_inputs="action"``
+reads the sampled action instead of the distribution, as the paper's text describes it), its final state projected linearly to ``d``, and
 the mean over episodes (:class:`~tesp.algorithms.tesp.task_encoder.TaskEncoder`). Each task
 keeps its ``buffer_size`` (M = 16) highest-return episodes
 (:class:`~tesp.algorithms.tesp.episode_buffer.EpisodeBuffer`).
@@ -39,7 +40,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from tesp.algorithms.tesp.episode_buffer import EpisodeBuffer
+from tesp.algorithms.tesp.episode_buffer import ENCODER_INPUTS, EpisodeBuffer, encoder_input_dim
 from tesp.algorithms.tesp.tesp_learner import TESPLearner
 from tesp.algorithms.tesp.tesp_rl_module import TESPRLModule
 from tesp.envs.base import Task
@@ -57,22 +58,37 @@ class TESPConfig(MetaGradientConfig):
         self.inner_lr = 0.001  # initial step size of every encoder element (TESP supplement, Table 1)
         self.embedding_reg_coeff = 0.01  # eta (TESP supplement: 0.01 on wheeled and ant)
         self.buffer_size = 16  # M, episodes kept per task for the task encoder
+        # What the encoder reads per step besides observation and reward: "distribution" (the
+        # sampling policy's mean and log-std, the release) or "action" (the sampled action).
+        self.encoder_inputs = "distribution"
         # The release's meta-gradient is first order; second order through the GRU is available
         # (second_order=True) and costs a double backward through every step.
         self.second_order = False
 
     @override(AlgorithmConfig)
     def training(
-        self, *, embedding_reg_coeff: float = NotProvided, buffer_size: int = NotProvided, **kwargs
+        self,
+        *,
+        embedding_reg_coeff: float = NotProvided,
+        buffer_size: int = NotProvided,
+        encoder_inputs: str = NotProvided,
+        **kwargs,
     ) -> Self:
         """TESP's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
 
         Args:
             embedding_reg_coeff: eta, the weight of ``mean_j z_j^2`` in the outer loss.
             buffer_size: M, the highest-return episodes each task's buffer keeps.
+            encoder_inputs: ``"distribution"`` (the encoder reads the sampling policy's mean and
+                log-std per step) or ``"action"`` (the sampled action).
         """
         super().training(**kwargs)
-        set_provided(self, embedding_reg_coeff=embedding_reg_coeff, buffer_size=buffer_size)
+        set_provided(
+            self,
+            embedding_reg_coeff=embedding_reg_coeff,
+            buffer_size=buffer_size,
+            encoder_inputs=encoder_inputs,
+        )
         return self
 
     @override(AlgorithmConfig)
@@ -87,6 +103,7 @@ class TESPConfig(MetaGradientConfig):
             [
                 (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
                 (self.buffer_size >= 1, "buffer_size", "an integer >= 1"),
+                (self.encoder_inputs in ENCODER_INPUTS, "encoder_inputs", f"one of {list(ENCODER_INPUTS)}"),
             ]
         )
         super().validate()
@@ -94,6 +111,11 @@ class TESPConfig(MetaGradientConfig):
     @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=TESPRLModule)
+
+    @property
+    @override(MetaGradientConfig)
+    def _model_config_auto_includes(self) -> dict:
+        return super()._model_config_auto_includes | {"encoder_inputs": self.encoder_inputs}
 
     @override(AlgorithmConfig)
     def get_default_learner_class(self) -> type:
@@ -119,12 +141,18 @@ class TESP(MetaGradientAlgorithm):
     def next_contexts(
         self, contexts: list[EpisodeBuffer], results: list[SampleResult]
     ) -> list[EpisodeBuffer]:
-        return [b.add(r.batch, self.config.buffer_size) for b, r in zip(contexts, results, strict=True)]
+        return [
+            b.add(r.batch, self.config.buffer_size, self.config.encoder_inputs)
+            for b, r in zip(contexts, results, strict=True)
+        ]
 
     @property
     def encoder_input_dim(self) -> int:
-        obs = int(np.prod(self.task_env.observation_space.shape))
-        return obs + 2 * int(np.prod(self.task_env.action_space.shape)) + 1
+        return encoder_input_dim(
+            int(np.prod(self.task_env.observation_space.shape)),
+            int(np.prod(self.task_env.action_space.shape)),
+            self.config.encoder_inputs,
+        )
 
 
 class TESPAdaptPolicyConfig(TESPConfig):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch.func import functional_call
 
+from tesp.algorithms.tesp.episode_buffer import encoder_input_dim
 from tesp.algorithms.tesp.task_encoder import TaskEncoder
 from tesp.models.gaussian_policy import GaussianPolicyModule
 
@@ -20,6 +21,7 @@ class TESPRLModule(GaussianPolicyModule):
         **GaussianPolicyModule.DEFAULT_MODEL_CONFIG,
         "latent_dim": 8,  # d
         "encoder_units": 256,  # GRU width
+        "encoder_inputs": "distribution",  # set by TESPConfig.encoder_inputs
     }
     PARAM_GROUPS = ("policy", "encoder")
 
@@ -29,7 +31,9 @@ class TESPRLModule(GaussianPolicyModule):
     def setup_latent(self, cfg: Mapping[str, Any]) -> None:
         self.register_buffer("latent", torch.zeros(self.latent_dim))
         self.encoder = TaskEncoder(
-            self.obs_dim + 2 * self.act_dim + 1, int(cfg["encoder_units"]), self.latent_dim
+            encoder_input_dim(self.obs_dim, self.act_dim, cfg["encoder_inputs"]),
+            int(cfg["encoder_units"]),
+            self.latent_dim,
         )
 
     def param_group(self, name: str) -> str:
