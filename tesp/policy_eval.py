@@ -76,7 +76,8 @@ def restore_module(checkpoint: Path):
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(checkpoint / MODULE_DIR / DEFAULT_MODULE_ID)
+    # Absolute: RLlib reads the folder through pyarrow, which refuses a relative path.
+    module = RLModule.from_checkpoint(Path(checkpoint).resolve() / MODULE_DIR / DEFAULT_MODULE_ID)
     module.eval()
     return module
 
@@ -121,7 +122,8 @@ class SavedPolicy:
     def from_checkpoint(cls, checkpoint: str | Path, env) -> SavedPolicy:
         """The policy saved in ``checkpoint``, for observations of ``env``'s space (the inputs that
         never varied in its training held: :func:`observation_normalizer`)."""
-        return cls(restore_module(Path(checkpoint)), cls.restore_filter(Path(checkpoint), env))
+        checkpoint = Path(checkpoint).resolve()  # RLlib's reader (pyarrow) refuses relative paths
+        return cls(restore_module(checkpoint), cls.restore_filter(checkpoint, env))
 
     @staticmethod
     def restore_filter(checkpoint: Path, env):

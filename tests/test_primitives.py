@@ -230,6 +230,18 @@ def test_the_shipped_skills_are_the_default_primitives_from_any_directory(tmp_pa
         policy_checkpoint("skills/walker_run")
 
 
+def test_a_saved_policy_loads_from_a_relative_path(monkeypatch):
+    """A checkpoint named relative to the working directory loads (RLlib's reader refuses relative
+    paths; the loaders resolve them)."""
+    from tesp.policy_eval import REPO, SavedPolicy
+
+    monkeypatch.chdir(REPO / "skills")
+    env = make_env("walker_obstacle_course", {})
+    policy = SavedPolicy.from_checkpoint("walker_forward", env)
+    obs, _ = env.reset(seed=0)
+    assert np.isfinite(policy.act(obs)).all()
+
+
 def test_a_skill_does_not_see_what_its_training_never_varied():
     """The shipped walker_forward trained on flat ground: its filter's std is 0 on the height
     map's ground row, which would turn a curb ahead into +-10 through weights that never had a

@@ -173,7 +173,7 @@ class Primitives(PPO):
         wrapped = config["env_config"]
 
         def module(module_id: str):
-            m = RLModule.from_checkpoint(Path(checkpoint) / MODULE_DIR / module_id)
+            m = RLModule.from_checkpoint(Path(checkpoint).resolve() / MODULE_DIR / module_id)
             m.eval()
             return m
 
