@@ -114,6 +114,7 @@ def test_variants_are_the_method_with_their_settings_under_their_own_name():
         "tesp-buffer16",
         "tesp-second-order",
         "tesp-last-iterate",
+        "tesp-action-inputs",
     ]
     base, k3 = by_name["TESP"].config, by_name["tesp-k3"].config
     assert (base.num_inner_steps, k3.num_inner_steps) == (1, 3)  # the laptop scale's K, and the variant's
@@ -121,6 +122,8 @@ def test_variants_are_the_method_with_their_settings_under_their_own_name():
     assert by_name["tesp-buffer16"].config.buffer_size == 16
     assert by_name["tesp-second-order"].config.second_order and not base.second_order
     assert by_name["tesp-last-iterate"].config.best_iterate_kl_target == 0 < base.best_iterate_kl_target
+    assert base.encoder_inputs == "distribution"
+    assert by_name["tesp-action-inputs"].config.encoder_inputs == "action"
 
 
 @pytest.mark.parametrize(
