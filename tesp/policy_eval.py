@@ -71,13 +71,16 @@ def policy_checkpoint(path: str | Path, what: str = "primitives") -> Path:
     return checkpoint
 
 
-def restore_module(checkpoint: Path):
-    """The single-agent RLModule saved in ``checkpoint`` (inference mode)."""
+def restore_module(checkpoint: Path, module_id: str | None = None):
+    """The RLModule ``module_id`` (default: the single agent's) saved in ``checkpoint``, in
+    inference mode."""
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     # Absolute: RLlib reads the folder through pyarrow, which refuses a relative path.
-    module = RLModule.from_checkpoint(Path(checkpoint).resolve() / MODULE_DIR / DEFAULT_MODULE_ID)
+    module = RLModule.from_checkpoint(
+        Path(checkpoint).resolve() / MODULE_DIR / (module_id or DEFAULT_MODULE_ID)
+    )
     module.eval()
     return module
 

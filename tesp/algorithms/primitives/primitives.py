@@ -165,17 +165,13 @@ class Primitives(PPO):
 
     @staticmethod
     def controller(checkpoint, config: dict, env) -> PrimitivesController:
-        from ray.rllib.core.rl_module.rl_module import RLModule
-
         from tesp.algorithms.primitives.primitives_env import from_checkpoint_filter
-        from tesp.policy_eval import MODULE_DIR
+        from tesp.policy_eval import restore_module
 
         wrapped = config["env_config"]
 
         def module(module_id: str):
-            m = RLModule.from_checkpoint(Path(checkpoint).resolve() / MODULE_DIR / module_id)
-            m.eval()
-            return m
+            return restore_module(checkpoint, module_id)
 
         names, paths = list(wrapped["primitives"]), list(wrapped["primitives"].values())
         norms = [from_checkpoint_filter(path, env) for path in paths]

@@ -2,9 +2,9 @@
 
 The policy reads ``[obs, z]``. The task embedding ``z`` is the task encoder's summary of the
 task's episode buffer: a GRU over each buffered episode (per-step input: observation, the
-sampling policy's mean and log-std, reward, as in the authors' release; ``encoder_inputs="action"``
-reads the sampled action instead of the distribution, as the paper's text describes it), its final state projected linearly to ``d``, and
-the mean over episodes (:class:`~tesp.algorithms.tesp.task_encoder.TaskEncoder`). Each task
+sampling policy's mean and log-std, reward, as in the authors' release;
+``encoder_inputs="action"`` reads the sampled action instead of the distribution, as the paper's
+text describes it), its final state projected linearly to ``d``, and the mean over episodes (:class:`~tesp.algorithms.tesp.task_encoder.TaskEncoder`). Each task
 keeps its ``buffer_size`` (M = 16) highest-return episodes
 (:class:`~tesp.algorithms.tesp.episode_buffer.EpisodeBuffer`).
 
