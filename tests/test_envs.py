@@ -34,6 +34,34 @@ def test_point_rules():
     assert term and reward == pytest.approx(-np.hypot(0.005, 0.0))
 
 
+def test_point_step_batch_steps_each_env_as_its_own_step():
+    """The batched step keeps each env's position, goal, clock and noise to itself: three envs
+    with different goals, noise and starting clocks, stepped together, give what each gives
+    stepped alone (one reaches its goal, one its horizon)."""
+
+    def make():
+        envs = [PointNavEnv(horizon=6, obs_noise_std=s) for s in (0.0, 0.05, 0.0)]
+        for i, (env, goal) in enumerate(zip(envs, ([0.3, 0.0], [-0.3, 0.2], [0.9, 0.9]), strict=True)):
+            env.set_task({"goal": np.array(goal)})
+            env.reset(seed=i)
+        envs[2].step(np.zeros(2))  # a clock one step ahead
+        return envs
+
+    alone, together = make(), make()
+    actions = np.random.default_rng(0).uniform(-0.2, 0.2, size=(5, 3, 2))
+    actions[:, 0] = [0.1, 0.0]  # env 0 is on its goal after 3 steps
+    flags = []
+    for t in range(5):
+        got = PointNavEnv.step_batch(together, actions[t])
+        for i, env in enumerate(alone):
+            obs, reward, terminated, truncated, _ = env.step(actions[t, i])
+            np.testing.assert_array_equal(got.obs[i], obs)
+            assert (got.rewards[i], got.terminated[i], got.truncated[i]) == (reward, terminated, truncated)
+        flags.append((got.terminated.tolist(), got.truncated.tolist()))
+    assert flags[2][0] == [True, False, False]  # env 0 on its goal at its 3rd step
+    assert [f[1] for f in flags[3:]] == [[False] * 3, [False, False, True]]  # env 2's 6th step
+
+
 def test_point_horizon_and_goal_distribution():
     env = PointNavEnv(horizon=5, goal_low=0.2, goal_high=0.4)
     env.reset(seed=1)
