@@ -116,15 +116,16 @@ class PointNavEnv(TaskEnv):
         sampler's path, where the per-env Python of a cheap env is most of a step's cost."""
         bound = np.array([env.action_bound for env in envs])[:, None]
         a = np.clip(np.asarray(actions, dtype=np.float64), -bound, bound)
-        pos = np.stack([env._pos for env in envs]) + a
-        delta = pos - np.stack([env._goal for env in envs])
+        pos = np.array([env._pos for env in envs]) + a
+        delta = pos - np.array([env._goal for env in envs])
         rewards = -np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
         tolerance = np.array([env.goal_tolerance for env in envs])[:, None]
         terminated = np.all(np.abs(delta) < tolerance, axis=1)
-        obs = []
+        obs = list(pos.astype(np.float32))  # what _observe gives, before the noise
         for i, env in enumerate(envs):
             env._pos = pos[i]
             env._t += 1
-            obs.append(env._observe())
+            if env.obs_noise_std > 0:
+                obs[i] = env.noisy(obs[i])
         truncated = np.array([env._t >= env.horizon for env in envs]) & ~terminated
         return StepBatch(obs, rewards, terminated, truncated)
