@@ -20,9 +20,12 @@ resumably (a finished run is skipped, an interrupted one resumed):
 
 then prints the obstacles passed per episode (and the success rate) of each, mean over seeds with
 a 95% bootstrap CI over seeds (the skills alone: over episodes, one run). ``--oracle-only`` prints
-only the row of :class:`Oracle` (the skills switched by the terrain; no training). ``--course reduced``
-uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full course,
-``--course ceiling`` one ceiling.
+only the row of :class:`Oracle` (the skills switched by the terrain; no training; ``--oracle-reach``
+and ``--oracle-slip`` change how early it switches and how reliably, see the class). ``--course
+reduced`` uses one curb and one ceiling (``env_config.kinds=[curb, ceiling]``) instead of the full
+course, ``--course ceiling`` one ceiling, ``--course ceiling-curb`` a ceiling then a curb (in that
+order, ``env_config.shuffle=false``). ``--switch-on-terrain`` trains the meta-policies with
+``switch_on_terrain=true`` (and ``--switch-period 500``).
 
     python benchmarks/walker_primitives.py --storage-path ~/walker --seeds 0,1,2 [--course reduced]
 """
@@ -45,8 +48,19 @@ from tesp.report.stats import bootstrap_ci  # noqa: E402
 
 SKILLS = ("walker_forward", "walker_jump", "walker_crawl")
 COURSE = "walker_obstacle_course"
-# --course: the obstacles of the course, in random order (env_config.kinds); None: the full course.
-COURSES = {"full": None, "reduced": ["curb", "ceiling"], "ceiling": ["ceiling"]}
+# --course: the course's env options (the full course: none).
+COURSES = {
+    "full": {},
+    "reduced": {"kinds": ["curb", "ceiling"]},
+    "ceiling": {"kinds": ["ceiling"]},
+    "ceiling-curb": {"kinds": ["ceiling", "curb"], "shuffle": False},
+}
+
+
+def option_strings(options: dict) -> list[str]:
+    """``KEY=VALUE`` strings of env options, as ``--env-option`` and ``--set env_config.`` read them."""
+    text = {bool: lambda v: str(v).lower(), list: lambda v: f"[{', '.join(v)}]"}
+    return [f"{k}={text.get(type(v), str)(v)}" for k, v in options.items()]
 
 
 def train(storage: Path, name: str, args: list[str]) -> Path:
@@ -79,14 +93,19 @@ class Oracle:
     ``meta_oracle``: the next obstacle's skill (a curb: jump, a ceiling: crawl) once it starts
     within ``reach`` m ahead of the torso, walking otherwise. An upper bound of what switching
     the shipped skills can reach without fine-tuning: if it passes nothing, the skills (and their
-    transitions) are what limits the meta-policy, not its learning."""
+    transitions) are what limits the meta-policy, not its learning. With ``slip`` > 0 each of its
+    obstacle picks is replaced by walking with that probability: how reliably a meta-policy must
+    pick the right skill at every decision before picking it pays at all."""
 
     SKILL = {"curb": "walker_jump", "ceiling": "walker_crawl", None: "walker_forward"}
 
-    def __init__(self, env, skills: dict[str, Path], period: int = 30, reach: float = 2.0) -> None:
+    def __init__(
+        self, env, skills: dict[str, Path], period: int = 30, reach: float = 2.0, slip: float = 0.0
+    ) -> None:
         from tesp.policy_eval import SavedPolicy
 
-        self.env, self.period, self.reach = env, period, reach
+        self.env, self.period, self.reach, self.slip = env, period, reach, slip
+        self.rng = np.random.default_rng(0)
         self.skills = {s: SavedPolicy.from_checkpoint(path, env) for s, path in skills.items()}
 
     def reset(self) -> None:
@@ -96,19 +115,19 @@ class Oracle:
         if self.t % self.period == 0:
             nxt = self.env.unwrapped.next_obstacle()
             near = nxt is not None and nxt[1] - self.env.unwrapped.torso_x() < self.reach
-            self.skill = self.SKILL[nxt[0] if near else None]
+            self.skill = self.SKILL[nxt[0] if near and self.rng.random() >= self.slip else None]
         self.t += 1
         return self.skills[self.skill].act(obs, explore)
 
 
-def oracle(skills: dict[str, Path], episodes: int, options: dict) -> np.ndarray:
-    """Obstacles passed per episode by :class:`Oracle` over the skills (seed 0)."""
+def oracle(skills: dict[str, Path], episodes: int, options: dict, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Obstacles passed and returns per episode of :class:`Oracle` (``kwargs``) over the skills (seed 0)."""
     from tesp.envs import make_env
     from tesp.policy_eval import run_episodes
 
     env = make_env(COURSE, options)
-    rows, _ = run_episodes(Oracle(env, skills), env, episodes, seed=0)
-    return np.array([r["obstacles_passed"] for r in rows])
+    rows, _ = run_episodes(Oracle(env, skills, **kwargs), env, episodes, seed=0)
+    return np.array([r["obstacles_passed"] for r in rows]), np.array([r["return"] for r in rows])
 
 
 def row(name: str, values: list[float], success: list[float]) -> str:
@@ -128,12 +147,19 @@ def main() -> None:
     parser.add_argument(
         "--oracle-only", action="store_true", help="only the oracle switching row (no training)"
     )
+    parser.add_argument("--oracle-reach", type=float, default=2.0, help="m ahead (Oracle)")
+    parser.add_argument("--oracle-slip", type=float, default=0.0, help="probability (Oracle)")
+    parser.add_argument("--switch-on-terrain", action="store_true")
     args = parser.parse_args()
     storage = Path(args.storage_path).expanduser().resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
-    kinds = COURSES[args.course]
-    option = [f"kinds=[{', '.join(kinds)}]"] if kinds else []  # main_test.py --env-option
-    course = ["--set", f"env_config.{option[0]}"] if kinds else []  # main_train.py
+    options = COURSES[args.course]
+    option = option_strings(options)  # main_test.py --env-option
+    course = [a for o in option for a in ("--set", f"env_config.{o}")]  # main_train.py
+    switching = (
+        ["--set", "switch_on_terrain=true", "--switch-period", "500"] if args.switch_on_terrain else []
+    )
+    tag = "-terrain" if args.switch_on_terrain else ""
 
     if args.skills == "shipped":  # copied, so that main_test.py writes its files beside the copy
         skills = {s: storage / "skills" / s for s in SKILLS}
@@ -147,13 +173,14 @@ def main() -> None:
             )
             for s in SKILLS
         }
-    passed = oracle(skills, args.episodes, {"kinds": kinds} if kinds else {})
+    passed, returns = oracle(skills, args.episodes, options, reach=args.oracle_reach, slip=args.oracle_slip)
     lo, hi = bootstrap_ci(passed)
     oracle_row = (
         f"| oracle switching of the skills | {passed.mean():.2f} [{float(lo):.2f}, {float(hi):.2f}] | - | 1 |"
     )
     if args.oracle_only:
         print(oracle_row)
+        print(f"mean return {returns.mean():.0f}")
         return
     primitives = ",".join(f"{s}={path}" for s, path in skills.items())
     methods: dict[str, list[Path]] = {
@@ -165,7 +192,9 @@ def main() -> None:
         common = ["--env", COURSE, "--seed", str(seed), "--stop-iters", str(args.iters), *course]
         for label, finetune in (("primitives (transitions)", "transitions"), ("primitives (frozen)", "none")):
             meta = ["--alg", "primitives", "--primitives", primitives, "--finetune", finetune]
-            methods[label].append(train(storage, f"{args.course}-{finetune}-{seed}", common + meta))
+            methods[label].append(
+                train(storage, f"{args.course}-{finetune}{tag}-{seed}", common + meta + switching)
+            )
         methods["ppo (scratch)"].append(
             train(storage, f"{args.course}-scratch-{seed}", common + ["--alg", "ppo"])
         )

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from tesp.algorithms.primitives.primitives_env import FROZEN, META, PrimitivesEnv
+from tesp.algorithms.primitives.primitives_env import FROZEN, META, PrimitivesEnv, TerrainTracker
 from tesp.envs import make_env
 
 NAMES = ["walker_forward", "walker_jump"]
 BASE = {"init_noise": 0.0, "kinds": ["curb"], "positions": [30.0], "jitter": 0.0}
 
 
-def wrapped(switch_period=4, finetune="transitions", window=2, names=NAMES):
+def wrapped(switch_period=4, finetune="transitions", window=2, names=NAMES, switch_on_terrain=False):
     env = make_env("walker_obstacle_course", BASE)
     identity = [lambda obs: obs] * len(names)
     config = {"env": env, "primitives": dict.fromkeys(names, ""), "normalizers": identity}
     config |= {"switch_period": switch_period, "finetune": finetune, "transition_window": window}
-    return PrimitivesEnv(config)
+    return PrimitivesEnv(config | {"switch_on_terrain": switch_on_terrain})
 
 
 def test_meta_picks_every_n_steps_and_the_picked_primitive_acts():
@@ -90,6 +90,84 @@ def test_episode_end_pays_the_meta_policy_and_reports_the_metrics():
     info = infos[META]
     assert info["env_return"] == pytest.approx(total) and info["obstacles_passed"] == 0
     assert info["choice/walker_forward"] == 1.0 and info["choice/walker_jump"] == 0.0
+
+
+def scripted_terrain(env, changes_at):
+    """Make ``env``'s terrain state change after the env steps in ``changes_at`` (counted from
+    its reset); returns the step counter."""
+    inner = env.unwrapped
+    counter = {"steps": 0}
+    step, reset = inner.step, inner.reset
+
+    def counting_step(action):
+        counter["steps"] += 1
+        return step(action)
+
+    def counting_reset(**kwargs):
+        counter["steps"] = 0
+        return reset(**kwargs)
+
+    inner.step, inner.reset = counting_step, counting_reset
+    inner.terrain_state = lambda: sum(counter["steps"] >= c for c in changes_at)
+    return counter
+
+
+def decision_steps(env, steps):
+    """The env steps (from reset) after which the meta-agent decided, walking with zero torques."""
+    obs, _ = env.reset(seed=0)
+    decided, t = [], 0
+    while t < steps:
+        if list(obs) == [META]:
+            decided.append(t)
+            obs, *_ = env.step({META: 0})
+        (agent,) = obs
+        obs, _, done, _, _ = env.step({agent: np.zeros(6)})
+        t += 1
+        assert not done["__all__"]
+    return decided
+
+
+def test_switch_on_terrain_decides_when_the_terrain_changes_and_restarts_the_period():
+    env = wrapped(switch_period=6, switch_on_terrain=True)
+    scripted_terrain(env.env, changes_at=[4, 5, 13])
+    # at reset; after the changes at steps 4, 5 and 13; and 6 steps after each decision
+    assert decision_steps(env, 21) == [0, 4, 5, 11, 13, 19]
+    off = wrapped(switch_period=6)
+    scripted_terrain(off.env, changes_at=[4, 5, 13])
+    assert decision_steps(off, 21) == [0, 6, 12, 18]  # the period alone
+
+
+def test_the_test_controller_decides_where_training_did(monkeypatch):
+    from tesp.algorithms.primitives.primitives import PrimitivesController
+
+    env = make_env("walker_obstacle_course", BASE)
+    counter = scripted_terrain(env, changes_at=[4, 5, 13])
+    meta, skill, decided = object(), object(), []
+
+    def action(module, obs, explore=False):
+        if module is meta:
+            decided.append(counter["steps"])
+            return 0
+        return np.zeros(6)
+
+    monkeypatch.setattr("tesp.policy_eval.module_action", action)
+    identity = lambda obs: obs  # noqa: E731
+    controller = PrimitivesController(meta, {"skill": skill}, [identity], identity, 6, TerrainTracker(env))
+    obs, _ = env.reset(seed=0)
+    controller.reset()
+    for _ in range(21):
+        obs, *_ = env.step(controller.act(obs))
+    assert decided == [0, 4, 5, 11, 13, 19]
+
+
+def test_the_walker_terrain_state_sees_the_next_obstacle_within_the_height_map():
+    env = make_env("walker_obstacle_course", BASE)
+    for start, in_view in ((3.0, False), (2.5, True)):
+        env.unwrapped.set_task({"obstacles": (("curb", start + 0.1),)})  # a curb starting at `start`
+        env.reset(seed=0)
+        assert env.unwrapped.terrain_state() == (0, in_view)
+    with pytest.raises(ValueError, match="terrain_state"):
+        TerrainTracker(make_env("point"))
 
 
 # -- training: which weights change ----------------------------------------------------------

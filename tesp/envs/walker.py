@@ -235,6 +235,13 @@ class WalkerEnv(MujocoEnv, TaskEnv):
         kind, x = self.obstacles[self._passed]
         return kind, x - half_length(kind)
 
+    def terrain_state(self) -> tuple[int, bool]:
+        """What a choice of skill hangs on: the obstacles passed so far, and whether the next one
+        is in the height map's view (starts within its reach ahead of the torso). A meta-policy
+        over the skills may decide whenever it changes (``switch_on_terrain``)."""
+        nxt = self.next_obstacle()
+        return self._passed, nxt is not None and nxt[1] - self.torso_x() <= HMAP_OFFSETS[-1]
+
     def near_ceiling(self, x: float) -> bool:
         c = self._ceilings
         return bool(((c[:, 0] <= x) & (x <= c[:, 1])).any())

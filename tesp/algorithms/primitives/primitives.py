@@ -31,7 +31,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from tesp.algorithms.ppo import PPO, PPOConfig
 from tesp.algorithms.ppo.ppo import summary_line as ppo_summary
-from tesp.algorithms.primitives.primitives_env import FINETUNE, FROZEN, META, PrimitivesEnv
+from tesp.algorithms.primitives.primitives_env import FINETUNE, FROZEN, META, PrimitivesEnv, TerrainTracker
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
 from tesp.policy_eval import policy_checkpoint
 
@@ -53,6 +53,8 @@ class PrimitivesConfig(PPOConfig):
     - ``switch_period``: N, env steps between the meta-policy's decisions;
     - ``finetune``: ``"none"``, ``"transitions"`` or ``"all"`` (module docstring);
     - ``transition_window``: env steps after a switch that fine-tune the new primitive;
+    - ``switch_on_terrain``: also decide whenever the env's ``terrain_state()`` changes
+      (:mod:`~tesp.algorithms.primitives.primitives_env`);
     - ``meta_entropy_coeff``: the meta-policy's entropy bonus (RLlib's per-module override of
       ``entropy_coeff``, which stays the fine-tuned primitives' coefficient).
     """
@@ -63,6 +65,7 @@ class PrimitivesConfig(PPOConfig):
         self.switch_period = 30  # youngwoon/transition's fixed --meta_duration
         self.finetune = "transitions"
         self.transition_window = 10
+        self.switch_on_terrain = False
         self.meta_entropy_coeff = 0.0
         self._learner_class = PrimitivesLearner
         self.callbacks(PrimitivesMetrics)
@@ -74,6 +77,7 @@ class PrimitivesConfig(PPOConfig):
             ("switch_period", self.switch_period >= 1, "an integer >= 1"),
             ("finetune", self.finetune in FINETUNE, f"one of {', '.join(FINETUNE)}"),
             ("transition_window", self.transition_window >= 1, "an integer >= 1"),
+            ("switch_on_terrain", isinstance(self.switch_on_terrain, bool), "true or false"),
             ("meta_entropy_coeff", self.meta_entropy_coeff >= 0, "a number >= 0"),
         ):
             if not ok:
@@ -87,6 +91,7 @@ class PrimitivesConfig(PPOConfig):
                 "switch_period": self.switch_period,
                 "finetune": self.finetune,
                 "transition_window": self.transition_window,
+                "switch_on_terrain": self.switch_on_terrain,
             }
             self.env = PrimitivesEnv
         self._set_modules(checkpoints)
@@ -122,28 +127,37 @@ class PrimitivesConfig(PPOConfig):
 
 class PrimitivesController:
     """The trained meta-policy and primitives driving the plain env (``main_test.py``): the
-    meta-policy picks at every ``switch_period``-th step, the picked primitive acts."""
+    meta-policy picks when ``switch_period`` steps have passed since its last pick (and, given a
+    ``terrain`` tracker, when the terrain changed), as in training; the picked primitive acts."""
 
     def __init__(
-        self, meta, primitives: dict[str, Any], normalizers: list, meta_normalizer, switch_period: int
+        self,
+        meta,
+        primitives: dict[str, Any],
+        normalizers: list,
+        meta_normalizer,
+        switch_period: int,
+        terrain: TerrainTracker | None = None,
     ) -> None:
         self.meta, self.names = meta, list(primitives)
         self.modules, self.normalizers = list(primitives.values()), normalizers
         self.meta_normalizer = meta_normalizer
-        self.switch_period = switch_period
+        self.switch_period, self.terrain = switch_period, terrain
         self.picks = np.zeros(len(self.names))
 
     def reset(self) -> None:
-        self.t, self.choice = 0, 0
+        self.left, self.choice = 0, 0
         self.picks = np.zeros(len(self.names))
 
     def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
         from tesp.policy_eval import module_action
 
-        if self.t % self.switch_period == 0:
+        terrain_changed = self.terrain is not None and self.terrain.changed()
+        if self.left == 0 or terrain_changed:
             self.choice = int(module_action(self.meta, self.meta_normalizer(obs).astype(np.float32), explore))
             self.picks[self.choice] += 1
-        self.t += 1
+            self.left = self.switch_period
+        self.left -= 1
         k = self.choice
         return module_action(self.modules[k], self.normalizers[k](obs).astype(np.float32), explore)
 
@@ -176,8 +190,9 @@ class Primitives(PPO):
         names, paths = list(wrapped["primitives"]), list(wrapped["primitives"].values())
         norms = [from_checkpoint_filter(path, env) for path in paths]
         meta_norm = from_checkpoint_filter(paths[0], env, hold_unseen=False)  # as PrimitivesEnv
+        terrain = TerrainTracker(env) if wrapped.get("switch_on_terrain") else None
         return PrimitivesController(
-            module(META), {n: module(n) for n in names}, norms, meta_norm, wrapped["switch_period"]
+            module(META), {n: module(n) for n in names}, norms, meta_norm, wrapped["switch_period"], terrain
         )
 
 

@@ -17,6 +17,12 @@
   weights (:class:`~tesp.algorithms.primitives.primitives_learner.PrimitivesLearner` copies the
   trained weights into the acting copy after every update), so which id acts never changes the
   behaviour, only which steps the loss sees.
+- with ``switch_on_terrain``, the meta-agent also decides as soon as the env's
+  ``terrain_state()`` changes (the walker: an obstacle comes into the height map's view, or one
+  is passed), the period counting again from there: a skill then runs until the terrain calls
+  for another, as the anchor's primitives run until their own sub-goal is done
+  (youngwoon/transition's ``primitive_use_term``). With a fixed period alone, passing a ceiling
+  needs the crawl picked at every decision under it (benchmarks/README.md).
 - each primitive sees observations normalised with the running statistics it was trained with
   (its checkpoint's ``MeanStdFilter``), the inputs that never varied in its training held at
   their training value (a skill trained on flat ground does not see curbs:
@@ -57,6 +63,23 @@ def from_checkpoint_filter(
     return observation_normalizer(obs_filter, hold_unseen)
 
 
+class TerrainTracker:
+    """Tells whether ``env.unwrapped.terrain_state()`` changed since the last call (the first
+    call records it)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        if not hasattr(env.unwrapped, "terrain_state"):
+            raise ValueError(
+                f"switch_on_terrain needs an env with terrain_state(); {env.unwrapped!r} has none"
+            )
+        self.env, self.state = env.unwrapped, None
+
+    def changed(self) -> bool:
+        state = self.env.terrain_state()
+        changed, self.state = state != self.state, state
+        return changed
+
+
 class PrimitivesEnv(MultiAgentEnv):
     """Built by RLlib from ``config``: ``env`` (a tesp env's name), ``env_config``, ``primitives``
     (``{name: checkpoint}``), ``switch_period``, ``finetune``, ``transition_window``. For tests,
@@ -85,6 +108,7 @@ class PrimitivesEnv(MultiAgentEnv):
             config.get("switch_period", 30),
             config.get("finetune", "transitions"),
             config.get("transition_window", 10),
+            config.get("switch_on_terrain", False),
         )
 
     def _setup(
@@ -96,6 +120,7 @@ class PrimitivesEnv(MultiAgentEnv):
         switch_period: int,
         finetune: str,
         transition_window: int,
+        switch_on_terrain: bool = False,
     ) -> None:
         super().__init__()
         if finetune not in FINETUNE:
@@ -107,6 +132,7 @@ class PrimitivesEnv(MultiAgentEnv):
         self.env, self.primitives = env, list(primitives)
         self.normalizers, self.meta_normalizer = list(normalizers), meta_normalizer
         self.switch_period, self.finetune, self.window = int(switch_period), finetune, int(transition_window)
+        self.terrain = TerrainTracker(env) if switch_on_terrain else None
         self.agents = self.possible_agents = [META, *self.primitives, *(p + FROZEN for p in self.primitives)]
         self.observation_spaces = {a: env.observation_space for a in self.possible_agents}
         self.action_spaces = {a: env.action_space for a in self.possible_agents}
@@ -133,6 +159,8 @@ class PrimitivesEnv(MultiAgentEnv):
         self._choice, self._left, self._since_switch = None, 0, 0
         self._meta_reward, self._steps, self._return = 0.0, 0, 0.0
         self._picks = np.zeros(len(self.primitives), dtype=np.int64)
+        if self.terrain is not None:
+            self.terrain.changed()
         return {META: self._meta_obs()}, {}
 
     def step(self, action_dict: dict[str, Any]):
@@ -162,7 +190,8 @@ class PrimitivesEnv(MultiAgentEnv):
             done = {"__all__": terminated, META: terminated, agent: terminated}
             cut = {"__all__": truncated, META: truncated, agent: truncated}
             return obs, rewards, done, cut, {META: self.episode_info(info)}
-        if self._left == 0:
+        terrain_changed = self.terrain is not None and self.terrain.changed()
+        if self._left == 0 or terrain_changed:
             rewards[META], self._meta_reward = self._meta_reward, 0.0
             return {META: self._meta_obs()}, rewards, {"__all__": False}, {"__all__": False}, {}
         return self._primitive_obs(), rewards, {"__all__": False}, {"__all__": False}, {}
