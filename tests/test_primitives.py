@@ -344,3 +344,27 @@ def test_a_skill_does_not_see_what_its_training_never_varied():
     plain = from_checkpoint_filter(skills["walker_forward"], env.env, hold_unseen=False)
     np.testing.assert_array_equal(forward(flat), plain(flat))
     assert np.abs(plain(seen) - plain(flat)).max() == pytest.approx(10.0)  # what holding avoids
+
+
+def test_the_meta_observation_filter_normalises_the_meta_agent_only():
+    import gymnasium as gym
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from tesp.algorithms.primitives.primitives import MetaObservationFilter
+
+    box = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    connector = MetaObservationFilter(input_observation_space=gym.spaces.Dict({META: box, "skill": box}))
+    rng = np.random.default_rng(0)
+    seen = {META: [], "skill": []}
+    for _ in range(200):
+        episodes = []
+        for agent in seen:
+            obs = (rng.normal(5.0, 2.0, 3)).astype(np.float32)
+            seen[agent].append(obs)
+            episodes.append(SingleAgentEpisode(agent_id=agent, observations=[obs], observation_space=box))
+        connector(rl_module=None, batch={}, episodes=episodes)
+        meta_out, skill_out = (e.get_observations(-1) for e in episodes)
+    np.testing.assert_array_equal(skill_out, seen["skill"][-1])  # passed through unchanged
+    data = np.array(seen[META])
+    expected = (data[-1] - data.mean(0)) / data.std(0)
+    np.testing.assert_allclose(meta_out, expected, rtol=0.05, atol=0.05)  # the running mean and std

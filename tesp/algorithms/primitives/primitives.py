@@ -30,8 +30,16 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from tesp.algorithms.ppo import PPO, PPOConfig
+from tesp.algorithms.ppo.mean_std_filter import MeanStdFilter
 from tesp.algorithms.ppo.ppo import summary_line as ppo_summary
-from tesp.algorithms.primitives.primitives_env import FINETUNE, FROZEN, META, PrimitivesEnv, TerrainTracker
+from tesp.algorithms.primitives.primitives_env import (
+    FINETUNE,
+    FROZEN,
+    META,
+    META_OBS_FILTERS,
+    PrimitivesEnv,
+    TerrainTracker,
+)
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
 from tesp.policy_eval import policy_checkpoint
 
@@ -46,6 +54,49 @@ class PrimitivesMetrics(RLlibCallback):
                 metrics_logger.log_value(key, float(value), reduce="mean", window=100)
 
 
+class MetaObservationFilter(MeanStdFilter):
+    """The meta-agent's running observation filter: tesp's ``MeanStdFilter`` (RLlib's, with the
+    EnvRunners' statistics merged correctly; saved in checkpoints, synced every iteration) on the
+    meta-agent's observations only. The primitives' observations arrive normalised by the
+    filters they were trained with and pass unchanged."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["multi_agent"] = True
+        super().__init__(*args, **kwargs)
+
+    def recompute_output_observation_space(self, input_observation_space, input_action_space):
+        return input_observation_space  # no module's input space changes
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, persistent_data=None, **kwargs):
+        if self._filters is None:
+            self._init_new_filters()
+        for episode in self.single_agent_episode_iterator(episodes):
+            if episode.agent_id == META:
+                obs = episode.get_observations(indices=-1)
+                normalised = self._filters[META](obs, update=self._update_stats)
+                episode.set_observations(at_indices=-1, new_data=normalised.astype(np.float32))
+        return batch
+
+    @staticmethod
+    def restore(checkpoint: Path, agents, space):
+        """``obs -> normalised obs`` with the meta-agent's filter saved in ``checkpoint`` (frozen),
+        for an env of ``agents`` observing ``space``."""
+        from gymnasium.spaces import Dict
+
+        connector = MetaObservationFilter()
+        connector.input_observation_space = Dict(dict.fromkeys(agents, space))
+        connector.restore_from_path(checkpoint / META_FILTER_DIR)
+        meta_filter = connector._filters[META]
+        return lambda obs: meta_filter(obs, update=False)
+
+
+META_FILTER_DIR = Path("env_runner/env_to_module_connector") / MetaObservationFilter.__name__
+
+
+def meta_observation_filter(env, spaces, device) -> MetaObservationFilter:
+    return MetaObservationFilter()
+
+
 class PrimitivesConfig(PPOConfig):
     """PPO settings for the meta-policy (and the fine-tuned primitives), plus:
 
@@ -53,6 +104,9 @@ class PrimitivesConfig(PPOConfig):
     - ``switch_period``: N, env steps between the meta-policy's decisions;
     - ``finetune``: ``"none"``, ``"transitions"`` or ``"all"`` (module docstring);
     - ``transition_window``: env steps after a switch that fine-tune the new primitive;
+    - ``meta_obs_filter``: ``"running"``, the meta-agent's own running mean/std of its
+      observations (:class:`MetaObservationFilter`), or ``"first_primitive"``, the first
+      primitive's frozen statistics;
     - ``switch_on_terrain``: also decide whenever the env's ``terrain_state()`` changes
       (:mod:`~tesp.algorithms.primitives.primitives_env`);
     - ``meta_entropy_coeff``: the meta-policy's entropy bonus (RLlib's per-module override of
@@ -66,10 +120,10 @@ class PrimitivesConfig(PPOConfig):
         self.finetune = "transitions"
         self.transition_window = 10
         self.switch_on_terrain = False
+        self.meta_obs_filter = "running"
         self.meta_entropy_coeff = 0.0
         self._learner_class = PrimitivesLearner
         self.callbacks(PrimitivesMetrics)
-        self.env_runners(env_to_module_connector=None)  # the env normalises per primitive
 
     def validate(self) -> None:
         for name, ok, valid in (
@@ -78,6 +132,11 @@ class PrimitivesConfig(PPOConfig):
             ("finetune", self.finetune in FINETUNE, f"one of {', '.join(FINETUNE)}"),
             ("transition_window", self.transition_window >= 1, "an integer >= 1"),
             ("switch_on_terrain", isinstance(self.switch_on_terrain, bool), "true or false"),
+            (
+                "meta_obs_filter",
+                self.meta_obs_filter in META_OBS_FILTERS,
+                f"one of {', '.join(META_OBS_FILTERS)}",
+            ),
             ("meta_entropy_coeff", self.meta_entropy_coeff >= 0, "a number >= 0"),
         ):
             if not ok:
@@ -92,8 +151,12 @@ class PrimitivesConfig(PPOConfig):
                 "finetune": self.finetune,
                 "transition_window": self.transition_window,
                 "switch_on_terrain": self.switch_on_terrain,
+                "meta_obs_filter": self.meta_obs_filter,
             }
             self.env = PrimitivesEnv
+        # The env normalises each primitive's observations; the meta-agent's, the connector.
+        running = self.meta_obs_filter == "running"
+        self.env_runners(env_to_module_connector=meta_observation_filter if running else None)
         self._set_modules(checkpoints)
         super().validate()
 
@@ -189,7 +252,11 @@ class Primitives(PPO):
 
         names, paths = list(wrapped["primitives"]), list(wrapped["primitives"].values())
         norms = [from_checkpoint_filter(path, env) for path in paths]
-        meta_norm = from_checkpoint_filter(paths[0], env, hold_unseen=False)  # as PrimitivesEnv
+        if wrapped.get("meta_obs_filter", "first_primitive") == "running":
+            agents = [META, *names, *(n + FROZEN for n in names)]
+            meta_norm = MetaObservationFilter.restore(Path(checkpoint), agents, env.observation_space)
+        else:
+            meta_norm = from_checkpoint_filter(paths[0], env, hold_unseen=False)  # as PrimitivesEnv
         terrain = TerrainTracker(env) if wrapped.get("switch_on_terrain") else None
         return PrimitivesController(
             module(META), {n: module(n) for n in names}, norms, meta_norm, wrapped["switch_period"], terrain

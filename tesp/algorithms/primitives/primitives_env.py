@@ -26,9 +26,12 @@
 - each primitive sees observations normalised with the running statistics it was trained with
   (its checkpoint's ``MeanStdFilter``), the inputs that never varied in its training held at
   their training value (a skill trained on flat ground does not see curbs:
-  :func:`tesp.policy_eval.observation_normalizer`); the meta-agent sees them normalised with the
-  first primitive's statistics, nothing held (an input that never varied there reads +-10 as
-  soon as it does: for the meta-agent, which is trained here, a clear signal).
+  :func:`tesp.policy_eval.observation_normalizer`); the meta-agent's observations leave the env
+  as they are and are normalised by its own running filter
+  (:class:`~tesp.algorithms.primitives.primitives.MetaObservationFilter`, ``meta_obs_filter =
+  "running"``), or here with the first primitive's statistics, nothing held
+  (``"first_primitive"``, the earlier default: with skills whose filters merged wrongly,
+  ``skills/README.md``, a ceiling coming into view moved 2 of the walker's 81 inputs by 0.58).
 
 Per episode, the meta-agent's last ``info`` holds the env's success metrics
 (``obstacles_passed``, ``success``), the env's return and steps (``env_return``,
@@ -48,6 +51,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 META = "meta"
 FROZEN = "__frozen"  # suffix of the agent (and module) id a primitive acts under when not trained
 FINETUNE = ("none", "transitions", "all")
+META_OBS_FILTERS = ("running", "first_primitive")
 ENV_METRICS = ("obstacles_passed", "success")
 
 
@@ -94,12 +98,19 @@ class PrimitivesEnv(MultiAgentEnv):
             env = make_env(env, config.get("env_config") or {})
         primitives = dict(config["primitives"])
         normalizers = config.get("normalizers")
+        meta_filter = config.get("meta_obs_filter", "first_primitive")
+        if meta_filter not in META_OBS_FILTERS:
+            raise ValueError(
+                f"meta_obs_filter={meta_filter!r} is invalid: choose from {', '.join(META_OBS_FILTERS)}"
+            )
         if normalizers is None:
             paths = list(primitives.values())
             normalizers = [from_checkpoint_filter(path, env) for path in paths]
             meta_normalizer = from_checkpoint_filter(paths[0], env, hold_unseen=False)
         else:
             meta_normalizer = normalizers[0]
+        if meta_filter == "running":  # normalised after the env, by the meta-agent's connector
+            meta_normalizer = np.asarray
         self._setup(
             env,
             list(primitives),
