@@ -39,9 +39,10 @@ from tesp.algorithms.primitives.primitives_env import (
     META_OBS_FILTERS,
     PrimitivesEnv,
     TerrainTracker,
+    agent_ids,
 )
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
-from tesp.policy_eval import policy_checkpoint
+from tesp.policy_eval import observation_normalizer, policy_checkpoint
 
 
 class PrimitivesMetrics(RLlibCallback):
@@ -86,8 +87,7 @@ class MetaObservationFilter(MeanStdFilter):
         connector = MetaObservationFilter()
         connector.input_observation_space = Dict(dict.fromkeys(agents, space))
         connector.restore_from_path(checkpoint / META_FILTER_DIR)
-        meta_filter = connector._filters[META]
-        return lambda obs: meta_filter(obs, update=False)
+        return observation_normalizer(connector._filters[META], hold_unseen=False)
 
 
 META_FILTER_DIR = Path("env_runner/env_to_module_connector") / MetaObservationFilter.__name__
@@ -253,8 +253,9 @@ class Primitives(PPO):
         names, paths = list(wrapped["primitives"]), list(wrapped["primitives"].values())
         norms = [from_checkpoint_filter(path, env) for path in paths]
         if wrapped.get("meta_obs_filter", "first_primitive") == "running":
-            agents = [META, *names, *(n + FROZEN for n in names)]
-            meta_norm = MetaObservationFilter.restore(Path(checkpoint), agents, env.observation_space)
+            meta_norm = MetaObservationFilter.restore(
+                Path(checkpoint), agent_ids(names), env.observation_space
+            )
         else:
             meta_norm = from_checkpoint_filter(paths[0], env, hold_unseen=False)  # as PrimitivesEnv
         terrain = TerrainTracker(env) if wrapped.get("switch_on_terrain") else None

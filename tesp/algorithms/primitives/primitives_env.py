@@ -67,6 +67,11 @@ def from_checkpoint_filter(
     return observation_normalizer(obs_filter, hold_unseen)
 
 
+def agent_ids(primitives: Sequence[str]) -> list[str]:
+    """The env's agents: the meta-agent, then each primitive trained and frozen (module docstring)."""
+    return [META, *primitives, *(p + FROZEN for p in primitives)]
+
+
 class TerrainTracker:
     """Tells whether ``env.unwrapped.terrain_state()`` changed since the last call (the first
     call records it)."""
@@ -106,11 +111,12 @@ class PrimitivesEnv(MultiAgentEnv):
         if normalizers is None:
             paths = list(primitives.values())
             normalizers = [from_checkpoint_filter(path, env) for path in paths]
+        if meta_filter == "running":  # normalised after the env, by the meta-agent's connector
+            meta_normalizer = np.asarray
+        elif config.get("normalizers") is None:
             meta_normalizer = from_checkpoint_filter(paths[0], env, hold_unseen=False)
         else:
             meta_normalizer = normalizers[0]
-        if meta_filter == "running":  # normalised after the env, by the meta-agent's connector
-            meta_normalizer = np.asarray
         self._setup(
             env,
             list(primitives),
@@ -144,7 +150,7 @@ class PrimitivesEnv(MultiAgentEnv):
         self.normalizers, self.meta_normalizer = list(normalizers), meta_normalizer
         self.switch_period, self.finetune, self.window = int(switch_period), finetune, int(transition_window)
         self.terrain = TerrainTracker(env) if switch_on_terrain else None
-        self.agents = self.possible_agents = [META, *self.primitives, *(p + FROZEN for p in self.primitives)]
+        self.agents = self.possible_agents = agent_ids(self.primitives)
         self.observation_spaces = {a: env.observation_space for a in self.possible_agents}
         self.action_spaces = {a: env.action_space for a in self.possible_agents}
         self.action_spaces[META] = gym.spaces.Discrete(len(self.primitives))
