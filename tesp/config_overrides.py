@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import yaml
 
 RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
 # Types of settings whose default is None.
-TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0}
+TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0, "finetune_lr": 0.0}
+# YAML 1.1 (PyYAML) reads 3e-5 as a string: a number needs a dot there (3.0e-5). Taken as a float.
+EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 GROUPS = ("env_config", "model", "run")
 
 
@@ -72,9 +75,12 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is not of the form key=value")
         try:
-            out[key.strip()] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            value = raw
+        if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value.strip()):
+            value = float(value)
+        out[key.strip()] = value
     return out
 
 

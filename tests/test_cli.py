@@ -200,3 +200,12 @@ def test_mime_seed_spellings_name_the_methods(switches, alg, settings):
     assert plan.settings.alg == alg
     for key, value in settings.items():
         assert getattr(plan.settings.config, key) == value
+
+
+def test_set_reads_exponent_numbers_as_floats():
+    """PyYAML reads ``3e-5`` (no dot) as a string; ``--set lr=3e-5`` means the number."""
+    from tesp.config_overrides import parse_set
+
+    values = parse_set(["lr=3e-5", "a=1E3", "b=-2.5e-1", "name=x3e5", "n=7"])
+    assert values == {"lr": 3e-5, "a": 1000.0, "b": -0.25, "name": "x3e5", "n": 7}
+    assert isinstance(values["lr"], float) and isinstance(values["n"], int)

@@ -261,22 +261,27 @@ def test_primitives_change_only_from_transition_states(skill_checkpoints):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_the_meta_policy_has_its_own_entropy_bonus(skill_checkpoints):
+def test_the_meta_policy_has_its_own_entropy_bonus_and_the_primitives_their_own_lr(skill_checkpoints):
     from tesp.algorithms.primitives import PrimitivesConfig
 
     config = small(PrimitivesConfig())
     config.primitives = dict(skill_checkpoints)
     config.finetune, config.entropy_coeff, config.meta_entropy_coeff = "all", 0.001, 0.03
+    config.lr, config.finetune_lr = 3e-4, 2e-5
     algo = config.build_algo()
     try:
-        coeffs = algo.learner_group.foreach_learner(
+        settings = algo.learner_group.foreach_learner(
             lambda learner: {
-                m: learner.entropy_coeff_schedulers_per_module[m].get_current_value() for m in [META, *NAMES]
+                m: (
+                    learner.entropy_coeff_schedulers_per_module[m].get_current_value(),
+                    learner.get_optimizers_for_module(m)[0][1].param_groups[0]["lr"],
+                )
+                for m in [META, *NAMES]
             }
         )
-        coeffs = next(iter(coeffs)).get()
-        assert coeffs[META] == pytest.approx(0.03)
-        assert all(coeffs[n] == pytest.approx(0.001) for n in NAMES)  # the fine-tuned primitives'
+        settings = next(iter(settings)).get()
+        assert settings[META] == pytest.approx((0.03, 3e-4))
+        assert all(settings[n] == pytest.approx((0.001, 2e-5)) for n in NAMES)  # the fine-tuned primitives'
     finally:
         algo.stop()
 

@@ -70,7 +70,9 @@ def test_the_meta_policy_passes_more_obstacles_than_each_skill_and_ppo_from_scra
     baselines = {skill: alone(skill) for skill in SKILLS} | {"ppo from scratch": final(scratch)}
     curve = " ".join(f"{v:.2f}" for v in meta)
     for name, value in baselines.items():
-        assert final(meta) > value + MARGIN, f"meta-policy {final(meta):.2f} vs {name} {value:.2f}; curve: {curve}"
+        assert final(meta) > value + MARGIN, (
+            f"meta-policy {final(meta):.2f} vs {name} {value:.2f}; curve: {curve}"
+        )
 
 
 if __name__ == "__main__" and "--calibrate" in sys.argv:
@@ -85,7 +87,9 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-calibration-")  # not ~/ray_results
     torch.set_num_threads(1)
     seeds = [int(s) for s in sys.argv[sys.argv.index("--calibrate") + 1].split(",")]
-    algs = sys.argv[sys.argv.index("--algs") + 1].split(",") if "--algs" in sys.argv else ["primitives", "ppo"]
+    algs = (
+        sys.argv[sys.argv.index("--algs") + 1].split(",") if "--algs" in sys.argv else ["primitives", "ppo"]
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_envs()
     if "--alone" in sys.argv:
@@ -93,5 +97,7 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     for seed in seeds:
         for alg in algs:
             c = passes_per_iteration(alg, seed)
-            print(f"{alg} seed {seed}: last 5 {final(c):.2f} | " + " ".join(f"{v:.2f}" for v in c), flush=True)
+            print(
+                f"{alg} seed {seed}: last 5 {final(c):.2f} | " + " ".join(f"{v:.2f}" for v in c), flush=True
+            )
     ray.shutdown()

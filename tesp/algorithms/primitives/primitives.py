@@ -110,7 +110,9 @@ class PrimitivesConfig(PPOConfig):
     - ``switch_on_terrain``: also decide whenever the env's ``terrain_state()`` changes
       (:mod:`~tesp.algorithms.primitives.primitives_env`);
     - ``meta_entropy_coeff``: the meta-policy's entropy bonus (RLlib's per-module override of
-      ``entropy_coeff``, which stays the fine-tuned primitives' coefficient).
+      ``entropy_coeff``, which stays the fine-tuned primitives' coefficient);
+    - ``finetune_lr``: the fine-tuned primitives' learning rate (a per-module override; ``None``:
+      ``lr``, the meta-policy's).
     """
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -122,6 +124,7 @@ class PrimitivesConfig(PPOConfig):
         self.switch_on_terrain = False
         self.meta_obs_filter = "running"
         self.meta_entropy_coeff = 0.0
+        self.finetune_lr: float | None = None
         self._learner_class = PrimitivesLearner
         self.callbacks(PrimitivesMetrics)
 
@@ -138,6 +141,12 @@ class PrimitivesConfig(PPOConfig):
                 f"one of {', '.join(META_OBS_FILTERS)}",
             ),
             ("meta_entropy_coeff", self.meta_entropy_coeff >= 0, "a number >= 0"),
+            (
+                "finetune_lr",
+                self.finetune_lr is None
+                or (isinstance(self.finetune_lr, int | float) and self.finetune_lr > 0),
+                "a number > 0 or null",
+            ),
         ):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
@@ -179,11 +188,14 @@ class PrimitivesConfig(PPOConfig):
                     load_state_path=str(path),
                 )
         trained = [META] + ([] if self.finetune == "none" else list(checkpoints))
+        overrides = {META: {"entropy_coeff": self.meta_entropy_coeff}}
+        if self.finetune_lr is not None:
+            overrides |= {name: {"lr": self.finetune_lr} for name in checkpoints}
         self.multi_agent(
             policies=set(specs),
             policy_mapping_fn=lambda agent_id, episode, **kwargs: agent_id,
             policies_to_train=trained,
-            algorithm_config_overrides_per_module={META: {"entropy_coeff": self.meta_entropy_coeff}},
+            algorithm_config_overrides_per_module=overrides,
         )
         self.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
 
