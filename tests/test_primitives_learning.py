@@ -2,9 +2,9 @@
 (one ceiling, then one curb) where no skill alone and no PPO from scratch at the same env steps
 passes any.
 
-Setting: configs/walker_obstacle_course/primitives.yaml (switch period 30, the meta-agent's own
-observation filter) with the skills frozen (``finetune: none``) and the course reduced by
-``env_config``; PPO from scratch is configs/walker_obstacle_course/ppo.yaml on the same course.
+Setting: configs/walker_obstacle_course/primitives.yaml as shipped (switch period 30, the
+meta-agent's own observation filter, the skills fine-tuned on transitions at ``finetune_lr``)
+with the course reduced by ``env_config``; PPO from scratch is configs/walker_obstacle_course/ppo.yaml on the same course.
 Both sample 8000 env steps per iteration for ITERS iterations (240k steps). The claim is checked
 on the training episodes' mean obstacles passed over the last 5 iterations (the metric Tune logs
 as ``env_runners/obstacles_passed``); each skill alone is run on the same course for EPISODES
@@ -30,14 +30,15 @@ COURSE = {"env_config.kinds": ["ceiling", "curb"], "env_config.shuffle": False}
 SKILLS = ("walker_forward", "walker_crawl", "walker_jump")
 ITERS = 30
 EPISODES = 10
-MARGIN = 0.15  # about half the smallest final value over 5 seeds, 0.31 (docs/calibration.md)
-SEED = 0  # the seed with that smallest value
+MARGIN = 0.2  # about half the smallest final value over 5 seeds, 0.41 (docs/calibration.md)
+SEED = 2  # the seed with that smallest value
 
 
-def passes_per_iteration(alg: str, seed: int, iters: int = ITERS) -> list[float]:
+def passes_per_iteration(
+    alg: str, seed: int, iters: int = ITERS, settings: dict | None = None
+) -> list[float]:
     """Mean obstacles passed by the training episodes of each iteration (nan if none ended)."""
-    overrides = {**COURSE, "seed": seed} | ({"finetune": "none"} if alg == "primitives" else {})
-    config, _, _ = resolve_config(alg, ENV, overrides)
+    config, _, _ = resolve_config(alg, ENV, {**COURSE, "seed": seed} | (settings or {}))
     algo = config.build_algo()
     try:
         return [float(algo.train()["env_runners"].get("obstacles_passed", np.nan)) for _ in range(iters)]
@@ -82,6 +83,7 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     import ray.tune.trainable.trainable as trainable
     import torch
 
+    from tesp.config_overrides import parse_set
     from tesp.envs import register_envs
 
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="tesp-calibration-")  # not ~/ray_results
@@ -90,13 +92,14 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     algs = (
         sys.argv[sys.argv.index("--algs") + 1].split(",") if "--algs" in sys.argv else ["primitives", "ppo"]
     )
+    extra = parse_set([sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"])  # screens
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_envs()
     if "--alone" in sys.argv:
         print(" | ".join(f"{s} alone {alone(s):.2f}" for s in SKILLS), flush=True)
     for seed in seeds:
         for alg in algs:
-            c = passes_per_iteration(alg, seed)
+            c = passes_per_iteration(alg, seed, settings=extra if alg == "primitives" else None)
             print(
                 f"{alg} seed {seed}: last 5 {final(c):.2f} | " + " ".join(f"{v:.2f}" for v in c), flush=True
             )
