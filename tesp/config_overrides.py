@@ -25,8 +25,22 @@ import yaml
 RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
 # Types of settings whose default is None.
 TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0, "finetune_lr": 0.0}
-# YAML 1.1 (PyYAML) reads 3e-5 as a string: a number needs a dot there (3.0e-5). Taken as a float.
-EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class YAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``3e-5`` as a float as YAML 1.2 does (YAML 1.1, PyYAML's
+    grammar, needs a dot there: ``3.0e-5``), in config files and ``--set`` values alike."""
+
+
+YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YAMLLoader)  # noqa: S506 (a SafeLoader)
+
+
 GROUPS = ("env_config", "model", "run")
 
 
@@ -46,7 +60,7 @@ def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, Mapping):
@@ -75,12 +89,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(raw)
+            out[key.strip()] = load_yaml(raw)
         except yaml.YAMLError:
-            value = raw
-        if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value.strip()):
-            value = float(value)
-        out[key.strip()] = value
+            out[key.strip()] = raw
     return out
 
 

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tesp.cli import ConfigError, OneLineParser, check_fits_locally, check_writable, connect_ray, fail
+from tesp.config_overrides import load_yaml
 from tesp.settings import CONFIG_DIR, Settings, check, resolve
 
 STUDY_DIR = CONFIG_DIR / "studies"
@@ -97,7 +96,7 @@ def load_study(name: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown study {name!r}; choose from: {', '.join(known)}")
-    study = yaml.safe_load(path.read_text())
+    study = load_yaml(path.read_text())
     if "scales_from" in study:
         study["scales"] = load_study(study["scales_from"])["scales"]
     study.setdefault("algs", [])
