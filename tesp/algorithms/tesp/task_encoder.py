@@ -76,6 +76,7 @@ class GRURecurrence(torch.autograd.Function):
         _, mask, recurrent_kernel, _ = inputs
         _, states, gates, candidates = output
         ctx.mark_non_differentiable(states, gates, candidates)
+        ctx.set_materialize_grads(False)  # no zero gradients filled in for the recorded outputs
         ctx.save_for_backward(mask, recurrent_kernel, states, gates, candidates)
 
     @staticmethod
@@ -83,6 +84,8 @@ class GRURecurrence(torch.autograd.Function):
     def backward(ctx, grad_h, *_):
         mask, recurrent_kernel, states, gates, candidates = ctx.saved_tensors
         batch, steps, episodes, u = candidates.shape
+        if grad_h is None:  # the final states unused
+            grad_h = torch.zeros_like(states[:, 0])
         w_zr_t = recurrent_kernel[..., : 2 * u].transpose(1, 2).contiguous()
         w_c_t = recurrent_kernel[..., 2 * u :].transpose(1, 2).contiguous()
         m = mask.unsqueeze(-1)
