@@ -19,6 +19,7 @@ repeats them and the margin's derivation are in docs/calibration.md.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -34,17 +35,33 @@ SEED = 3  # a seed that learns within the budget (docs/calibration.md)
 
 def post_warmup_windows(seed: int, tasks: int = TASKS, settings: dict | None = None) -> list[float]:
     """The 10-task mean post-warm-up return after tasks 10, 20, ... (non-overlapping windows)."""
+    return [mean for mean, _ in post_warmup_curve(seed, tasks, settings)]
+
+
+def post_warmup_curve(
+    seed: int, tasks: int = TASKS, settings: dict | None = None
+) -> list[tuple[float, float]]:
+    """Per window of 10 tasks: the 10-task mean post-warm-up return and the training minutes so far."""
     config, _, _ = resolve_config("mlsh", "movement_bandits", {**SETTINGS, **(settings or {}), "seed": seed})
     algo = config.build_algo()
-    windows: list[float] = []
+    curve: list[tuple[float, float]] = []
+    start = time.perf_counter()
     try:
-        while len(windows) < tasks // 10:
+        while len(curve) < tasks // 10:
             m = algo.train()["mlsh"]
-            if int(m["tasks_done"]) // 10 > len(windows):
-                windows.append(float(m["return_post_warmup"]))
-        return windows
+            if int(m["tasks_done"]) // 10 > len(curve):
+                curve.append((float(m["return_post_warmup"]), (time.perf_counter() - start) / 60))
+        return curve
     finally:
         algo.stop()
+
+
+def first_minutes(curve: list[tuple[float, float]], level: float) -> str:
+    """When the 10-task mean first reached ``level``: "T tasks, M min", or "not reached"."""
+    for i, (mean, minutes) in enumerate(curve):
+        if mean >= level:
+            return f"{10 * (i + 1)} tasks, {minutes:.1f} min"
+    return "not reached"
 
 
 @pytest.mark.ray
@@ -74,9 +91,11 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     tasks = int(sys.argv[sys.argv.index("--tasks") + 1]) if "--tasks" in sys.argv else TASKS
     extra = parse_set([sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"])  # screens
     for seed in seeds:
-        windows = post_warmup_windows(seed, tasks, extra)
+        curve = post_warmup_curve(seed, tasks, extra)
+        windows = [mean for mean, _ in curve]
         print(
-            f"seed {seed}: mean of the last 30 tasks {np.mean(windows[-3:]):.1f} | 10-task means "
+            f"seed {seed}: mean of the last 30 tasks {np.mean(windows[-3:]):.1f} | 23 at "
+            f"{first_minutes(curve, 23.0)} | 35 at {first_minutes(curve, 35.0)} | 10-task means "
             + " ".join(f"{w:.1f}" for w in windows),
             flush=True,
         )
