@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import time
@@ -118,6 +119,48 @@ def _metrics_of_two_iterations(seed: int) -> list[dict[str, float]]:
         return out
     finally:
         algo.stop()
+
+
+def test_restore_of_a_checkpoint_tune_deleted_takes_the_newest_kept(ray_session, tmp_path):
+    """Tune deletes the older checkpoint when it registers a newer one and writes the experiment
+    state naming the newer one later; a kill in between made --resume fail (CI, 2026-12-05:
+    "checkpoint_000004 ... does not exist on storage anymore" with checkpoint_000005 on disk).
+    Restoring the missing one restores the newest complete sibling instead; a partly written
+    one is skipped; with no newer sibling Tune's own error stays."""
+    small = {"meta_batch_size": 2, "episodes_per_task": 2, "num_envs_per_env_runner": 2, "num_env_runners": 0}
+    config, _, _ = resolve_maml(small)
+    trial = tmp_path / "trial"
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(trial / "checkpoint_000004"))
+        algo.train()
+        algo.save_to_path(str(trial / "checkpoint_000005"))
+        state = {k: v.detach().clone() for k, v in local_learner(algo).policy.state_dict().items()}
+    finally:
+        algo.stop()
+    (trial / "checkpoint_000006").mkdir()  # a kill while the next one was being written
+    (trial / "checkpoint_000006" / "algorithm_state.pkl").write_bytes(b"\x80")
+    shutil.rmtree(trial / "checkpoint_000004")
+
+    fresh = config.build_algo()
+    try:
+        fresh.restore(str(trial / "checkpoint_000004"))
+        assert fresh.iteration == 2
+        got = local_learner(fresh).policy.state_dict()
+        for key, value in state.items():
+            assert torch.equal(got[key], value), key
+        assert fresh.train()["training_iteration"] == 3
+        with pytest.raises(ValueError, match="checkpoint_000009"):
+            fresh.restore(str(trial / "checkpoint_000009"))
+    finally:
+        fresh.stop()
+
+
+def resolve_maml(settings: dict):
+    from tesp.settings import resolve_config
+
+    return resolve_config("maml", "point", {**settings, "seed": 0})
 
 
 @pytest.mark.parametrize("alg", ["tesp", "maesn"])
