@@ -127,8 +127,10 @@ def test_restore_of_a_checkpoint_tune_deleted_takes_the_newest_kept(ray_session,
     "checkpoint_000004 ... does not exist on storage anymore" with checkpoint_000005 on disk).
     Restoring the missing one restores the newest complete sibling instead; a partly written
     one is skipped; with no newer sibling Tune's own error stays."""
+    from tesp.settings import resolve_config
+
     small = {"meta_batch_size": 2, "episodes_per_task": 2, "num_envs_per_env_runner": 2, "num_env_runners": 0}
-    config, _, _ = resolve_maml(small)
+    config, _, _ = resolve_config("maml", "point", {**small, "seed": 0})
     trial = tmp_path / "trial"
     algo = config.build_algo()
     try:
@@ -155,12 +157,6 @@ def test_restore_of_a_checkpoint_tune_deleted_takes_the_newest_kept(ray_session,
             fresh.restore(str(trial / "checkpoint_000009"))
     finally:
         fresh.stop()
-
-
-def resolve_maml(settings: dict):
-    from tesp.settings import resolve_config
-
-    return resolve_config("maml", "point", {**settings, "seed": 0})
 
 
 @pytest.mark.parametrize("alg", ["tesp", "maesn"])
