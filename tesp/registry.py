@@ -26,7 +26,7 @@ from tesp.algorithms.ppo import PPO
 from tesp.algorithms.ppo import summary_line as ppo_summary
 from tesp.algorithms.primitives import Primitives
 from tesp.algorithms.primitives import summary_line as primitives_summary
-from tesp.algorithms.tesp import TESP, TESPAdaptPolicy
+from tesp.algorithms.tesp import TESP, TESPAdaptPolicy, TESPContextOnly
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 from tesp.meta.rollout import summary_line as meta_summary
 
@@ -101,6 +101,7 @@ METHODS: dict[str, Method] = {
     "primitives": Method(Primitives, primitives_summary, PRIMITIVES_FLAGS),
     "tesp": Method(TESP, meta_summary, TESP_FLAGS),
     "tesp_adapt_policy": Method(TESPAdaptPolicy, meta_summary),
+    "tesp_context_only": Method(TESPContextOnly, meta_summary),
 }
 
 
@@ -131,7 +132,12 @@ VARIANTS = (
 )
 
 ALGS: dict[str, type[Algorithm]] = {name: m.algo_class for name, m in METHODS.items()}
-ALIASES = {"e-maml": "e_maml", "meta-sgd": "meta_sgd", "tesp-adapt-policy": "tesp_adapt_policy"}
+ALIASES = {
+    "e-maml": "e_maml",
+    "meta-sgd": "meta_sgd",
+    "tesp-adapt-policy": "tesp_adapt_policy",
+    "tesp-context-only": "tesp_context_only",
+}
 
 
 def canonical(name: str) -> str:

@@ -45,7 +45,10 @@ def test_quick_wheeled_tesp_run_validates_on_every_pool(wheeled_run):
         assert sorted(row["validation"]) == sorted(POOLS)
         for pool in POOLS:
             values = row["validation"][pool]
-            for key in ("return_warmup", "return_stage_0", "return_stage_1", "return_post", "length_stage_1"):
+            for key in (
+                "return_warmup", "return_stage_0", "return_stage_1", "return_post", "length_stage_1",
+                "adaptation_kl", "context_kl", "z_inner_shift_ratio",  # the mechanism, per pool
+            ):  # fmt: skip
                 assert key in values, (pool, key)
             assert -1000 < values["return_post"] < 0
     assert "validation D''" in proc.stdout

@@ -93,7 +93,7 @@ def test_results_table_holds_the_final_values_and_their_ci(results):
     runs = load_runs([str(results)])
     groups = {("wheeled", m): [r for r in runs if r.method == m] for m in ("maml", "tesp")}
     rows = {row["method"]: row for row in tables.results_rows(groups)}
-    mean, low, high = rows["tesp"]["D'' post"]
+    mean, low, high, _ = rows["tesp"]["D'' post"]
     finals = [-80 + 12 + 20, -77 + 12 + 20]  # offset + 2 * 6 + 10 * 2, per seed
     assert mean == pytest.approx(np.mean(finals))
     assert low == pytest.approx(min(finals)) and high == pytest.approx(max(finals))
@@ -145,6 +145,45 @@ def test_aggregate_normalises_by_the_still_policy_and_the_best_run(results):
     tesp_scores = (np.array([-80 + 32, best]) + 264) / (best + 264)
     assert summary["tesp"][0] == pytest.approx(tesp_scores.mean())  # IQM of 2 runs = their mean
     assert len(fig.axes) == 2
+
+
+def test_normalised_scores_keep_the_order_of_returns_when_every_run_is_below_the_still_policy():
+    # The old scale (x - still) / (best - still) gave -300 a score of 1.81 against -235's 1.
+    runs = np.array([-300.0, -260.0, -235.0])
+    scores = stats.normalise(runs, -155.0, runs)
+    assert list(np.argsort(scores)) == [0, 1, 2]
+    np.testing.assert_allclose(scores, (runs + 155) / 145)  # -1 at the worst run, 0 at the still policy
+    assert np.all(scores < 0)
+    above = stats.normalise(np.array([-200.0, -100.0]), -155.0, np.array([-200.0, -100.0]))
+    np.testing.assert_allclose(above, [-45 / 55, 1.0])  # 1 at the best run when some run beats it
+
+
+def _fixed_runs(env, method, finals):
+    from tesp.report.runs import Run
+
+    rows = [[{"training_iteration": 1, "validation": {"D''": {"return_post": v}}}] for v in finals]
+    return [Run(path=None, method=method, env=env, seed=i, config={}, rows=r) for i, r in enumerate(rows)]
+
+
+def test_aggregate_ranks_methods_by_return_when_all_are_below_the_still_policy():
+    groups = {
+        ("wheeled", "best"): _fixed_runs("wheeled", "best", [-235.0, -240.0]),
+        ("wheeled", "worst"): _fixed_runs("wheeled", "worst", [-300.0, -310.0]),
+    }
+    _, summary = figures.aggregate(groups, {"wheeled": {"D''": -155.0}}, "D''")
+    assert summary["best"][0] > summary["worst"][0]
+    assert summary["best"][0] < 0  # below the still policy, and shown so
+
+
+def test_aggregate_leaves_out_envs_a_method_did_not_run_on():
+    groups = {
+        ("wheeled", "a"): _fixed_runs("wheeled", "a", [-100.0]),
+        ("wheeled", "b"): _fixed_runs("wheeled", "b", [-200.0]),
+        ("ant", "a"): _fixed_runs("ant", "a", [50.0]),  # b has no ant run
+    }
+    fig, summary = figures.aggregate(groups, {}, "D''")
+    assert summary["a"][0] == pytest.approx(1.0) and summary["b"][0] == pytest.approx(0.0)
+    assert "ant" not in fig.axes[0].get_title() and "wheeled" in fig.axes[0].get_title()
 
 
 def test_report_writes_figures_markdown_and_pdf(results, tmp_path):
@@ -267,7 +306,7 @@ def test_evaluation_table_takes_each_trials_last_checkpoint(tmp_path):
     evs = [ev("a", 20, -500.0), ev("a", 60, -200.0, -210.0), ev("b", 60, -100.0, -120.0), ev("b", 40, 0.0)]
     (row,) = evaluation_rows(evs)
     assert row["seeds"] == 2 and row["iteration"] == 60
-    mean, low, high = row["D''"]
+    mean, low, high, _ = row["D''"]
     assert mean == pytest.approx(-150.0) and low <= -150.0 <= high
     assert row["D'' sigma 0.1"][0] == pytest.approx(-165.0)
     assert "D'' success" not in row
@@ -360,3 +399,34 @@ def test_a_single_validation_is_drawn_as_a_point(tmp_path):
     fig = figures.learning_curves({"maml": load_runs([str(tmp_path)])}, "wheeled")
     post = [line for line in fig.axes[1].lines if line.get_label() == "maml post"]
     assert len(post) == 1 and post[0].get_marker() == "o" and list(post[0].get_xdata()) == [3]
+
+
+def test_one_seed_is_shown_as_n_1_not_as_an_interval_and_settings_show_values():
+    one = tables.results_table([{"method": "a", "D": tables.mean_ci([-12.0])}])
+    assert "-12.00 (n = 1)" in one and "[-12.00, -12.00]" not in one
+    two = tables.results_table([{"method": "a", "D": tables.mean_ci([-12.0, -14.0])}])
+    assert "-13.00 [" in two
+    from tesp.models import connectors
+
+    assert tables._value(connectors.env_to_module) == '"tesp.models.connectors.env_to_module"'
+    # Tune saves functions in a trial's config as their repr
+    assert tables._value("<function env_to_module at 0x7f3a2c1d5e40>") == "env_to_module"
+
+
+def test_pdf_layout_keeps_every_table_cell_and_drops_markdown_marks():
+    from tesp.report import pdf
+
+    cells = [f"-{i}23.45 [-{i}30.00, -{i}10.00]" for i in range(8)]  # 8 wide cells: > one line
+    md = ["# title", "## Results", "", "Some `code` and **bold**.", "", tables.results_table(
+        [{"env": "wheeled", "method": "tesp", **{f"pool {i}": c for i, c in enumerate(cells)}}]
+    ), "", "![curves](curves.png)"]  # fmt: skip
+    kinds = list(pdf.blocks(md[1:]))
+    assert [k for k, _ in kinds] == ["heading", "text", "table", "figure"]
+    assert kinds[1][1] == "Some code and bold."
+    (rows,) = [v for k, v in kinds if k == "table"]
+    assert len(rows) == 2  # header and one row: the |---| line is not a row
+    lines = pdf.table_lines(rows, width=100)
+    assert all(len(line) <= 100 for line in lines)
+    text = "\n".join(lines)
+    assert all(c in text for c in cells)
+    assert text.count("wheeled") == len([line for line in lines if line.startswith("env")])  # names repeat

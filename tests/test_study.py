@@ -70,7 +70,10 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["nope"], "unknown study 'nope'; choose from: exploration, tesp_ablations, tesp_paper"),
+        (
+            ["nope"],
+            "unknown study 'nope'; choose from: exploration, tesp_ablations, tesp_outer_steps, tesp_paper",
+        ),
         (["tesp_paper", "--scale", "huge"], "unknown --scale 'huge'; choose from: paper, laptop, smoke"),
         (["tesp_paper", "--iters", "0"], "--iters '0' must be an integer >= 1"),
         (["tesp_paper", "--iters", "x"], "--iters 'x' must be an integer >= 1"),
@@ -81,7 +84,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
         (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
         (
             [],
-            "name a study (choose from: exploration, tesp_ablations, tesp_paper) or --resume a study's folder",
+            "name a study (choose from: exploration, tesp_ablations, tesp_outer_steps, tesp_paper) or --resume a study's folder",
         ),
         (
             ["tesp_ablations", "--algs", "tesp-k4"],

@@ -28,7 +28,10 @@ STAGE_KEYS = ["meta/return_stage_0", "meta/return_stage_1", "meta/return_pre", "
 OTHER_KEYS = [
     "meta/inner_loss", "meta/outer_loss_before", "meta/outer_loss_after", "meta/kl", "meta/env_steps",
     "meta/env_steps_per_s", "meta/time_sample_s", "meta/time_adapt_s", "meta/time_outer_s", "meta/param_norm",
+    # the mechanism measures (tesp.meta.mechanism) every gradient method has
+    "meta/adaptation_kl", "meta/step_size_q10", "meta/step_size_q50", "meta/step_size_q90",
 ]  # fmt: skip
+LATENT_KEYS = ["meta/context_kl", "meta/z_inner_shift_ratio"]
 
 
 @pytest.mark.parametrize(
@@ -37,19 +40,32 @@ OTHER_KEYS = [
         ("maml", [], []),
         ("e_maml", [], ["meta/e_maml_term"]),
         ("mime", ["--set", "pre_epochs=0"], ["meta/eta", "meta/information_gain", "meta/dynamics_loss"]),
-        ("meta_sgd", ["--set", "num_inner_steps=2"], ["meta/step_size_mean", "meta/return_stage_2"]),
+        (
+            "meta_sgd",
+            ["--set", "num_inner_steps=2"],
+            ["meta/step_size_mean", "meta/return_stage_2", "meta/step_size_grad_below_eps"],
+        ),
         (
             "maml",
             ["--set", "outer_optimizer=trpo", "--set", "second_order=false"],
             ["meta/trpo_step_fraction"],
         ),
-        ("adaptsv", [], ["meta/regularizer", "meta/embedding_norm", "meta/step_size_mean"]),
-        ("maesn", [], ["meta/latent_prior_kl", "meta/embedding_norm", "meta/step_size_mean"]),
-        ("tesp", ["--set", "model.encoder_units=8"], ["meta/regularizer", "meta/embedding_norm"]),
+        ("adaptsv", [], ["meta/regularizer", "meta/embedding_norm", "meta/step_size_mean", *LATENT_KEYS]),
+        ("maesn", [], ["meta/latent_prior_kl", "meta/embedding_norm", "meta/step_size_mean", *LATENT_KEYS]),
+        (
+            "tesp",
+            ["--set", "model.encoder_units=8"],
+            ["meta/regularizer", "meta/embedding_norm", *LATENT_KEYS],
+        ),
         (
             "tesp",
             ["--tesp-adapt-policy", "--set", "model.encoder_units=8"],
-            ["meta/regularizer", "meta/embedding_norm"],
+            ["meta/regularizer", "meta/embedding_norm", *LATENT_KEYS],
+        ),
+        (
+            "tesp_context_only",
+            ["--set", "model.encoder_units=8"],
+            ["meta/regularizer", "meta/embedding_norm", *LATENT_KEYS],
         ),
     ],
     ids=[
@@ -62,6 +78,7 @@ OTHER_KEYS = [
         "maesn",
         "tesp",
         "tesp-adapt-policy",
+        "tesp-context-only",
     ],
 )
 def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
@@ -78,6 +95,9 @@ def test_two_iteration_smoke_run(tmp_path, alg, extra, alg_keys):
         assert key in rows[0], key
         assert np.isfinite(float(rows[-1][key])), key
     assert int(float(rows[-1]["num_env_steps_sampled_lifetime"])) > 0
+    if alg == "tesp_context_only":  # the control: no inner step moves the policy
+        assert float(rows[-1]["meta/adaptation_kl"]) == 0.0
+        assert float(rows[-1]["meta/step_size_q90"]) == 0.0
     assert "meta_batch_size" in (trial / "params.json").read_text()
     assert list(trial.glob("events.out.tfevents.*")), "no TensorBoard file"
     # run.keep_checkpoints defaults to 1: only the newest checkpoint stays.

@@ -34,6 +34,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from tesp.envs.base import Task
+from tesp.meta import mechanism
 from tesp.meta.rollout import Rollout, pool_summary, stage_mean
 from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
@@ -267,6 +268,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         stats["sampler_nodes"] = len({r.node_id for stage in rollout.stages for r in stage})
         self._resampled = 0
         stats.update(rollout.warmup_stats())
+        stats.update(mechanism.summarize(rollout.adaptation))
         self._log_iteration(rollout, stats)
         # The iteration counter is incremented after training_step returns.
         freq = self.config.validation_freq
@@ -300,6 +302,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
                 rollout.inner_losses.append(loss)
                 contexts = nxt
                 rollout.timings["adapt"] += time.perf_counter() - t0
+        rollout.adaptation = self._adaptation_measures([r.batch for r in results], contexts)
         return rollout
 
     def _start_tasks(self, index: list[int], contexts: list | None) -> list:
@@ -318,6 +321,14 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         sizes = [s.stop - s.start for s in self.task_shards(len(batches))]
         loss = sum(size * loss for size, (_, loss) in zip(sizes, shards, strict=True) if size) / len(batches)
         return [w for weights, _ in shards for w in weights], loss
+
+    def _adaptation_measures(self, batches: list, contexts: list | None) -> dict[str, np.ndarray]:
+        """Per task, the mechanism measures of its adaptation on its post-adaptation batch
+        (each Learner its shard), in task order."""
+        shards = self.on_learner_shards(
+            lambda learner, b, c: learner.adaptation_measures(b, c), len(batches), batches, contexts
+        )
+        return mechanism.concat(shards)
 
     def evaluate_adaptation(
         self,

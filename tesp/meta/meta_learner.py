@@ -51,6 +51,7 @@ from tesp.meta.adaptation import StepSize, adapt, inner_step
 from tesp.meta.batch import TaskBatch, stack_tasks
 from tesp.meta.finite import check_finite
 from tesp.meta.losses import best_iterate, masked_mean, policy_gradient_surrogate, ppo_clip_loss
+from tesp.meta.mechanism import adam_rms_below_eps, step_size_stats, task_adaptation
 from tesp.meta.trpo import trpo_step
 from tesp.models.gaussian_policy import GaussianPolicyModule
 from tesp.nn.distributions import gaussian_kl, gaussian_logp
@@ -173,11 +174,12 @@ class MetaLearner(TorchLearner):
 
         ``task_index`` is each task's index in the training pool (-1: not in it).
         """
+        self._index = torch.as_tensor(task_index, dtype=torch.int64)
         if not len(task_index):  # a Learner with no task in this round's shard
             self._params, self._inner_grads = {}, []
             return []
         with torch.no_grad():
-            theta = self.policy.task_params(len(task_index), torch.as_tensor(task_index))
+            theta = self.policy.task_params(len(task_index), self._index)
             self._params = {k: v.detach().clone() for k, v in theta.items()}
             self._inner_grads: list[Params] = []
             return self._runner_weights(contexts)
@@ -213,6 +215,21 @@ class MetaLearner(TorchLearner):
         with torch.no_grad():
             weights = self._runner_weights(next_contexts)
         return weights, losses.mean().item()
+
+    def adaptation_measures(
+        self, batches: Sequence[TaskBatch], contexts: Sequence[Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per task, how far its inner steps moved the policy, measured on its post-adaptation
+        batch (sampled with ``contexts``): :func:`tesp.meta.mechanism.task_adaptation` between
+        theta and the task's current (adapted) parameters."""
+        if not batches:
+            return {}
+        with torch.no_grad():
+            theta = self.policy.task_params(len(self._index), self._index)
+            measures = vmap(partial(task_adaptation, self.policy))(
+                theta, self._params, self._stage(batches, contexts)
+            )
+        return {k: v.numpy() for k, v in measures.items()}
 
     def current_task_params(self) -> list[Weights]:
         """Each task's current (adapted) parameters, as numpy copies."""
@@ -266,11 +283,21 @@ class MetaLearner(TorchLearner):
             stats["inner_loss"] = inner_loss
         check_finite("meta-parameter after the update:", dict(self.policy.named_parameters()))
         self._weights_seq_no += 1  # EnvRunners only accept weights with a newer seq no.
-        if cfg.learn_step_sizes:
-            sizes = torch.cat([s.reshape(-1) for s in self.step_sizes().values()])
-            stats["step_size_mean"] = sizes.mean().item()
-            stats["step_size_abs_max"] = sizes.abs().max().item()
-        return stats
+        return stats | self._step_size_stats()
+
+    def _step_size_stats(self) -> dict[str, float]:
+        """The inner step sizes' summary (:mod:`tesp.meta.mechanism`); for learned ones also
+        their mean, largest magnitude and how many barely move under Adam."""
+        if not self.config.learn_step_sizes:
+            return step_size_stats(torch.tensor([float(self.config.inner_lr)]))
+        sizes = torch.cat([s.detach().reshape(-1) for s in self.step_sizes().values()])
+        return step_size_stats(sizes) | {
+            "step_size_mean": sizes.mean().item(),
+            "step_size_abs_max": sizes.abs().max().item(),
+            "step_size_grad_below_eps": adam_rms_below_eps(
+                self.get_optimizer(), list(self.policy.step_sizes.parameters())
+            ),
+        }
 
     # -- outer objectives --------------------------------------------------------------
     def _objective(

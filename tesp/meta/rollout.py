@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tesp.meta import mechanism
 from tesp.meta.sampler import SampleResult
 
 
@@ -23,6 +24,8 @@ class Rollout:
     stage_contexts: list[list[Any] | None] = field(default_factory=list)
     warmup: list[SampleResult] | None = None  # a round sampled before stage 0 (TESP: z = 0)
     inner_losses: list[float] = field(default_factory=list)  # mean inner loss per step
+    # Per task, how far the inner steps moved the policy (tesp.meta.mechanism.task_adaptation).
+    adaptation: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: {"sample": 0.0, "adapt": 0.0})
 
     @property
@@ -43,7 +46,8 @@ def stage_mean(results: Sequence[SampleResult], attr: str) -> float:
 def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
     """Per stage, the mean episode return and length over all tasks of ``rollouts``; for envs
     that report ``info["success"]``, also the fraction of tasks solved (:func:`task_success`,
-    MIME's and Meta-World's success rate)."""
+    MIME's and Meta-World's success rate); and the adaptation's mechanism measures
+    (:mod:`tesp.meta.mechanism`) where the method has them."""
     out = {}
     stages = [stage_results(rollouts, k) for k in range(len(rollouts[0].stages))]
     tracked = "success" in stages[0][0].batch.extras
@@ -57,7 +61,7 @@ def pool_summary(rollouts: Sequence[Rollout]) -> dict[str, float]:
         out["success_post"] = out[f"success_stage_{len(stages) - 1}"]
     if rollouts[0].warmup:
         out["return_warmup"] = stage_mean([r for ro in rollouts for r in ro.warmup], "episode_returns")
-    return out
+    return out | mechanism.summarize(mechanism.concat([ro.adaptation for ro in rollouts]))
 
 
 def stage_results(rollouts: Sequence[Rollout], k: int) -> list:

@@ -121,6 +121,14 @@ def final_scores(runs: Sequence[Run], pool: str) -> np.ndarray:
     return np.array([run.last(*pool_keys(pool, "post")) for run in runs])
 
 
+def common_envs(raw: Mapping[tuple[str, str], np.ndarray]) -> list[str]:
+    """The envs on which every method of ``raw`` ((env, method) -> final scores) has a finite
+    score: an aggregate over envs some method lacks would compare methods on different envs."""
+    methods = {m for _, m in raw}
+    envs = sorted({e for e, _ in raw})
+    return [e for e in envs if all(np.isfinite(raw.get((e, m), np.array([]))).any() for m in methods)]
+
+
 def aggregate(
     runs: Mapping[tuple[str, str], Sequence[Run]],
     still: Mapping[str, Mapping[str, float]],
@@ -130,25 +138,29 @@ def aggregate(
     """Across envs: per method the IQM of normalised final post-adaptation returns on ``pool``
     with its stratified-bootstrap 95% interval (left), and performance profiles (right).
 
-    ``runs`` maps (env, method) to its runs. Per env, 0 is the still policy's return (the
-    lowest final return of any run where the env has no still reference) and 1 the highest
-    final return of any run. Returns the figure and ``{method: (iqm, low, high)}``.
+    ``runs`` maps (env, method) to its runs; only the envs every method ran on count
+    (:func:`common_envs`). Per env, scores are :func:`~tesp.report.stats.normalise`'d: 0 is the
+    still policy's return (the lowest final return of any run where the env has no still
+    reference), 1 the highest final return of any run (or -1 the lowest, when no run is above the
+    still policy). Returns the figure and ``{method: (iqm, low, high)}``.
     """
-    envs = sorted({env for env, _ in runs})
     methods = sorted({m for _, m in runs})
     raw = {key: final_scores(rs, pool) for key, rs in runs.items()}
+    envs = common_envs(raw)
     scores: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
     for env in envs:
         values = np.concatenate([v for (e, _), v in raw.items() if e == env])
         values = values[np.isfinite(values)]
-        if not len(values):
-            continue
         ref = still.get(env, {}).get("D" if pool == TRAINING else pool)
-        low = ref if ref is not None else values.min()
+        ref = ref if ref is not None else values.min()
         for (e, m), v in raw.items():
-            if e == env and np.isfinite(v).any():
-                scores[m][env] = normalise(v[np.isfinite(v)], low, values.max())
-    taus = np.linspace(-0.25, 1.0, 101) if taus is None else taus
+            if e == env:
+                scores[m][env] = normalise(v[np.isfinite(v)], ref, values)
+    if taus is None:
+        lowest = min(
+            [-0.25] + [float(v.min()) for by_env in scores.values() for v in by_env.values() if len(v)]
+        )
+        taus = np.linspace(lowest, 1.0, 101)
     fig, (bar_ax, prof_ax) = plt.subplots(1, 2, figsize=(10, 3.2 + 0.25 * len(methods)))
     colors = _colors(dict.fromkeys(methods))
     summary = {}
@@ -166,7 +178,7 @@ def aggregate(
         bar_ax,
         "IQM of normalised final return (95% stratified bootstrap CI)",
         "",
-        f"{pool}: {len(envs)} env(s)",
+        f"{pool}: {', '.join(envs) or 'no env every method ran on'}",
     )
     _label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
     prof_ax.legend(fontsize=7)

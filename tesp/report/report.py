@@ -20,10 +20,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from tesp.cli import OneLineParser, fail  # noqa: E402
-from tesp.report import figures, tables  # noqa: E402
+from tesp.report import figures, pdf, tables  # noqa: E402
 from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +184,7 @@ def build(roots: list[str], out: Path, title: str) -> Path:
         fig.savefig(out / f"{name}.svg")
     report = out / "report.md"
     report.write_text("\n".join(md))
-    _pdf(out / "report.pdf", title, pages, md)
+    pdf.write(out / "report.pdf", title, md, out)
     for _, fig in pages:
         plt.close(fig)
     return report
@@ -223,19 +222,3 @@ def _still(env: str, env_config: dict | None) -> dict[str, float]:
 
 def _slug(text: str) -> str:
     return text.replace("''", "pp").replace("'", "p")
-
-
-def _pdf(path: Path, title: str, pages: list, md: list[str]) -> None:
-    """One PDF: a title page with the text and tables, then every figure."""
-    with PdfPages(path) as pdf:
-        text = [line for line in md if not line.startswith("![")]
-        per_page = 60
-        for start in range(0, len(text), per_page):
-            fig = plt.figure(figsize=(8.27, 11.69))
-            fig.text(0.04, 0.97, title if start == 0 else "", fontsize=14, va="top")
-            body = "\n".join(line[:150] for line in text[start : start + per_page])
-            fig.text(0.04, 0.94, body, fontsize=5.5, family="monospace", va="top")
-            pdf.savefig(fig)
-            plt.close(fig)
-        for _, fig in pages:
-            pdf.savefig(fig)

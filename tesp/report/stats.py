@@ -10,7 +10,8 @@ learning at the edge of the statistical precipice", NeurIPS).
   threshold tau, with a stratified-bootstrap band.
 
 Scores are normalised per env before aggregating (:func:`normalise`): 0 is a reference that does
-nothing (the still policy), 1 the best final return any method reached on that env.
+nothing (the still policy), 1 the best final return any method reached on that env (or -1 the
+worst, when no run beats the reference); the scale never reverses the order of returns.
 """
 
 from __future__ import annotations
@@ -85,7 +86,14 @@ def performance_profile(
     return profile(groups), np.percentile(boot, tail, axis=0), np.percentile(boot, 100 - tail, axis=0)
 
 
-def normalise(score: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``(score - low) / (high - low)``: 0 at ``low`` (e.g. the still policy), 1 at ``high``."""
-    span = high - low
-    return (np.asarray(score, np.float64) - low) / (span if span != 0 else 1.0)
+def normalise(score: np.ndarray, reference: float, runs: np.ndarray) -> np.ndarray:
+    """Scores of an env's runs on a common scale, increasing with the return whatever the runs:
+    ``(score - reference) / span`` with 0 at ``reference`` (the still policy, or the lowest run
+    where there is none), 1 at the best run when some run is above the reference, and else -1
+    at the worst run (every method below the still policy: all scores in [-1, 0]). ``span`` is
+    always > 0, so a lower return never gets a higher score (a negative span would flip the
+    order: a run at -300 scored 1.81 against a best of -235 with the still policy at -155)."""
+    runs = np.asarray(runs, np.float64)
+    best, worst = float(runs.max()), float(runs.min())
+    span = best - reference if best > reference else reference - worst
+    return (np.asarray(score, np.float64) - reference) / (span if span > 0 else 1.0)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,14 +24,23 @@ PACKAGES = ("torch", "ray", "gymnasium", "mujoco", "numpy", "matplotlib")
 IGNORED = {"seed", "logger_config", "callbacks", "env_runner_cls", "_tf_policy_handles_more_than_one_loss"}
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+class Estimate(NamedTuple):
+    """A mean over ``n`` seeds and its 95% bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_ci(values: np.ndarray) -> Estimate:
     """Mean over seeds and its 95% bootstrap interval (NaN-free values only)."""
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     if not len(values):
-        return (float("nan"),) * 3
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
     low, high = bootstrap_ci(values)
-    return float(values.mean()), float(low), float(high)
+    return Estimate(float(values.mean()), float(low), float(high), len(values))
 
 
 def results_rows(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[dict]:
@@ -130,7 +141,7 @@ def settings_table(groups: Mapping[tuple[str, str], Sequence[Run]]) -> str:
     for key in differ:
         lines.append(f"| `{key}` | " + " | ".join(_value(configs[n].get(key)) for n in names) + " |")
     first = next(iter(configs.values()))
-    common = ", ".join(f"`{k}`={_value(first.get(k))}" for k in shared if _interesting(first.get(k)))
+    common = ", ".join(f"`{k}`={_value(first.get(k))}" for k in shared if _interesting(k, first.get(k)))
     return "\n".join(lines) + (f"\n\nShared by all: {common}" if common else "")
 
 
@@ -166,19 +177,36 @@ def _flat(config: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def _interesting(value) -> bool:
-    return isinstance(value, (int, float, str, bool, list)) and value not in ("", [], None)
+def _interesting(key: str, value) -> bool:
+    """A shared setting worth listing: not RLlib's private switches (``_...``), not empty."""
+    return (
+        not key.startswith("_")
+        and isinstance(value, (int, float, str, bool, list))
+        and value not in ("", [], None)
+    )
+
+
+def _named(obj) -> str:
+    """A function or class as its dotted name (not ``<function f at 0x...>``), anything else as
+    ``str`` gives it."""
+    name = getattr(obj, "__qualname__", None)
+    return f"{obj.__module__}.{name}" if name and hasattr(obj, "__module__") else str(obj)
 
 
 def _value(value) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    text = json.dumps(value, default=_named) if not isinstance(value, str) else value
+    # Tune saves a config's functions and classes as their repr: show their names.
+    text = re.sub(r"<(?:function|class) '?([\w.]+)'?(?: at 0x[0-9a-f]+)?>", r"\1", text)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _cell(value) -> str:
-    if isinstance(value, tuple):
-        mean, low, high = value
-        return "n/a" if not np.isfinite(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    if isinstance(value, Estimate):
+        if not np.isfinite(value.mean):
+            return "n/a"
+        if value.n == 1:  # one seed: no interval to show
+            return f"{value.mean:.2f} (n = 1)"
+        return f"{value.mean:.2f} [{value.low:.2f}, {value.high:.2f}]"
     if isinstance(value, float):
         if abs(value) >= 1000 or value.is_integer():  # e.g. the iterations every seed reached
             return f"{value:,.0f}"

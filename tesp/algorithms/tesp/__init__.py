@@ -1,3 +1,17 @@
-from tesp.algorithms.tesp.tesp import TESP, TESPAdaptPolicy, TESPAdaptPolicyConfig, TESPConfig
+from tesp.algorithms.tesp.tesp import (
+    TESP,
+    TESPAdaptPolicy,
+    TESPAdaptPolicyConfig,
+    TESPConfig,
+    TESPContextOnly,
+    TESPContextOnlyConfig,
+)
 
-__all__ = ["TESP", "TESPAdaptPolicy", "TESPAdaptPolicyConfig", "TESPConfig"]
+__all__ = [
+    "TESP",
+    "TESPAdaptPolicy",
+    "TESPAdaptPolicyConfig",
+    "TESPConfig",
+    "TESPContextOnly",
+    "TESPContextOnlyConfig",
+]

@@ -26,7 +26,9 @@ learner's embedding. The reported stage-0 return is ``S_0`` (already conditioned
 buffer), not the warm-up round.
 
 ``tesp_adapt_policy`` adapts the encoder and the policy together (the release's
-``--tesp_adapt_policy``).
+``--tesp_adapt_policy``). ``tesp_context_only`` is the control without TESP's gradient
+adaptation: the same rounds and buffers, the inner step sizes held at 0, so ``z`` comes from the
+buffer alone (a context encoder meta-trained end to end, as in context-based meta-RL).
 """
 
 from __future__ import annotations
@@ -168,3 +170,28 @@ class TESPAdaptPolicy(TESP):
     @override(TESP)
     def get_default_config(cls) -> TESPAdaptPolicyConfig:
         return TESPAdaptPolicyConfig()
+
+
+class TESPContextOnlyConfig(TESPConfig):
+    """TESP with its inner gradient step switched off: step sizes fixed at 0, not learned."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class or TESPContextOnly)
+        self.learn_step_sizes = False
+        self.inner_lr = 0.0
+
+    @override(TESPConfig)
+    def validate(self) -> None:
+        if self.learn_step_sizes or self.inner_lr != 0:
+            self.invalid(
+                f"tesp_context_only holds the inner step at 0: learn_step_sizes={self.learn_step_sizes!r}, "
+                f"inner_lr={self.inner_lr!r} must be False and 0 (use --alg tesp to adapt)"
+            )
+        super().validate()
+
+
+class TESPContextOnly(TESP):
+    @classmethod
+    @override(TESP)
+    def get_default_config(cls) -> TESPContextOnlyConfig:
+        return TESPContextOnlyConfig()
