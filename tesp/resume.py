@@ -1,13 +1,20 @@
-"""Resume from the newest checkpoint kept when Tune's experiment state names one it deleted.
+"""Checkpoints that are complete or not used, and a resume that finds the right one.
 
-Tune deletes a trial's older checkpoints as soon as it registers a newer one
-(``CheckpointConfig(num_to_keep)``), but the experiment state that names the checkpoint to
-resume from is written afterwards and copied to storage by a background thread. A kill in
-between leaves a state naming a checkpoint that is gone, and ``--resume`` then failed with
-Tune's "Could not recover from checkpoint as it does not exist on storage anymore". The
-checkpoint to resume from in that case is the newest complete one in the same trial folder:
-the one whose registration deleted it. :class:`RestoreNewestKept` goes there instead, so a
-kill loses at most the work since the last checkpoint.
+Every tesp Algorithm mixes :class:`CompleteCheckpoints` in:
+
+- ``save_checkpoint`` writes :mod:`tesp.checkpoints`' manifest as the checkpoint's last file, so
+  a checkpoint cut short (a full disk, a kill) is recognisable as incomplete;
+- ``restore`` of a checkpoint that is incomplete restores the newest complete older one of the
+  same trial (with a one-line warning), so a resume after a failed write continues from the last
+  complete checkpoint;
+- ``restore`` of a checkpoint that is missing restores the newest complete *newer* one: Tune
+  deletes a trial's older checkpoints as soon as it registers a newer one
+  (``CheckpointConfig(num_to_keep)``), but writes the experiment state that names the checkpoint
+  to resume from afterwards, from a background thread; a kill in between left a state naming a
+  checkpoint that is gone ("Could not recover from checkpoint as it does not exist on storage
+  anymore"). The one to resume from is then the one whose registration deleted it.
+
+Either way a kill or a failed write loses at most the work since the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import logging
 from pathlib import Path
 
 from ray.tune import Checkpoint
+
+from tesp import checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -31,32 +40,35 @@ def _local_checkpoint(arg) -> Checkpoint | None:
     return checkpoint
 
 
-class RestoreNewestKept:
-    """A Trainable mix-in: ``restore`` of a missing local checkpoint restores the newest
-    sibling ``checkpoint_*`` that loads instead (newest first; a partly written one is
-    skipped), and raises Tune's own error if none does."""
+class CompleteCheckpoints:
+    """A Trainable mix-in (before the Algorithm class): manifests on save, the right checkpoint
+    on restore (see the module docstring)."""
+
+    def save_checkpoint(self, checkpoint_dir):
+        out = super().save_checkpoint(checkpoint_dir)
+        checkpoints.write_manifest(checkpoint_dir, self.iteration)
+        return out
 
     def restore(self, checkpoint_path):
         checkpoint = _local_checkpoint(checkpoint_path)
-        if checkpoint is None or Path(checkpoint.path).exists():
+        if checkpoint is None:
             return super().restore(checkpoint_path)
-        missing = Path(checkpoint.path)
-        for candidate in sorted(missing.parent.glob("checkpoint_[0-9]*"), reverse=True):
-            if candidate.name < missing.name:
-                break  # only a newer checkpoint can have replaced the missing one
+        named = Path(checkpoint.path)
+        why = checkpoints.problem(named)
+        if why is None:
+            return super().restore(checkpoint_path)
+        if named.exists():  # cut short: the newest complete one before it
+            candidates = [c for c in sorted(named.parent.glob("checkpoint_[0-9]*")) if c.name < named.name]
+        else:  # deleted by Tune after a newer one was registered: only a newer one replaces it
+            candidates = [c for c in sorted(named.parent.glob("checkpoint_[0-9]*")) if c.name > named.name]
+        for candidate in reversed(candidates):
+            problem = checkpoints.problem(candidate)
+            if problem is not None:
+                logger.warning("skipped checkpoint %s: %s", candidate, problem)
+                continue
             replacement = Checkpoint.from_directory(str(candidate))
             if hasattr(checkpoint_path, "metrics"):  # a training result: keep its metrics
                 replacement = type(checkpoint_path)(checkpoint=replacement, metrics=checkpoint_path.metrics)
-            try:
-                super().restore(replacement)
-            except Exception as e:  # noqa: BLE001 - a partly written checkpoint: try the next
-                logger.warning("checkpoint %s could not be restored (%s); trying an older one", candidate, e)
-                continue
-            logger.warning(
-                "%s no longer exists (Tune deleted it before its experiment state named a newer "
-                "one); restored %s, the newest checkpoint kept",
-                missing,
-                candidate,
-            )
-            return None
-        return super().restore(checkpoint_path)
+            logger.warning("checkpoint %s cannot be restored (%s); restoring %s", named, why, candidate)
+            return super().restore(replacement)
+        return super().restore(checkpoint_path)  # nothing better: Tune's own error

@@ -9,7 +9,12 @@ the shipped configs/point/*.yaml otherwise), after ITERS meta-iterations, on see
 2. meta-learning helps: that final post-adaptation return beats the iteration-0
    post-adaptation return by more than GAIN_MARGIN;
 3. TESP's encoder is what helps: TESP's final post-adaptation return beats the same shared
-   policy trained with the encoder's output held at z = 0 by more than TESP_ADVANTAGE_MARGIN.
+   policy trained with the encoder's output held at z = 0 by more than TESP_ADVANTAGE_MARGIN;
+4. TESP's gradient adaptation is what helps beyond the context: TESP beats
+   ``tesp_context_only`` (the same rounds, buffers and outer loop, the encoder's inner step
+   sizes held at 0) by more than TESP_GRADIENT_MARGIN. Claims 1 and 3 alone pass with the step
+   sizes held at 0 (the buffer's context carries them); this one and TESP's gap margin (4, above
+   the control's largest gap, 3.0) fail then.
 
 The margins are about half the smallest value seen over seeds 0-4; the runs, the command that
 repeats them and the date are in docs/calibration.md.
@@ -39,24 +44,32 @@ SCALE = {
 VARIANTS = {"shared": ("maml", {"num_inner_steps": 0})}
 GAP_MARGIN = {"maml": 8.0, "meta_sgd": 8.0, "adaptsv": 8.0, "tesp": 4.0}
 TESP_ADVANTAGE_MARGIN = 3.5
+TESP_GRADIENT_MARGIN = 2.5  # half of the smallest of seeds 0-4 (5.3; docs/calibration.md)
 GAIN_MARGIN = {"maml": 24.0, "meta_sgd": 24.0, "adaptsv": 24.0, "tesp": 24.0}
 
 
 @functools.cache
-def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
+def run_curves(alg: str, seed: int, iters: int = ITERS) -> dict[str, np.ndarray]:
+    """Per iteration: the pre- and post-adaptation returns and the adaptation's KL."""
     name, extra = VARIANTS.get(alg, (alg, {}))
     config, _, _ = resolve_config(name, "point", {**SCALE, **extra, "seed": seed})
     algo = config.build_algo()
     try:
-        pre, post = [], []
+        out: dict[str, list[float]] = {"pre": [], "post": [], "adaptation_kl": []}
         for _ in range(iters):
             meta = algo.train()["meta"]
             # TESP's stage 0 already reads z(B_0); its unadapted return is the warm-up round's (z = 0).
-            pre.append(meta.get("return_warmup", meta["return_pre"]))
-            post.append(meta["return_post"])
-        return np.array(pre), np.array(post)
+            out["pre"].append(meta.get("return_warmup", meta["return_pre"]))
+            out["post"].append(meta["return_post"])
+            out["adaptation_kl"].append(meta["adaptation_kl"])
+        return {k: np.array(v) for k, v in out.items()}
     finally:
         algo.stop()
+
+
+def learning_curve(alg: str, seed: int, iters: int = ITERS) -> tuple[np.ndarray, np.ndarray]:
+    curves = run_curves(alg, seed, iters)
+    return curves["pre"], curves["post"]
 
 
 def gap_and_gain(pre: np.ndarray, post: np.ndarray) -> tuple[float, float]:
@@ -86,6 +99,19 @@ def test_tesp_beats_the_same_shared_policy_without_its_encoder(ray_session):
     )
 
 
+@pytest.mark.ray
+@pytest.mark.learning
+def test_tesp_gradient_adaptation_beats_its_context_only_control(ray_session):
+    tesp = run_curves("tesp", seed=0)
+    control = run_curves("tesp_context_only", seed=0)
+    assert control["adaptation_kl"].max() == 0.0  # the control's inner step does nothing
+    advantage = float(tesp["post"][-3:].mean() - control["post"][-3:].mean())
+    assert advantage > TESP_GRADIENT_MARGIN, (
+        f"TESP post-adaptation {tesp['post'][-3:].mean():.1f} vs the context only "
+        f"{control['post'][-3:].mean():.1f} (TESP's adaptation KL, last 3: {tesp['adaptation_kl'][-3:].mean():.2e})"
+    )
+
+
 if __name__ == "__main__" and "--calibrate" in sys.argv:
     import tempfile
 
@@ -104,10 +130,13 @@ if __name__ == "__main__" and "--calibrate" in sys.argv:
     register_envs()
     for alg in algs:
         for seed in seeds:
-            pre, post = learning_curve(alg, seed)
+            curves = run_curves(alg, seed)
+            pre, post = curves["pre"], curves["post"]
             gap, gain = gap_and_gain(pre, post)
             print(
-                f"{alg} seed {seed}: gap {gap:.1f} gain {gain:.1f} | post {' '.join(f'{p:.0f}' for p in post)} | pre {' '.join(f'{p:.0f}' for p in pre)}",
+                f"{alg} seed {seed}: gap {gap:.1f} gain {gain:.1f} final post {post[-3:].mean():.1f}"
+                f" | adaptation KL (last 3) {curves['adaptation_kl'][-3:].mean():.2e}"
+                f" | post {' '.join(f'{p:.0f}' for p in post)} | pre {' '.join(f'{p:.0f}' for p in pre)}",
                 flush=True,
             )
     ray.shutdown()

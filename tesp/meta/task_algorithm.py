@@ -26,7 +26,7 @@ from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
 from tesp.meta.sampler import MultiTaskSampler
-from tesp.resume import RestoreNewestKept
+from tesp.resume import CompleteCheckpoints
 
 
 def set_provided(config: AlgorithmConfig, **values: Any) -> None:
@@ -144,7 +144,7 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         raise ValueError(message)
 
 
-class TaskAlgorithm(RestoreNewestKept, Algorithm):
+class TaskAlgorithm(CompleteCheckpoints, Algorithm):
     @override(Algorithm)
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)

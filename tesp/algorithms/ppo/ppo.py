@@ -43,7 +43,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 
 from tesp.algorithms.ppo.mean_std_filter import MeanStdFilter
 from tesp.algorithms.ppo.ppo_rl_module import PPOModule
-from tesp.resume import RestoreNewestKept
+from tesp.resume import CompleteCheckpoints
 
 EPISODE_METRICS = ("obstacles_passed", "success")  # read from an episode's last info when there
 
@@ -160,7 +160,7 @@ class PPOConfig(RLlibPPOConfig):
         self.rl_module(model_config={**self._model_config, **values})
 
 
-class PPO(RestoreNewestKept, RLlibPPO):
+class PPO(CompleteCheckpoints, RLlibPPO):
     @classmethod
     def get_default_config(cls) -> PPOConfig:
         return PPOConfig(cls)
