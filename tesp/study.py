@@ -250,7 +250,9 @@ def train(plan: StudyPlan) -> tuple[list[str], list[str]]:
     summary = METHODS[plan.trials[0].alg].summary  # the study's methods share the meta-learners' line
     analysis = tune.run(
         experiments,
-        resume=True if plan.resume else None,
+        # A resumed study continues its unfinished trials and those that failed (a crash or a
+        # killed Ray ends trials as failed), each from its last checkpoint.
+        resume="AUTO+ERRORED" if plan.resume else None,
         verbose=0,
         callbacks=[Progress(summary), JsonLogger()],
         raise_on_failed_trial=False,
