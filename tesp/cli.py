@@ -9,13 +9,18 @@ a method's own flags come from its registry entry. Bad input ends the program wi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
+
+from ray.tune.stopper import Stopper
 
 from tesp import settings as tesp_settings
 from tesp.config_overrides import RUN_DEFAULTS, ConfigError, parse_set
@@ -30,6 +35,7 @@ from tesp.registry import (
     VARIANTS,
     Flag,
     canonical,
+    canonical_env,
 )  # fmt: skip
 from tesp.settings import check_writable
 
@@ -70,8 +76,8 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=f"registered envs: {envs}\nregistered algorithms: {algs}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--env", required=True, help="task family (see the list below)")
-    parser.add_argument("--alg", required=True, help="meta-learning method (see the list below)")
+    parser.add_argument("--env", default=None, help="task family (see the list below)")
+    parser.add_argument("--alg", default=None, help="meta-learning method (see the list below)")
     parser.add_argument(
         "--address",
         default=None,
@@ -104,7 +110,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--resume",
         default=None,
         metavar="PATH",
-        help="continue the interrupted experiment at PATH from its last checkpoints",
+        help="continue the experiment at PATH from its last complete checkpoints, with its own "
+        "settings (--stop-iters may raise its length)",
     )
     parser.add_argument(
         "--checkpoint-freq",
@@ -191,9 +198,114 @@ def build_plan(args: argparse.Namespace) -> Plan:
     settings = tesp_settings.resolve(variant_alg, args.env, overrides, args.config)
     tesp_settings.check(settings)
     name = args.name or f"{settings.alg}-{settings.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume is None:
+        check_name(name)
     storage = os.path.abspath(os.path.expanduser(args.storage_path or "~/ray_results"))
     check_writable(storage, "--storage-path")
+    if args.resume is None and os.path.exists(os.path.join(storage, name)):
+        path = os.path.join(storage, name)
+        raise ConfigError(
+            f"--name {name!r}: the experiment folder {path} already exists; continue it with "
+            f"--resume {path}, or choose another --name"
+        )
     return Plan(settings, name, storage)
+
+
+def check_name(name: str) -> None:
+    """An experiment name is one folder name under the storage path."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ConfigError(f"--name {name!r} must be a single folder name (no '/', not '.' or '..')")
+
+
+#: The flags a resumed experiment keeps from its start (everything that shapes its settings).
+KEPT_ON_RESUME = ("env", "alg", "set", "config", "seed", "num_env_runners", "checkpoint_freq")
+
+
+def recorded_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags :data:`KEPT_ON_RESUME`, the method flags and the variant switches of ``args``,
+    as JSON values (written to the experiment's :data:`EXPERIMENT_FILE`)."""
+    keys = [*KEPT_ON_RESUME, *(dest(f) for f, _ in method_flags().values())]
+    keys += [variant_dest(s) for s in VARIANT_SWITCHES]
+    out = {k: getattr(args, k, None) for k in keys}
+    out["config"] = [os.path.abspath(os.path.expanduser(c)) for c in out["config"]]
+    return json.loads(json.dumps(out, default=str))
+
+
+def _given(value) -> bool:
+    return value not in (None, [], False)
+
+
+def resume_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any] | None]:
+    """``args`` for ``--resume PATH``: the experiment's recorded flags filled in; a flag given
+    that differs from the recorded one, or --name, is refused (one line naming it). Returns the
+    args and the recorded experiment (None for one from before tesp recorded it)."""
+    path = os.path.abspath(os.path.expanduser(args.resume))
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"--resume {args.resume!r} does not exist (expected an experiment folder like ~/ray_results/NAME)"
+        )
+    if not os.path.isdir(path):
+        raise ConfigError(f"--resume {args.resume!r} is a file, not an experiment folder")
+    from ray import tune
+
+    if not tune.Tuner.can_restore(path):
+        raise ConfigError(
+            f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)"
+        )
+    args.resume = path
+    if args.name is not None:
+        raise ConfigError(f"--name {args.name!r} does not go with --resume (the experiment keeps its folder)")
+    recorded = read_experiment(path)
+    if recorded is None:  # an experiment from before tesp recorded its flags
+        if args.env is None or args.alg is None:
+            raise ConfigError(
+                f"--resume {args.resume!r}: the experiment does not record its --env and --alg "
+                f"({EXPERIMENT_FILE} is missing; it was started by an older tesp): give them as it was started"
+            )
+        return args, None
+    given_flags = recorded_flags(args)
+    for key, value in recorded["flags"].items():
+        given = getattr(args, key, None)
+        if _given(given):
+            same = given_flags.get(key) == value
+            if key in ("env", "alg"):
+                same = canonical(str(given)) == canonical(str(value)) or canonical_env(
+                    str(given)
+                ) == canonical_env(str(value))
+            if not same:
+                flag = "--" + key.removeprefix("flag_").removeprefix("variant_").replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {given!r} differs from the resumed experiment's {value!r}; a resumed "
+                    "experiment keeps its settings (only --stop-iters may raise its length): "
+                    "start a new --name to change them"
+                )
+        setattr(args, key, value)
+    target = recorded["stop_iters"]
+    if args.stop_iters is not None and args.stop_iters < target:
+        raise ConfigError(
+            f"--stop-iters {args.stop_iters} is below the experiment's {target}; a resume can only raise it"
+        )
+    args.stop_iters = target if args.stop_iters is None else args.stop_iters
+    return args, recorded
+
+
+EXPERIMENT_FILE = "tesp_experiment.json"  # in the experiment folder: what --resume reads
+
+
+def read_experiment(path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path, EXPERIMENT_FILE).read_text())
+        return data if isinstance(data, dict) and "flags" in data and "stop_iters" in data else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_experiment(path: str, flags: dict[str, Any], stop_iters: int) -> None:
+    """Write (tmp, then rename) the experiment's record: its flags and its length."""
+    os.makedirs(path, exist_ok=True)
+    tmp = Path(path, EXPERIMENT_FILE + ".tmp")
+    tmp.write_text(json.dumps({"flags": flags, "stop_iters": int(stop_iters)}, indent=1))
+    os.replace(tmp, Path(path, EXPERIMENT_FILE))
 
 
 def check_address(address: str) -> None:
@@ -249,23 +361,38 @@ def connect_ray(address: str | None, dashboard: bool) -> None:
         ray.init(include_dashboard=dashboard)
 
 
-def run_experiment(plan: Plan, resume: str | None) -> int:
+def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags: dict[str, Any]) -> int:
     from ray import tune
+    from ray.tune import ResumeConfig
 
     from tesp.envs import register_envs
-    from tesp.progress import JsonLogger, Progress
+    from tesp.progress import CsvLogger, JsonLogger, Progress
 
     register_envs()
     s = plan.settings
+    target = s.run["stop_iters"]
+    path = resume or os.path.join(plan.storage_path, plan.name)
     if resume is not None:
+        if recorded is not None and target != recorded["stop_iters"]:
+            write_experiment(path, recorded["flags"], target)
+        IterationStop.target = target
+        raised = recorded is not None and target > recorded["stop_iters"]
         tuner = tune.Tuner.restore(
-            resume, trainable=s.method.algo_class, resume_unfinished=True, resume_errored=True
+            resume,
+            trainable=s.method.algo_class,
+            _resume_config=ResumeConfig(
+                finished=ResumeConfig.ResumeType.RESUME if raised else ResumeConfig.ResumeType.SKIP,
+                unfinished=ResumeConfig.ResumeType.RESUME,
+                errored=ResumeConfig.ResumeType.RESUME,
+            ),
         )
     else:
+        write_experiment(path, flags, target)
+        IterationStop.target = target
         run_config = tune.RunConfig(
             name=plan.name,
             storage_path=plan.storage_path,
-            stop={"training_iteration": s.run["stop_iters"]},
+            stop=IterationStop(target),
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_frequency=s.run["checkpoint_freq"],
                 checkpoint_at_end=True,
@@ -275,51 +402,147 @@ def run_experiment(plan: Plan, resume: str | None) -> int:
                 num_to_keep=s.run["keep_checkpoints"],
             ),
             verbose=0,  # Progress prints one line per iteration instead
-            callbacks=[Progress(s.method.summary), JsonLogger()],
+            callbacks=[Progress(s.method.summary), JsonLogger(), CsvLogger()],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
-    results = tuner.fit()
-    return report(results, resume or os.path.join(plan.storage_path, plan.name), s.method.summary)
+    signals = catch_sigterm()
+    try:
+        results = tuner.fit()
+    except Exception as e:  # noqa: BLE001 - e.g. Tune's driver failing to write to a full disk
+        print(f"\nExperiment: {path}")
+        print(f"  the run stopped: {cause_line(e, path)}")
+        print(f"Resume with: python main_train.py --resume {path}")
+        return 1
+    code = report(results, path, s.method.summary, target)
+    if code == EXIT_INTERRUPTED:
+        code = EXIT_TERMINATED if signals.get("term") else EXIT_INTERRUPTED
+    return code
 
 
-def report(results, experiment_path: str, summary) -> int:
-    failed = 0
+EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+
+
+def catch_sigterm() -> dict[str, bool]:
+    """Make SIGTERM stop the run as Ctrl+C does (Tune ends the trials and saves its state, and
+    the summary and the resume command are printed) instead of killing the driver: it raises
+    SIGUSR1, which Tune treats as Ctrl+C. Returns a dict whose ``"term"`` says it came."""
+    seen: dict[str, bool] = {}
+
+    def on_term(signum, frame):
+        seen["term"] = True
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGTERM, on_term)
+    return seen
+
+
+class IterationStop(Stopper):
+    """Stop a trial at ``target`` training iterations. The driver's :attr:`target` (set by the
+    command that runs, e.g. a resume with a larger ``--stop-iters``) wins over the one pickled
+    with the experiment, so a resumed experiment can be made longer."""
+
+    target: int | None = None
+
+    def __init__(self, stop_iters: int) -> None:
+        self.stop_iters = stop_iters
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        limit = IterationStop.target or self.stop_iters
+        return result.get("training_iteration", 0) >= limit
+
+    def stop_all(self) -> bool:
+        return False
+
+
+def cause_line(error: BaseException | None, path: str | None = None) -> str:
+    """The first line of what really stopped a trial or the driver: the original exception in a
+    Ray task's error (not ``ray::MAML.train() (pid=...)``), and, when the results folder's disk
+    is full, that (a full disk can leave the error itself unwritten)."""
+    text = ""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, BaseException) and cause is not error:
+            error = cause
+            continue
+        text = f"{type(error).__name__}: {error}".strip()
+        break
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A traceback flattened into the message: its last "SomeError: ..." line is the cause.
+    errors = [
+        line for line in lines if ":" in line and line.split(":", 1)[0].endswith(("Error", "Exception"))
+    ]
+    line = errors[-1] if errors else (lines[0] if lines else "unknown error")
+    if path is not None:
+        free = disk_free(path)
+        if free is not None and free < 1 << 20:
+            line = f"no space left on the device of {path} ({free} bytes free); {line}"
+    return line
+
+
+def disk_free(path: str) -> int | None:
+    import shutil
+
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def report(results, experiment_path: str, summary, target: int) -> int:
+    """The end-of-run block: per trial, how it ended (finished, FAILED with its cause, or
+    interrupted at iteration N), where its results and newest complete checkpoint are; then the
+    resume command. Returns the exit code (1: a trial failed; 130: interrupted)."""
+    from tesp import checkpoints
+
+    failed = interrupted = 0
     print(f"\nExperiment: {experiment_path}")
     for result in results:
         metrics = result.metrics or {}
         iters = metrics.get("training_iteration", 0)
         if result.error is not None:
             failed += 1
-            print(f"  trial FAILED after {iters} iterations: {str(result.error).splitlines()[0]}")
+            print(f"  trial FAILED after {iters} iterations: {cause_line(result.error, str(result.path))}")
+        elif iters < target:
+            interrupted += 1
+            done = f": {summary(metrics).splitlines()[0]}" if iters else " (before its first result)"
+            print(f"  trial interrupted at iteration {iters} of {target}{done}")
         else:
             print(f"  trial finished {iters} iterations: {summary(metrics).splitlines()[0]}")
         print(f"    results (progress.csv, result.json, TensorBoard): {result.path}")
-        if result.checkpoint is not None:
-            print(f"    last checkpoint: {result.checkpoint.path}")
-    print(f"Resume with: python main_train.py ... --resume {experiment_path}")
-    return 1 if failed else 0
+        newest = checkpoints.newest_complete(result.path) if result.path else None
+        if newest is not None:
+            print(f"    last checkpoint: {newest}")
+    print(f"Resume with: python main_train.py --resume {experiment_path}")
+    if failed:
+        return 1
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = make_parser().parse_args(argv)
+    recorded = None
     try:
-        plan = build_plan(args)
         if args.resume is not None:
-            from ray import tune
-
-            if not tune.Tuner.can_restore(os.path.abspath(os.path.expanduser(args.resume))):
-                raise ConfigError(
-                    f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)"
-                )
-            args.resume = os.path.abspath(os.path.expanduser(args.resume))
+            args, recorded = resume_args(args)
+        elif args.env is None or args.alg is None:
+            missing = ", ".join(f for f, v in (("--env", args.env), ("--alg", args.alg)) if v is None)
+            raise ConfigError(f"the following arguments are required: {missing} (or --resume PATH)")
+        plan = build_plan(args)
         if args.address is None:
             check_fits_locally(plan.settings)
         connect_ray(args.address, args.dashboard)
     except ConfigError as e:
         fail(str(e))
     try:
-        return run_experiment(plan, args.resume)
+        return run_experiment(plan, args.resume, recorded, recorded_flags(args))
     finally:
         import ray
 

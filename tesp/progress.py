@@ -1,13 +1,18 @@
 """What a run prints and logs through Tune: one console line per iteration (instead of Tune's
-status tables) and ``result.json`` without images (they go to TensorBoard only)."""
+status tables), ``result.json`` without images (they go to TensorBoard only), and result files
+that hold each iteration once after a resume."""
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 
 class Progress(tune.Callback):
@@ -48,9 +53,76 @@ def without_images(result: dict) -> dict:
     return out
 
 
-class JsonLogger(JsonLoggerCallback):
+def drop_rows_from(path: Path, iteration: int) -> int:
+    """Remove the rows of ``result.json`` (JSON lines) or ``progress.csv`` whose
+    ``training_iteration`` is ``iteration`` or later, and any line cut short (a write that a kill
+    or a full disk interrupted). Returns how many lines went."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    if path.suffix == ".csv":
+        if not lines:
+            return 0
+        header = next(csv.reader([lines[0]]))
+        column = header.index("training_iteration") if "training_iteration" in header else None
+        keep = [lines[0]]
+        for line in lines[1:]:
+            row = next(csv.reader([line]), [])
+            try:
+                ok = line.endswith("\n") and len(row) == len(header)
+                ok = ok and (column is None or float(row[column]) < iteration)
+            except ValueError:
+                ok = False
+            if ok:
+                keep.append(line)
+    else:
+        keep = []
+        for line in lines:
+            try:
+                ok = line.endswith("\n") and json.loads(line).get("training_iteration", 0) < iteration
+            except ValueError:
+                ok = False
+            if ok:
+                keep.append(line)
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
+class _OnceAfterRestore:
+    """A result-file logger that, at a trial's first result after a restore, first drops the
+    rows a resume would repeat: those of that iteration and later (recorded between the
+    checkpoint it resumed from and the kill) and a last line cut short."""
+
+    FILE = ""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if result.get("iterations_since_restore") == 1 and result.get("training_iteration", 1) > 1:
+            self._before_append(trial)
+            drop_rows_from(Path(trial.local_path) / self.FILE, result["training_iteration"])
+        super().log_trial_result(iteration, trial, result)
+
+    def _before_append(self, trial) -> None:
+        """Flush what this logger holds open for the trial before its file is rewritten."""
+
+
+class JsonLogger(_OnceAfterRestore, JsonLoggerCallback):
     """Tune's ``result.json`` writer, minus the images: a trajectory plot would otherwise add
     ~0.4 MB of JSON numbers per validation. Passing it replaces Tune's default JSON logger."""
 
+    FILE = "result.json"
+
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         super().log_trial_result(iteration, trial, without_images(result))
+
+    def _before_append(self, trial) -> None:
+        if trial in self._trial_files:
+            self._trial_files[trial].flush()
+
+
+class CsvLogger(_OnceAfterRestore, CSVLoggerCallback):
+    """Tune's ``progress.csv`` writer (passing it replaces Tune's default one)."""
+
+    FILE = "progress.csv"

@@ -1,0 +1,204 @@
+"""Nothing lost, nothing silent: resume with and without flags, signals, a full disk, and the
+end-of-run summary naming what really stopped a trial."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tesp import checkpoints
+from tesp.cli import EXPERIMENT_FILE, cause_line
+from tesp.progress import drop_rows_from
+
+from .conftest import REPO
+from .runner import SMALL, main_train_cmd, results, run_main_train, trial_dirs
+
+POINT = ["--env", "point", "--alg", "maml", *SMALL, "--set", "num_env_runners=0"]
+
+
+def fake_experiment(path: Path, stop_iters: int = 5) -> Path:
+    """An experiment folder as main_train.py leaves one (for the checks made before Ray starts)."""
+    path.mkdir(parents=True)
+    (path / "tuner.pkl").write_bytes(b"x")
+    flags = {"env": "point", "alg": "maml", "set": ["lr=0.01"], "config": [], "seed": None,
+             "num_env_runners": None, "checkpoint_freq": None}  # fmt: skip
+    (path / EXPERIMENT_FILE).write_text(json.dumps({"flags": flags, "stop_iters": stop_iters}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--env", "wheeled"], "--env 'wheeled' differs from the resumed experiment's 'point'"),
+        (["--alg", "tesp"], "--alg 'tesp' differs from the resumed experiment's 'maml'"),
+        (["--set", "lr=0.1"], "--set ['lr=0.1'] differs from the resumed experiment's ['lr=0.01']"),
+        (["--seed", "3"], "--seed 3 differs from the resumed experiment's None"),
+        (["--stop-iters", "2"], "--stop-iters 2 is below the experiment's 5; a resume can only raise it"),
+        (["--name", "other"], "--name 'other' does not go with --resume"),
+    ],
+)
+def test_resume_refuses_a_flag_that_changes_the_experiment(tmp_path, extra, message):
+    exp = fake_experiment(tmp_path / "exp")
+    proc = subprocess.run(
+        main_train_cmd("--resume", str(exp), *extra), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+def test_a_new_run_never_reuses_an_experiment_folder_or_leaves_the_storage_path(tmp_path):
+    exp = fake_experiment(tmp_path / "taken")
+    for extra, message in [
+        (["--name", "taken"], f"the experiment folder {exp} already exists; continue it with --resume {exp}"),
+        (["--name", "../x"], "--name '../x' must be a single folder name"),
+    ]:
+        proc = subprocess.run(
+            main_train_cmd(*POINT, "--storage-path", str(tmp_path), *extra),
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path.parent / "x").exists()
+
+
+def test_resume_of_a_file_or_a_missing_folder_says_which(tmp_path):
+    (tmp_path / "f").write_text("")
+    for path, message in [
+        (tmp_path / "f", "is a file, not an experiment folder"),
+        (tmp_path / "no", "does not exist"),
+    ]:
+        proc = subprocess.run(main_train_cmd("--resume", str(path)), cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_rows_a_resume_would_repeat_and_a_cut_line_are_dropped(tmp_path):
+    lines = [json.dumps({"training_iteration": i}) + "\n" for i in (1, 2, 3, 4)] + ['{"training_it']
+    path = tmp_path / "result.json"
+    path.write_text("".join(lines))
+    assert drop_rows_from(path, 3) == 3
+    assert [json.loads(x)["training_iteration"] for x in path.read_text().splitlines()] == [1, 2]
+    csv = tmp_path / "progress.csv"
+    csv.write_text("a,training_iteration\n0,1\n0,2\n0,3\n0,")
+    assert drop_rows_from(csv, 3) == 2
+    assert csv.read_text() == "a,training_iteration\n0,1\n0,2\n"
+
+
+class _TaskError(Exception):
+    """Like ray.exceptions.RayTaskError: its str is the task's name, its cause the real error."""
+
+    def __init__(self, cause):
+        super().__init__("ray::MAML.train() (pid=123, ip=1.2.3.4)")
+        self.cause = cause
+
+
+def test_summary_names_the_real_cause_of_a_failed_trial(tmp_path):
+    from tesp.meta.finite import NonFiniteError
+
+    error = _TaskError(NonFiniteError("outer loss is nan"))
+    assert cause_line(error) == "NonFiniteError: outer loss is nan"
+    flattened = RuntimeError(
+        "ray::MAML.train()\nTraceback ...\n  File x\nOSError: [Errno 28] No space left on device"
+    )
+    assert cause_line(flattened) == "OSError: [Errno 28] No space left on device"
+
+
+def test_incomplete_checkpoints_are_recognised(tmp_path):
+    trial = tmp_path / "trial"
+    for i in (1, 2):
+        c = trial / f"checkpoint_00000{i}"
+        (c / "sub").mkdir(parents=True)
+        (c / "algorithm_state.pkl").write_bytes(b"abc")
+        (c / "sub" / "state.pkl").write_bytes(b"defg")
+        checkpoints.write_manifest(c, i)
+    assert checkpoints.newest_complete(trial) == trial / "checkpoint_000002"
+    (trial / "checkpoint_000002" / "sub" / "state.pkl").write_bytes(b"")  # cut short
+    assert "sub/state.pkl has 0 bytes, not the 4 written" in checkpoints.problem(trial / "checkpoint_000002")
+    assert checkpoints.newest_complete(trial) == trial / "checkpoint_000001"
+    (trial / "checkpoint_000003").mkdir()  # the manifest never came
+    (trial / "checkpoint_000003" / "algorithm_state.pkl").write_bytes(b"abc")
+    assert "no tesp_checkpoint.json" in checkpoints.problem(trial / "checkpoint_000003")
+    with pytest.raises(checkpoints.IncompleteCheckpoint, match="checkpoint_000003"):
+        checkpoints.check_complete(trial / "checkpoint_000003")
+
+
+def _start(args, tmp_path):
+    return subprocess.Popen(
+        main_train_cmd(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_iteration(exp: Path, n: int, proc, timeout=300.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = [r for t in (trial_dirs(exp) if exp.exists() else []) for r in results(t)]
+        if rows and rows[-1]["training_iteration"] >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+    raise AssertionError(f"no iteration {n} within {timeout} s")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_the_run_with_its_exit_code_the_summary_and_the_resume_command(tmp_path, sig, code):
+    exp = tmp_path / "run"
+    proc = _start([*POINT, "--stop-iters", "50", "--storage-path", str(tmp_path), "--name", "run"], tmp_path)
+    try:
+        _wait_for_iteration(exp, 2, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err[-3000:]
+    assert "trial interrupted at iteration" in out and "of 50" in out, out
+    assert f"Resume with: python main_train.py --resume {exp}" in out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_resume_alone_continues_a_run_and_a_larger_stop_iters_extends_a_finished_one(tmp_path):
+    exp = tmp_path / "run"
+    first = run_main_train(*POINT, "--stop-iters", "2", "--storage-path", str(tmp_path), "--name", "run")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_main_train("--resume", str(exp), "--stop-iters", "4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trial finished 4 iterations" in again.stdout
+    (trial,) = trial_dirs(exp)
+    assert [r["training_iteration"] for r in results(trial)] == [1, 2, 3, 4]
+    assert json.loads((exp / EXPERIMENT_FILE).read_text())["stop_iters"] == 4
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space_is_freed(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        exp = disk / "run"
+        args = [*POINT, "--stop-iters", "20", "--checkpoint-freq", "1", "--set", "run.keep_checkpoints=null"]
+        proc = run_main_train(*args, "--storage-path", str(disk), "--name", "run")
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert "no space left on the device" in proc.stdout.lower(), proc.stdout[-3000:]
+        assert f"Resume with: python main_train.py --resume {exp}" in proc.stdout
+        (trial,) = trial_dirs(exp)
+        kept = checkpoints.newest_complete(trial)
+        assert kept is not None and f"last checkpoint: {kept}" in proc.stdout
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = run_main_train("--resume", str(exp))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "trial finished 20 iterations" in resumed.stdout, resumed.stdout[-3000:]
+        assert [r["training_iteration"] for r in results(trial)] == list(range(1, 21))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
