@@ -98,8 +98,33 @@ tesp_on() {  # tesp_on HOST COMMAND: run a shell command on HOST (directly if it
     fi
 }
 
+tesp_q() {  # tesp_q PATH: PATH as one double-quoted word for a node's shell ("~/" becomes "$HOME/")
+    local v="$1" prefix=""
+    if [[ "$v" == "~" || "$v" == "~/"* ]]; then
+        prefix='$HOME'
+        v="${v:1}"
+    fi
+    v="${v//\\/\\\\}"
+    v="${v//\"/\\\"}"
+    v="${v//\$/\\\$}"
+    v="${v//\`/\\\`}"
+    printf '"%s%s"' "$prefix" "$v"
+}
+
 tesp_activate() {  # the shell snippet that enters the nodes' environment (if it exists)
-    echo "if [ -f $TESP_VENV/bin/activate ]; then . $TESP_VENV/bin/activate; fi"
+    local venv
+    venv="$(tesp_q "$TESP_VENV")"
+    echo "if [ -f $venv/bin/activate ]; then . $venv/bin/activate; fi"
+}
+
+tesp_private_token() {  # the token file must be readable by its owner only: fix it, saying so
+    local file="$1" mode
+    [[ -e "$file" ]] || return 0
+    mode="$(stat -c %a "$file")"
+    if [[ "$mode" != "600" && "$mode" != "400" ]]; then
+        chmod 600 "$file"
+        echo "made the auth token $file readable by its owner only (it was $mode)"
+    fi
 }
 
 tesp_all_hosts() {

@@ -18,10 +18,13 @@ esac
 tesp_load_settings
 tesp_require TESP_HEAD_HOST TESP_REMOTE_DIR
 
-install="cd $TESP_REMOTE_DIR || exit 3"
-install+=" && { [ -f $TESP_VENV/bin/activate ] || $TESP_PYTHON -m venv $TESP_VENV; }"
-install+=" && . $TESP_VENV/bin/activate && pip install -q torch==2.13.0 && pip install -q -r requirements.txt"
-check="cd $TESP_REMOTE_DIR || exit 3; $(tesp_activate);"
+dir_q="$(tesp_q "$TESP_REMOTE_DIR")"
+venv_q="$(tesp_q "$TESP_VENV")"
+python_q="$(printf '%q' "$TESP_PYTHON")"
+install="cd $dir_q || exit 3"
+install+=" && { [ -f $venv_q/bin/activate ] || $python_q -m venv $venv_q; }"
+install+=" && . $venv_q/bin/activate && pip install -q torch==2.13.0 && pip install -q -r requirements.txt"
+check="cd $dir_q || exit 3; $(tesp_activate);"
 check+=" python -c 'import mujoco, ray, tesp, torch; print(\"ok: ray\", ray.__version__, \"torch\", torch.__version__, \"mujoco\", mujoco.__version__)'"
 
 status=0

@@ -20,17 +20,19 @@ if [[ ! -s "$TESP_TOKEN_FILE" ]]; then
     (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$TESP_TOKEN_FILE")
     echo "created the cluster's auth token: $TESP_TOKEN_FILE"
 fi
+tesp_private_token "$TESP_TOKEN_FILE"
+token_q="$(tesp_q "$TESP_TOKEN_FILE")"
 
 share_token() {  # copy the token to a remote node, readable by its owner only
     local host="$1"
     tesp_is_local "$host" && return 0
     # shellcheck disable=SC2086
     ssh $TESP_SSH_OPTS "$TESP_SSH_USER@$host" \
-        "mkdir -p \$(dirname $TESP_TOKEN_FILE) && umask 077 && cat > $TESP_TOKEN_FILE" < "$TESP_TOKEN_FILE"
+        "mkdir -p \"\$(dirname $token_q)\" && umask 077 && cat > $token_q && chmod 600 $token_q" < "$TESP_TOKEN_FILE"
 }
 
 node_env="ulimit -n 65536 2>/dev/null || ulimit -n \$(ulimit -Hn); $(tesp_activate);"
-node_env+=" export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$TESP_TOKEN_FILE RAY_USAGE_STATS_ENABLED=0;"
+node_env+=" export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$token_q RAY_USAGE_STATS_ENABLED=0;"
 resources=""
 [[ -n "$TESP_OBJECT_STORE_BYTES" ]] && resources+=" --object-store-memory=$TESP_OBJECT_STORE_BYTES"
 head_resources="$resources"

@@ -25,6 +25,7 @@ for host in $(tesp_all_hosts); do
         fi
     fi
     echo "== $host: ${#files[@]} files to $target"
-    tar -czf - "${files[@]}" | tesp_on "$host" "mkdir -p $target && tar -xzf - -C $target" \
+    target_q="$(tesp_q "$target")"
+    tar -czf - "${files[@]}" | tesp_on "$host" "mkdir -p $target_q && tar -xzf - -C $target_q" \
         || tesp_die "upload to $host failed"
 done

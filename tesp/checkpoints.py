@@ -16,11 +16,9 @@ one, a checkpoint counts when none of its files is empty and its RLlib metadata 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import sys
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 MANIFEST = "tesp_checkpoint.json"
 RLLIB_METADATA = "rllib_checkpoint.json"
@@ -115,7 +113,7 @@ def newest_complete(folder: str | os.PathLike, below: str | None = None) -> Path
         why = problem(candidate)
         if why is None:
             return candidate
-        logger.warning("skipped checkpoint %s: %s", candidate, why)
+        print(f"warning: skipped checkpoint {candidate}: {why}", file=sys.stderr)
     return None
 
 

@@ -359,6 +359,18 @@ def connect_ray(address: str | None, dashboard: bool) -> None:
             ) from None
     else:
         ray.init(include_dashboard=dashboard)
+        private_token()
+
+
+def private_token(path: str = "~/.ray/auth_token") -> None:
+    """Ray 2.60 writes the local cluster's auth token readable by everyone (0644); a token is a
+    password: make it its owner's only (0600)."""
+    token = Path(os.path.expanduser(path))
+    try:
+        if token.is_file() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError:
+        pass
 
 
 def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags: dict[str, Any]) -> int:
@@ -409,8 +421,13 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     try:
         results = tuner.fit()
     except Exception as e:  # noqa: BLE001 - e.g. Tune's driver failing to write to a full disk
+        from tesp import checkpoints
+
         print(f"\nExperiment: {path}")
         print(f"  the run stopped: {cause_line(e, path)}")
+        for trial in sorted(p for p in Path(path).iterdir() if (p / "params.json").exists()):
+            newest = checkpoints.newest_complete(trial)
+            print(f"    results: {trial}" + (f"\n    last checkpoint: {newest}" if newest else ""))
         print(f"Resume with: python main_train.py --resume {path}")
         return 1
     code = report(results, path, s.method.summary, target)

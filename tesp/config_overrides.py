@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 import yaml
 
 RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
+# Settings where .inf means "no bound" (every other number must be finite).
+UNBOUNDED_OK = {"step_size_bound", "inner_grad_clip", "max_grad_norm", "grad_clip"}
 # Types of settings whose default is None.
 TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0, "finetune_lr": 0.0}
 
@@ -57,18 +60,50 @@ def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"config file {str(path)!r} includes itself through 'base'")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
+    data = read_mapping(path, "config file")
+    if any(not isinstance(k, str) for k in data) or any(
+        isinstance(v, Mapping) and any(not isinstance(k, str) for k in v) for v in data.values()
+    ):
+        raise ConfigError(f"config file {str(path)!r}: every setting's key must be a name (text)")
     data = dict(data)
     base = data.pop("base", None)
     merged = load_file(path.parent / str(base), (*_seen, path.resolve())) if base is not None else {}
     return merged | flatten(data)
+
+
+MAX_TEXT_FILE = 1 << 20  # bytes: a settings file is text, never this large
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML (or JSON) file holding a mapping, or one ConfigError line saying what it is instead:
+    missing, a folder, not a regular file (a device, a pipe, ``/proc``), too large, binary, not
+    YAML, not a mapping."""
+    shown = str(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {shown!r} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"{what} {shown!r} is a folder, not a file")
+    resolved = path.resolve()
+    if not path.is_file() or str(resolved).startswith(("/proc/", "/sys/", "/dev/")):
+        raise ConfigError(f"{what} {shown!r} is not a regular file")
+    try:
+        if path.stat().st_size > MAX_TEXT_FILE:
+            raise ConfigError(f"{what} {shown!r} is larger than {MAX_TEXT_FILE} bytes; not a settings file")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {shown!r} is not text (UTF-8); not a settings file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {shown!r} cannot be read ({e.strerror or e})") from None
+    if "\0" in text:
+        raise ConfigError(f"{what} {shown!r} is binary, not a settings file")
+    try:
+        data = load_yaml(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {shown!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} {shown!r} must hold a mapping of settings")
+    return dict(data)
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,6 +153,10 @@ def check_type(key: str, value: Any, default: Any) -> None:
         for v in value["grid_search"]:
             check_type(key, v, default)
         return
+    if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in UNBOUNDED_OK):
+        raise ConfigError(f"{key}={value!r} is not a finite number")
+    if isinstance(value, list | tuple) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+        raise ConfigError(f"{key}={value!r} holds a number that is not finite")
     if default is None or value is None:
         return
     if default == "auto":  # RLlib's "decide for me" defaults (e.g. num_cpus_per_learner) also take numbers

@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tesp import limits
 from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
 from tesp.config_overrides import parse_set
 from tesp.envs.base import POOLS
@@ -102,16 +104,29 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def find_checkpoint(path: str) -> Path:
-    """The checkpoint at ``path``, or the newest one below it; raises ConfigError."""
+    """The checkpoint at ``path`` (which must be complete), or the newest complete one below it
+    (incomplete ones skipped with a one-line warning each); raises ConfigError."""
+    from tesp import checkpoints
+
     root = Path(os.path.expanduser(path)).resolve()
     if not root.exists():
         raise ConfigError(f"checkpoint {path!r} does not exist")
-    if (root / "algorithm_state.pkl").is_file():
+    if not root.is_dir():
+        raise ConfigError(
+            f"checkpoint {path!r} is a file; give a checkpoint_NNNNNN folder or a results folder"
+        )
+    if root.name.startswith("checkpoint_") or (root / "algorithm_state.pkl").exists():
+        try:
+            checkpoints.check_complete(root)
+        except checkpoints.IncompleteCheckpoint as e:
+            raise ConfigError(str(e)) from None
         return root
-    found = sorted(root.glob("**/checkpoint_*/algorithm_state.pkl"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    if not checkpoints.checkpoints_in(root):
         raise ConfigError(f"checkpoint {path!r} holds no checkpoint (expected a checkpoint_NNNNNN folder)")
-    return found[-1].parent
+    found = checkpoints.newest_complete(root)
+    if found is None:
+        raise ConfigError(f"checkpoint {path!r}: every checkpoint below it is incomplete")
+    return found
 
 
 def saved_config(checkpoint: Path) -> tuple[type, dict[str, Any]]:
@@ -134,10 +149,11 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     from tesp.envs import make_env
     from tesp.policy_eval import check_policy_args, runs_policy
 
-    if any(s < 0 for s in args.sigmas):
-        raise ConfigError(f"--sigmas {args.sigmas} must all be >= 0")
+    if any(not math.isfinite(s) or s < 0 for s in args.sigmas):
+        raise ConfigError(f"--sigmas {args.sigmas} must all be finite numbers >= 0")
     if args.pool_size < 0:
         raise ConfigError(f"--pool-size {args.pool_size} must be >= 0")
+    limits.check_size(f"--pool-size {args.pool_size}", args.pool_size * limits.TASK_BYTES * 100)
     if args.inner_steps is not None and args.inner_steps < 0:
         raise ConfigError(f"--inner-steps {args.inner_steps} must be >= 0")
     checkpoint = find_checkpoint(args.checkpoint)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tesp import limits
 from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
 from tesp.evaluate import FRESH, find_checkpoint, fresh_tasks, saved_config
 
@@ -76,6 +77,11 @@ def check_args(args: argparse.Namespace):
         raise ConfigError(f"--task {args.task} is out of range: pool {pool} has tasks 0..{size - 1}")
     if args.num_tasks < 1:
         raise ConfigError(f"--num-tasks {args.num_tasks} must be >= 1")
+    if size is None:  # fresh tasks are drawn up to the last one shown
+        limits.check_size(
+            f"--task {args.task} with --num-tasks {args.num_tasks}",
+            (args.task + args.num_tasks) * limits.TASK_BYTES,
+        )
     out = Path(args.out).expanduser()
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise ConfigError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist or is not writable")

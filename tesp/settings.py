@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tesp import limits
 from tesp.config_overrides import RUN_DEFAULTS, ConfigError, load_file, split_overrides
 from tesp.registry import ALGS, ALIASES, ENV_ALIASES, ENVS, METHODS, Method, canonical, canonical_env
 
@@ -82,7 +85,11 @@ def check(settings: Settings) -> None:
     if run["keep_checkpoints"] is not None and run["keep_checkpoints"] < 1:
         raise ConfigError(f"run.keep_checkpoints={run['keep_checkpoints']} must be >= 1, or null to keep all")
     for variant in grid_variants(settings.config, settings.groups):
+        pool_size = variant.env_config.get("pool_size")
+        if isinstance(pool_size, int):  # before the env draws its pools
+            limits.check_size(f"env_config.pool_size={pool_size}", 3 * pool_size * limits.TASK_BYTES)
         env = check_env_config(variant.env, variant.env_config)
+        check_sampling_size(variant, env)
         train = env.task_pools().get("D")
         tasks = getattr(variant, "meta_batch_size", 0)
         if train and tasks > len(train):
@@ -94,6 +101,24 @@ def check(settings: Settings) -> None:
             variant.validate()
         except ValueError as e:
             raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def check_sampling_size(config, env) -> None:
+    """One meta-iteration's sampled data must fit in memory (gradient methods' sizes; others
+    are checked by RLlib's own batch settings)."""
+    tasks = getattr(config, "meta_batch_size", None)
+    episodes = getattr(config, "episodes_per_task", None)
+    horizon = getattr(env, "horizon", None) or getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    if not all(isinstance(v, int) and v > 0 for v in (tasks, episodes, horizon)):
+        return
+    obs = int(np.prod(env.observation_space.shape or (1,)))
+    act = int(np.prod(getattr(env.action_space, "shape", None) or (1,)))
+    rounds = int(getattr(config, "num_inner_steps", 1)) + 2
+    estimate = limits.sample_round_bytes(tasks, episodes, horizon, obs, act, rounds)
+    limits.check_size(
+        f"meta_batch_size={tasks} x episodes_per_task={episodes} (x {horizon} steps x {rounds} rounds)",
+        estimate,
+    )
 
 
 def grid_variants(config, groups: dict[str, dict[str, Any]]):
@@ -131,7 +156,11 @@ def check_env_config(env: str, env_config: dict[str, Any]):
 
 def check_writable(path: str, flag: str) -> None:
     """``path`` exists as a writable folder, or can be created (its nearest existing parent is)."""
-    existing = Path(path)
+    existing = Path(path).resolve()
+    if str(existing).startswith(("/proc/", "/sys/", "/dev/")) or str(existing) in ("/proc", "/sys", "/dev"):
+        raise ConfigError(
+            f"{flag} {path!r} is under a system folder ({str(existing).split('/')[1]}), not a place for results"
+        )
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):

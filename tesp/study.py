@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tesp.cli import ConfigError, OneLineParser, check_fits_locally, check_writable, connect_ray, fail
-from tesp.config_overrides import load_yaml
+from tesp.config_overrides import load_yaml, read_mapping
 from tesp.settings import CONFIG_DIR, Settings, check, resolve
 
 STUDY_DIR = CONFIG_DIR / "studies"
@@ -93,7 +93,7 @@ class StudyPlan:
 
 def load_study(name: str) -> dict[str, Any]:
     path = STUDY_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if not name.replace("_", "").replace("-", "").isalnum() or not path.is_file():
         known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown study {name!r}; choose from: {', '.join(known)}")
     study = load_yaml(path.read_text())
@@ -132,12 +132,15 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     ``study.json`` recorded when the study started."""
     if args.resume is not None:
         saved = Path(os.path.expanduser(args.resume)) / STUDY_FILE
-        try:
-            vars(args).update(json.loads(saved.read_text()))
-        except (OSError, json.JSONDecodeError):
+        if not saved.exists():
+            raise ConfigError(f"--resume {args.resume!r}: no study there (expected {STUDY_FILE} in it)")
+        recorded = read_mapping(saved, "study record")
+        bad = sorted(set(recorded) - set(RECORDED))
+        if bad or not all(isinstance(v, str | bool | None) for v in recorded.values()):
             raise ConfigError(
-                f"--resume {args.resume!r}: no study there (expected {STUDY_FILE} in it)"
-            ) from None
+                f"--resume {args.resume!r}: {STUDY_FILE} is malformed (keys {sorted(recorded)})"
+            )
+        vars(args).update(recorded)
     if args.study is None:
         known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
         raise ConfigError(f"name a study (choose from: {', '.join(known)}) or --resume a study's folder")

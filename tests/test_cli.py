@@ -1,5 +1,7 @@
 """Bad input: one line naming the problem and the valid choices, exit code 2, no traceback."""
 
+import sys
+
 import pytest
 
 from tesp.cli import main
@@ -32,7 +34,7 @@ from .runner import run_main_train
         (["--env", "point", "--alg", "maml", "--config", "/no/such.yaml"], ["/no/such.yaml"]),
         (
             ["--env", "point", "--alg", "maml", "--resume", "/no/such/experiment"],
-            ["/no/such/experiment", "no Tune experiment"],
+            ["/no/such/experiment", "does not exist"],
         ),
         (["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"], ["127.0.0.1:9", "unreachable"]),
         (["--env", "point", "--alg", "maml", "--address", "nohost"], ["'nohost'", "HOST:PORT"]),
@@ -121,6 +123,31 @@ from .runner import run_main_train
             ["--env", "point", "--alg", "maml", "--storage-path", "/etc/hostname/results"],
             ["--storage-path", "/etc/hostname/results", "not a writable folder"],
         ),
+        # non-finite numbers, sizes beyond memory, files and paths that are not what they seem
+        (
+            ["--env", "point", "--alg", "maml", "--set", "inner_lr=.nan"],
+            ["inner_lr=nan is not a finite number"],
+        ),
+        (["--env", "point", "--alg", "maml", "--set", "lr=.inf"], ["lr=inf is not a finite number"]),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "meta_batch_size=100000000"],
+            ["meta_batch_size=100000000", "needs about", "available here"],
+        ),
+        (
+            ["--env", "point", "--alg", "maml", "--set", "env_config.pool_size=100000000"],
+            ["env_config.pool_size=100000000", "needs about", "available here"],
+        ),
+        (
+            ["--env", "point", "--alg", "maml", "--config", "/proc/cpuinfo"],
+            ["/proc/cpuinfo", "not a regular file"],
+        ),
+        (["--env", "point", "--alg", "maml", "--config", sys.executable], ["not a settings file"]),
+        (["--env", "point", "--alg", "maml", "--config", "/tmp"], ["'/tmp' is a folder, not a file"]),
+        (
+            ["--env", "point", "--alg", "maml", "--storage-path", "/proc/results"],
+            ["--storage-path", "/proc/results", "system folder"],
+        ),
+        (["--env", "point"], ["required: --alg", "--resume"]),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):

@@ -202,3 +202,35 @@ def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space
         assert [r["training_iteration"] for r in results(trial)] == list(range(1, 21))
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_local_runs_token_is_made_private(tmp_path):
+    from tesp.cli import private_token
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    private_token(str(token))
+    assert token.stat().st_mode & 0o777 == 0o600
+
+
+def _bash(snippet: str) -> str:
+    return subprocess.run(
+        ["bash", "-c", f"source scripts/env.sh; {snippet}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_cluster_scripts_quote_paths_for_the_nodes_shell_and_keep_the_token_private(tmp_path):
+    odd = tmp_path / 'a dir with "quotes" and $dollar'
+    made = _bash(f'd=$(tesp_q {str(odd)!r}); bash -c "mkdir -p $d && ls -d $d"')
+    assert made.strip() == str(odd) and odd.is_dir()
+    assert _bash("tesp_q '~/tesp'") == '"$HOME/tesp"'  # still the node's home
+    token = tmp_path / "token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    assert "readable by its owner only (it was 644)" in _bash(f"tesp_private_token {str(token)!r}")
+    assert token.stat().st_mode & 0o777 == 0o600

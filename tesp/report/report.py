@@ -21,7 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tesp.cli import OneLineParser, fail  # noqa: E402
+from tesp.cli import ConfigError, OneLineParser, fail  # noqa: E402
+from tesp.settings import check_writable  # noqa: E402
 from tesp.report import figures, pdf, tables  # noqa: E402
 from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
 
@@ -196,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not out.is_dir():
         fail(f"--out {args.out!r} is a file, not a folder")
     try:
+        check_writable(str(out), "--out")
         report = build(args.results, out, args.title)
-    except ReportError as e:
+    except (ReportError, ConfigError) as e:
         fail(str(e))
+    except OSError as e:  # e.g. the disk filled while the figures were written
+        fail(f"--out {args.out!r}: {e.strerror or e} ({e.filename or out})")
     print(f"wrote {report}, report.pdf and the figures in {out}")
     return 0
 

@@ -9,6 +9,7 @@ hand: these are Tune's own files.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,21 +120,40 @@ def method_name(class_name: str) -> str:
     return names.get(class_name, class_name)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _load_trial(folder: Path) -> Run | None:
+    """A trial's runs from its folder; a malformed ``params.json`` leaves the trial out and a
+    malformed ``result.json`` line is skipped, each with a warning naming the file (and line). A
+    resumed trial may have logged an iteration twice (before a fix of the logger, or when it was
+    killed between two checkpoints): the last row of each iteration counts."""
     try:
         params = json.loads((folder / "params.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        if not isinstance(params, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError) as e:
+        _warn(f"skipped {folder}: its params.json is unreadable ({type(e).__name__})")
         return None
-    rows = []
-    with open(folder / "result.json") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a trial killed while writing its last line
-    rows = [r for r in rows if "training_iteration" in r]
+    by_iteration: dict[int, dict] = {}
+    try:
+        text = (folder / "result.json").read_text(errors="replace")
+    except OSError as e:
+        _warn(f"skipped {folder}: its result.json is unreadable ({e.strerror or e})")
+        return None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+            iteration = int(row["training_iteration"])
+        except (ValueError, KeyError, TypeError):
+            _warn(f"skipped line {number} of {folder / 'result.json'}: not a result")
+            continue
+        by_iteration[iteration] = row
+    rows = [by_iteration[i] for i in sorted(by_iteration)]
     if not rows:
         return None
     # Tune names a trial's folder <Trainable>_<env>_<id>...; the Trainable is the Algorithm class.
