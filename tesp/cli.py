@@ -378,7 +378,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     from ray.tune import ResumeConfig
 
     from tesp.envs import register_envs
-    from tesp.progress import CsvLogger, JsonLogger, Progress
+    from tesp.progress import CsvLogger, JsonLogger, Progress, StateBackup, repair_state
 
     register_envs()
     s = plan.settings
@@ -388,6 +388,9 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
         if recorded is not None and target != recorded["stop_iters"]:
             write_experiment(path, recorded["flags"], target)
         IterationStop.target = target
+        note = repair_state(Path(resume))
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
         raised = recorded is not None and target > recorded["stop_iters"]
         tuner = tune.Tuner.restore(
             resume,
@@ -414,7 +417,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
                 num_to_keep=s.run["keep_checkpoints"],
             ),
             verbose=0,  # Progress prints one line per iteration instead
-            callbacks=[Progress(s.method.summary), JsonLogger(), CsvLogger()],
+            callbacks=[Progress(s.method.summary), JsonLogger(), CsvLogger(), StateBackup()],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
     signals = catch_sigterm()

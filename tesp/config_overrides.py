@@ -153,7 +153,11 @@ def check_type(key: str, value: Any, default: Any) -> None:
         for v in value["grid_search"]:
             check_type(key, v, default)
         return
-    if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in UNBOUNDED_OK):
+    if (
+        isinstance(value, float)
+        and not math.isfinite(value)
+        and not (value == math.inf and key in UNBOUNDED_OK)
+    ):
         raise ConfigError(f"{key}={value!r} is not a finite number")
     if isinstance(value, list | tuple) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
         raise ConfigError(f"{key}={value!r} holds a number that is not finite")

@@ -126,3 +126,75 @@ class CsvLogger(_OnceAfterRestore, CSVLoggerCallback):
     """Tune's ``progress.csv`` writer (passing it replaces Tune's default one)."""
 
     FILE = "progress.csv"
+
+
+BACKUP = ".tesp_experiment_state.json"  # in the experiment folder: the newest state that read
+
+
+class StateBackup(tune.Callback):
+    """Keeps a copy of Tune's newest experiment state that reads as JSON (written to a temporary
+    name, then renamed). A full disk can leave Tune's own ``experiment_state-*.json`` empty or
+    cut, and Tune cannot resume from that; :func:`repair_state` puts the copy back."""
+
+    def __init__(self) -> None:
+        self._copied: dict[Path, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._backup(trial)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self._backup(trial)
+
+    def _backup(self, trial) -> None:
+        # Tune writes its files in a staging folder and copies them to the results folder; the
+        # copy kept here goes straight to the results folder (local storage only), so that
+        # Tune's copying, cut short by a full disk, cannot cut it too.
+        storage = trial.storage
+        if storage.storage_filesystem.type_name != "local":
+            return
+        experiment = Path(storage.experiment_fs_path)
+        state = newest_state(experiment)
+        if state is None:
+            return
+        try:
+            mtime = state.stat().st_mtime
+            if self._copied.get(state) == mtime:
+                return
+            text = state.read_text()
+            json.loads(text)
+            tmp = experiment / (BACKUP + ".tmp")
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, experiment / BACKUP)
+            self._copied[state] = mtime
+        except (OSError, ValueError):
+            pass  # a state being written, or no room for the copy: keep the older copy
+
+
+def newest_state(experiment: Path) -> Path | None:
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
+def repair_state(experiment: Path) -> str | None:
+    """Before a resume: if Tune's newest experiment state does not read and a copy does, put the
+    copy in its place. Returns a one-line note of what was done (None: nothing to do)."""
+    state = newest_state(experiment)
+    if state is None:
+        return None
+    try:
+        json.loads(state.read_text())
+        return None
+    except (OSError, ValueError):
+        pass
+    backup = experiment / BACKUP
+    try:
+        json.loads(backup.read_text())
+    except (OSError, ValueError):
+        return f"{state.name} is unreadable and no copy of it reads; Tune's own error follows"
+    tmp = state.with_name(state.name + ".tmp")
+    tmp.write_text(backup.read_text())
+    os.replace(tmp, state)
+    return f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"

@@ -430,3 +430,25 @@ def test_pdf_layout_keeps_every_table_cell_and_drops_markdown_marks():
     text = "\n".join(lines)
     assert all(c in text for c in cells)
     assert text.count("wheeled") == len([line for line in lines if line.startswith("env")])  # names repeat
+
+
+def test_mechanism_panel_draws_each_logged_metric_per_method():
+    from tesp.report.runs import Run
+
+    def run(method, seed, kl):
+        rows = [
+            {"training_iteration": i, "meta": {"adaptation_kl": kl * i, "step_size_q90": 0.001 * i}}
+            for i in range(1, 5)
+        ]
+        return Run(path=None, method=method, env="wheeled", seed=seed, config={}, rows=rows)
+
+    runs = {"tesp": [run("tesp", 0, 1e-3), run("tesp", 1, 2e-3)], "control": [run("control", 0, 0.0)]}
+    fig = figures.mechanism_panel(runs, "wheeled")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["wheeled: adaptation_kl", "wheeled: step_size_q90"]  # only what was logged
+    kl_ax = fig.axes[0]
+    assert kl_ax.get_yscale() == "log"
+    lines = {line.get_label(): line for line in kl_ax.get_lines()}
+    np.testing.assert_allclose(lines["tesp"].get_ydata(), 1.5e-3 * np.arange(1, 5))
+    assert np.all(lines["control"].get_ydata() > 0)  # a KL of 0 drawn at the axis floor, not lost
+    assert figures.mechanism_panel({"mlsh": [Run(None, "mlsh", "x", 0, {}, [{"training_iteration": 1}])]}, "x") is None

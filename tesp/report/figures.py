@@ -116,6 +116,45 @@ def learning_curves(
     return fig
 
 
+#: The mechanism metrics the report draws (tesp.meta.mechanism): key, label, log scale.
+MECHANISM = (
+    ("adaptation_kl", "KL(before || after the inner steps)", True),
+    ("context_kl", "KL(z = 0 || adapted z)", True),
+    ("z_inner_shift_ratio", "|dz| of the inner steps / spread of z", False),
+    ("step_size_q90", "step size, 90th percentile", True),
+    ("step_size_grad_below_eps", "step sizes with Adam RMS < eps", False),
+)
+
+
+def mechanism_panel(runs: Mapping[str, Sequence[Run]], env: str) -> Figure | None:
+    """One env: each mechanism metric against meta-iterations on the training batches, per
+    method (mean over seeds, 95% bootstrap band; only the metrics some method logged). None
+    when no run logged any. Is each method's adaptation at work (docs/supplement.md)?"""
+    shown = [m for m in MECHANISM if any(mean_curve(rs, ("meta", m[0]))[0].size for rs in runs.values())]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.4), squeeze=False)
+    colors = _colors(runs)
+    for ax, (key, label, log) in zip(axes[0], shown, strict=True):
+        for method, method_runs in runs.items():
+            its, _, mean, low, high = mean_curve(method_runs, ("meta", key))
+            if not its.size:
+                continue
+            if log:  # a KL of exactly 0 (an inactive inner step) sits at the bottom of the axis
+                floor = 1e-10
+                mean, low, high = (np.maximum(v, floor) for v in (mean, low, high))
+            marker = "o" if len(its) <= 3 else None
+            ax.plot(its, mean, marker=marker, color=colors[method], label=method)
+            ax.fill_between(its, low, high, color=colors[method], alpha=0.2, linewidth=0)
+        if log:
+            ax.set_yscale("log")
+        _label(ax, "meta-iteration", label, f"{env}: {key}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def final_scores(runs: Sequence[Run], pool: str) -> np.ndarray:
     """Each run's last logged post-adaptation return on ``pool``."""
     return np.array([run.last(*pool_keys(pool, "post")) for run in runs])

@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tesp.cli import ConfigError, OneLineParser, fail  # noqa: E402
-from tesp.settings import check_writable  # noqa: E402
 from tesp.report import figures, pdf, tables  # noqa: E402
 from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
+from tesp.settings import check_writable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,6 +93,21 @@ def build(roots: list[str], out: Path, title: str) -> Path:
                 f"![{env}](curves_{env}.png)",
                 "",
             ]
+            mechanism = figures.mechanism_panel(meta_methods, env)
+            if mechanism is not None:
+                pages.append((f"mechanism_{env}", mechanism))
+                md += [
+                    f"## {env}: mechanism",
+                    "",
+                    "Is each method's adaptation at work? Per meta-iteration on the training batches, mean over "
+                    "seeds with 95% bootstrap bands: the KL between the policy before and after the inner steps, "
+                    "the KL the task latent makes (z = 0 against the adapted z), the latent's inner move over "
+                    "its spread between tasks, the learned step sizes' 90th percentile and the fraction of them "
+                    "Adam barely moves (docs/supplement.md).",
+                    "",
+                    f"![mechanism {env}](mechanism_{env}.png)",
+                    "",
+                ]
         if "mlsh" in methods:
             pages.append((f"mlsh_{env}", figures.mlsh_panel(methods["mlsh"], env)))
             md += [f"## {env}: MLSH", "", f"![mlsh {env}](mlsh_{env}.png)", ""]
