@@ -3,8 +3,10 @@
 import sys
 
 from tesp.auth import prepare_client_auth
+from tesp.console import prepare_console
 
 prepare_client_auth(sys.argv[1:])  # before Ray is imported
+prepare_console(sys.argv[1:])
 
 from tesp.evaluate import main  # noqa: E402
 

@@ -4,8 +4,10 @@
 import sys
 
 from tesp.auth import prepare_client_auth
+from tesp.console import prepare_console
 
 prepare_client_auth(sys.argv[1:])  # before Ray is imported
+prepare_console(sys.argv[1:])
 
 from tesp.cli import main  # noqa: E402
 

@@ -143,6 +143,9 @@ def make_parser() -> argparse.ArgumentParser:
     for switch, text in VARIANT_SWITCHES.items():
         group.add_argument(f"--{switch}", dest=variant_dest(switch), action="store_true", help=text)
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
+    )
     return parser
 
 
@@ -349,16 +352,19 @@ def check_fits_locally(settings) -> None:
 def connect_ray(address: str | None, dashboard: bool) -> None:
     import ray
 
+    from tesp.console import ray_init_options
+
+    options = ray_init_options(sys.argv[1:])
     if address is not None:
         check_address(address)
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, **{"log_to_driver": True, **options})
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(
                 f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})"
             ) from None
     else:
-        ray.init(include_dashboard=dashboard)
+        ray.init(include_dashboard=dashboard, **options)
         private_token()
 
 

@@ -100,6 +100,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="an option of --env's (repeatable), e.g. --env-option 'kinds=[curb, ceiling]'",
     )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
+    )
     return parser
 
 

@@ -50,6 +50,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output path; its suffix is replaced by .mp4/.gif or .png/.svg"
     )
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
+    )
     return parser
 
 

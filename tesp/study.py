@@ -71,6 +71,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=None, help="report folder (default: EXPERIMENT/report)")
     parser.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
+    )
     return parser
 
 

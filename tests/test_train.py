@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -317,3 +318,19 @@ def test_point_validation_logs_trajectory_images_to_tensorboard(tmp_path):
     # ... and only there: result.json keeps the validation returns, not the image's numbers.
     (row,) = results(trial)
     assert "validation_trajectories" not in json.dumps(row) and "D''" in json.dumps(row)
+
+
+def test_the_console_holds_tesps_lines_only_unless_verbose(tmp_path):
+    """Ray's and Tune's own lines (the configuration table, the token notice, worker log lines,
+    deprecation notices) are off by default; --verbose brings them back."""
+    args = ["--env", "point", "--alg", "maml", "--stop-iters", "1", "--storage-path", str(tmp_path), *SMALL]
+    proc = run_main_train(*args, "--name", "quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tesp_line = re.compile(
+        r"^(\[[0-9a-f]{5}_\d{5}\] (started|iter)|Experiment: |  trial |    results|    last checkpoint|Resume with: )"
+    )
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    others = [line for line in lines if not tesp_line.match(line)]
+    assert not others, others
+    loud = run_main_train(*args, "--name", "loud", "--verbose")
+    assert loud.returncode == 0 and "Started a local Ray instance" in loud.stdout + loud.stderr
