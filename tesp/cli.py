@@ -384,7 +384,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     from ray.tune import ResumeConfig
 
     from tesp.envs import register_envs
-    from tesp.progress import CsvLogger, JsonLogger, Progress, StateBackup, repair_state
+    from tesp.progress import CsvLogger, JsonLogger, Progress, StateBackup, TensorBoardLogger, repair_state
 
     register_envs()
     s = plan.settings
@@ -423,7 +423,13 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
                 num_to_keep=s.run["keep_checkpoints"],
             ),
             verbose=0,  # Progress prints one line per iteration instead
-            callbacks=[Progress(s.method.summary), JsonLogger(), CsvLogger(), StateBackup()],
+            callbacks=[
+                Progress(s.method.summary),
+                JsonLogger(),
+                CsvLogger(),
+                TensorBoardLogger(),
+                StateBackup(),
+            ],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
     signals = catch_sigterm()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.utils import flatten_dict
 
 
 class Progress(tune.Callback):
@@ -198,3 +199,55 @@ def repair_state(experiment: Path) -> str | None:
     tmp.write_text(backup.read_text())
     os.replace(tmp, state)
     return f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"
+
+
+#: Result sections that are tesp's own (shown at the top level of TensorBoard); everything else
+#: (Tune's and RLlib's bookkeeping) goes under ``ray/``.
+OWN_SECTIONS = ("meta", "validation", "validation_trajectories", "mlsh", "primitives")
+#: RLlib's per-episode metrics a single-policy run (``--alg ppo``, ``primitives``) is judged by.
+EPISODE_METRICS = ("episode_return_mean", "episode_len_mean", "success", "obstacles_passed")
+
+
+def tensorboard_tag(key: str) -> str | None:
+    """The TensorBoard tag of a flattened result key: tesp's metrics under short top-level tags
+    (``meta/return_post``, ``validation/Dpp/return_post``: pools named D, Dp, Dpp as TensorBoard
+    allows no quotes and as the report's files are named), an episode metric under
+    ``episodes/``, the rest under ``ray/`` (None: not logged)."""
+    section, _, rest = key.partition("/")
+    if section in OWN_SECTIONS:
+        return key.replace("''", "pp").replace("'", "p")
+    if section == "env_runners" and rest in EPISODE_METRICS:
+        return f"episodes/{rest}"
+    if key in ("done", "pid", "timestamp", "config") or section == "config":
+        return None
+    return f"ray/{key}"
+
+
+class TensorBoardLogger(TBXLoggerCallback):
+    """Tune's TensorBoard writer with tesp's tags (:func:`tensorboard_tag`) instead of one
+    ``ray/tune/...`` group of ~300; passing it replaces Tune's default one."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        writer = self._trial_writer[trial]
+        step = result.get("training_iteration", iteration)
+        for key, value in flatten_dict(result, delimiter="/").items():
+            tag = tensorboard_tag(key)
+            if tag is None:
+                continue
+            if isinstance(value, np.ndarray) and value.ndim == 3:
+                writer.add_image(tag, value, global_step=step)
+            elif (
+                isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, bool)
+                and np.isfinite(value)
+            ):
+                writer.add_scalar(tag, float(value), global_step=step)
+        writer.flush()
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        if trial in self._trial_writer:
+            self._trial_writer[trial].close()
+            del self._trial_writer[trial]
+            self._trial_result.pop(trial, None)

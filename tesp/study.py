@@ -230,7 +230,7 @@ def train(plan: StudyPlan) -> tuple[list[str], list[str]]:
     the folders of the trials that failed and of those left unfinished (the run was stopped)."""
     from ray import tune
 
-    from tesp.progress import JsonLogger, Progress
+    from tesp.progress import CsvLogger, JsonLogger, Progress, TensorBoardLogger
     from tesp.registry import METHODS
 
     runs = []
@@ -260,7 +260,7 @@ def train(plan: StudyPlan) -> tuple[list[str], list[str]]:
         # killed Ray ends trials as failed), each from its last checkpoint.
         resume="AUTO+ERRORED" if plan.resume else None,
         verbose=0,
-        callbacks=[Progress(summary), JsonLogger()],
+        callbacks=[Progress(summary), JsonLogger(), CsvLogger(), TensorBoardLogger()],
         raise_on_failed_trial=False,
     )
     failed = [t.path for t in analysis.trials if t.status == "ERROR"]

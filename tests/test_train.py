@@ -312,7 +312,18 @@ def test_point_validation_logs_trajectory_images_to_tensorboard(tmp_path):
     events = EventAccumulator(str(trial), size_guidance={IMAGES: 0})
     events.Reload()
     tags = events.Tags()[IMAGES]
-    assert sorted(tags) == sorted(f"ray/tune/validation_trajectories/{p}" for p in ("D", "Dp", "Dpp"))
+    assert sorted(tags) == sorted(f"validation_trajectories/{p}" for p in ("D", "Dp", "Dpp"))
+    # tesp's scalars under short top-level tags, pools named as the report's files; Ray's aside
+    scalars = events.Tags()["scalars"]
+    for tag in (
+        "meta/return_post",
+        "meta/adaptation_kl",
+        "validation/Dpp/return_post",
+        "validation/D/return_post",
+    ):
+        assert tag in scalars, (tag, sorted(scalars)[:20])
+    assert not any(t.startswith("ray/tune/") for t in scalars)
+    assert not any("'" in t for t in scalars)
     (image,) = events.Images(tags[0])
     assert image.width >= 100 and image.height >= 100
     # ... and only there: result.json keeps the validation returns, not the image's numbers.
