@@ -69,8 +69,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pool-size",
         type=int,
-        default=0,
-        help=f"evaluate the first N tasks of each pool (default 0: all; {FRESH}: N fresh tasks, default {NUM_FRESH})",
+        default=NUM_FRESH,
+        help=f"evaluate the first N tasks of each pool, or N fresh tasks for an env without pools "
+        f"(default {NUM_FRESH}: minutes; 0: every task of each pool, the papers' protocol)",
     )
     parser.add_argument(
         "--task-seed", type=int, default=0, help=f"seed of the {FRESH} tasks' draw (default 0)"
@@ -277,16 +278,26 @@ def task_rows(pool: str, sigma: float, tasks: list[dict], rollouts) -> list[dict
     return out
 
 
-def task_columns(task: dict) -> dict[str, float]:
+def task_columns(task: dict) -> dict[str, float | str]:
     """A task's defining values as CSV columns: ``goal_x``, ``goal_y`` for a goal, the others
-    (e.g. the pendulum's ``mass``, ``length``) by name."""
+    (e.g. the pendulum's ``mass``, ``length``) by name; text values (Meta-World's task class,
+    ``reach-v3``) as they are, and values that are neither numbers nor text (a Meta-World task's
+    pickled state) left out."""
     import numpy as np
 
-    out = {}
+    out: dict[str, float | str] = {}
     for key, value in task.items():
         if key in ("index", "obs_noise_std"):
             continue
-        flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+        if isinstance(value, str):
+            out[key] = value
+            continue
+        try:
+            flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+        except (TypeError, ValueError):
+            continue
+        if flat.size > 64:  # not a task's defining numbers
+            continue
         if key == "goal" and len(flat) >= 2:
             out |= {"goal_x": float(flat[0]), "goal_y": float(flat[1])}
         elif len(flat) == 1:

@@ -243,3 +243,11 @@ def test_mime_on_a_sparse_ring_is_evaluated_with_more_inner_steps_and_a_success_
     for k in range(3):
         stage = [float(r["return"]) > 0 for r in rows if r["stage"] == str(k)]
         assert stats[f"success_stage_{k}"] == pytest.approx(sum(stage) / len(stage))
+
+
+def test_task_columns_keep_text_fields_and_leave_out_what_is_not_a_number():
+    from tesp.evaluate import task_columns
+
+    ml10 = {"env_name": "reach-v3", "split": "train", "goal_index": 3, "index": 7}
+    assert task_columns(ml10) == {"env_name": "reach-v3", "split": "train", "goal_index": 3.0}
+    assert task_columns({"goal": np.array([0.5, -1.0]), "blob": b"\x00\x01"}) == {"goal_x": 0.5, "goal_y": -1.0}
