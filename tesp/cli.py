@@ -146,7 +146,21 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting of the run, resolved (YAML that --config reads back), and exit",
+    )
     return parser
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def variant_dest(switch: str) -> str:
@@ -559,7 +573,17 @@ def report(results, experiment_path: str, summary, target: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    alg = _flag_value(argv, "--alg")
+    if ("-h" in argv or "--help" in argv) and alg is not None:
+        from tesp.settings_doc import settings_help
+
+        if canonical(alg) not in ALGS:
+            fail(f"unknown --alg {alg!r}; choose from: {', '.join(sorted(ALGS) + sorted(ALIASES))}")
+        env = _flag_value(argv, "--env")
+        parser.epilog = settings_help(alg, canonical_env(env) if env else None) + "\n\n" + parser.epilog
+    args = parser.parse_args(argv)
     recorded = None
     try:
         if args.resume is not None:
@@ -568,6 +592,11 @@ def main(argv: list[str] | None = None) -> int:
             missing = ", ".join(f for f, v in (("--env", args.env), ("--alg", args.alg)) if v is None)
             raise ConfigError(f"the following arguments are required: {missing} (or --resume PATH)")
         plan = build_plan(args)
+        if args.print_config:
+            from tesp.settings_doc import resolved_settings
+
+            print(resolved_settings(plan.settings), end="")
+            return 0
         if args.address is None:
             check_fits_locally(plan.settings)
         connect_ray(args.address, args.dashboard)

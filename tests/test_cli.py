@@ -236,3 +236,30 @@ def test_set_reads_exponent_numbers_as_floats():
     values = parse_set(["lr=3e-5", "a=1E3", "b=-2.5e-1", "name=x3e5", "n=7"])
     assert values == {"lr": 3e-5, "a": 1000.0, "b": -0.25, "name": "x3e5", "n": 7}
     assert isinstance(values["lr"], float) and isinstance(values["n"], int)
+
+
+@pytest.mark.parametrize(
+    ("alg", "expected"),
+    [
+        ("tesp", ["buffer_size = 16", "embedding_reg_coeff = 0.01", "meta_batch_size = 20"]),
+        ("maml", ["meta_batch_size = 20", "num_inner_steps = 1", "inner_lr = 0.1"]),
+    ],
+)
+def test_help_of_an_alg_lists_its_settings_with_defaults_and_docs(alg, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--alg", alg, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out, text
+    assert "K, inner steps per task" in out or alg != "maml"
+
+
+def test_print_config_prints_the_resolved_settings_that_config_reads_back(tmp_path, capsys):
+    assert main(["--env", "wheeled", "--alg", "tesp", "--set", "buffer_size=7", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "buffer_size: 7" in text and "num_outer_steps: 19" in text  # the shipped config's
+    saved = tmp_path / "run.yaml"
+    saved.write_text(text)
+    assert main(["--env", "wheeled", "--alg", "tesp", "--config", str(saved), "--print-config"]) == 0
+    assert capsys.readouterr().out == text

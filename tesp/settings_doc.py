@@ -1,0 +1,144 @@
+"""What a method's settings are, for ``main_train.py --alg ALG --help`` and ``--print-config``.
+
+Every setting is documented once, in the ``Args:`` section of the ``training`` docstring of the
+config class that introduces it (:class:`~tesp.meta.task_algorithm.TaskAlgorithmConfig`,
+:class:`~tesp.meta.meta_gradient.MetaGradientConfig`, then each method's class); this module
+reads those sections along the method's class hierarchy, and the defaults from a fresh config,
+so the help cannot drift from the code. Groups: the method's own settings, the ones its engine
+shares with other methods, RLlib's sampling settings tesp uses, the model's, the env's and the
+run's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tesp.config_overrides import RUN_DEFAULTS, env_defaults
+
+#: RLlib AlgorithmConfig settings tesp's runs commonly set (RLlib documents them).
+RLLIB_SAMPLING = (
+    "gamma",
+    "lr",
+    "num_env_runners",
+    "num_envs_per_env_runner",
+    "num_cpus_per_env_runner",
+    "num_learners",
+    "num_cpus_per_learner",
+    "seed",
+)
+_ARG = re.compile(r"^(\s+)([A-Za-z_][\w, ]*):\s?(.*)$")
+
+
+def documented(cls: type) -> dict[str, str]:
+    """``{setting: one-line doc}`` from the ``Args:`` section of ``cls.training``'s own docstring."""
+    doc = vars(cls).get("training").__doc__ if "training" in vars(cls) else None
+    if not doc or "Args:" not in doc:
+        return {}
+    out: dict[str, str] = {}
+    indent, names = None, []
+    for line in doc.split("Args:", 1)[1].splitlines():
+        match = _ARG.match(line)
+        if (
+            match
+            and (indent is None or len(match.group(1)) <= indent)
+            and not match.group(2).startswith("**")
+        ):
+            indent = len(match.group(1))
+            names = [n.strip() for n in match.group(2).split(",") if n.strip()]
+            for n in names:
+                out[n] = match.group(3).strip()
+        elif names and line.strip() and not line.strip().startswith("**"):
+            for n in names:
+                out[n] = f"{out[n]} {line.strip()}".strip()
+        elif not line.strip():
+            continue
+        else:
+            names = []
+    return {k: _first_sentence(v) for k, v in out.items()}
+
+
+def _first_sentence(text: str) -> str:
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    cut = re.search(r"(?<=[a-z0-9)\]])(?<! al)(?<!e\.g)(?<!i\.e)[.;] ", text)
+    text = text[: cut.start() + 1] if cut and cut.start() < 150 else text[:150]
+    return text[:-1] + "." if text.endswith(";") else text
+
+
+def setting_groups(alg: str, env: str | None = None) -> list[tuple[str, list[tuple[str, Any, str]]]]:
+    """[(group title, [(key, default, doc)])] for ``--alg alg`` (and ``--env env``'s options)."""
+    from tesp.envs import ENVS
+    from tesp.registry import ALGS, canonical
+
+    algo_class = ALGS[canonical(alg)]
+    config = algo_class.get_default_config()
+    values = config.to_dict()
+    shared_classes = {"TaskAlgorithmConfig", "MetaGradientConfig"}
+    method, shared = {}, {}
+    for cls in reversed(type(config).__mro__):
+        if not cls.__module__.startswith("tesp."):
+            continue  # RLlib's own settings: RLLIB_SAMPLING below
+        docs = documented(cls)
+        target = shared if cls.__name__ in shared_classes else method
+        for key, doc in docs.items():
+            shared.pop(key, None)
+            method.pop(key, None)
+            target[key] = doc
+    groups = [
+        (f"{canonical(alg)}'s settings (--set NAME=VALUE)", method),
+        ("shared by the gradient methods' engine", shared),
+    ]
+    out = [(title, [(k, values.get(k), d) for k, d in docs.items() if k in values]) for title, docs in groups]
+    out.append(
+        ("RLlib sampling and resources", [(k, values.get(k), "") for k in RLLIB_SAMPLING if k in values])
+    )
+    module = config.get_default_rl_module_spec().module_class
+    model = getattr(module, "DEFAULT_MODEL_CONFIG", None) or {}
+    auto = set(getattr(config, "_model_config_auto_includes", {}) or {})
+    out.append(
+        ("model (--set model.NAME=VALUE)", [(f"model.{k}", v, "") for k, v in model.items() if k not in auto])
+    )
+    if env is not None and env in ENVS:
+        out.append(
+            (
+                f"env {env} (--set env_config.NAME=VALUE)",
+                [(f"env_config.{k}", v, "") for k, v in env_defaults(ENVS[env]).items()],
+            )
+        )
+    out.append(("run (--set run.NAME=VALUE)", [(f"run.{k}", v, "") for k, v in RUN_DEFAULTS.items()]))
+    return [(t, rows) for t, rows in out if rows]
+
+
+def settings_help(alg: str, env: str | None = None) -> str:
+    lines = [f"settings of --alg {alg} (defaults before the shipped configs/ENV/{alg}.yaml):"]
+    for title, rows in setting_groups(alg, env):
+        lines.append(f"\n  {title}:")
+        for key, default, doc in rows:
+            lines.append(f"    {key} = {default!r}" + (f"  {doc}" if doc else ""))
+    return "\n".join(lines)
+
+
+def resolved_settings(settings) -> str:
+    """The fully resolved settings of a run (``--print-config``) as YAML that ``--config`` reads
+    back: the documented algorithm settings, the model's, the env's and the run's."""
+    import yaml
+
+    values = settings.config.to_dict()
+    keys = [k for _, rows in setting_groups(settings.alg) for k, _, _ in rows if "." not in k]
+    out: dict[str, Any] = {k: values[k] for k in keys if k in values}
+    out |= {k: v for k, v in settings.groups["algo"].items()}
+    out["model"] = {k: v for k, v in (settings.config.model_config or {}).items()}
+    out["env_config"] = dict(settings.config.env_config or {})
+    out["run"] = dict(settings.run)
+    header = f"# --env {settings.env} --alg {settings.alg}: every setting of this run, resolved\n"
+    return header + yaml.safe_dump(_plain(out), sort_keys=False, default_flow_style=None)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
