@@ -446,6 +446,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
             ],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
+    Progress.stop_at = target
     signals = catch_sigterm()
     try:
         results = tuner.fit()

@@ -17,7 +17,12 @@ from ray.tune.utils import flatten_dict
 
 
 class Progress(tune.Callback):
-    """Prints ``[trial] iter N | <the method's summary line> | seconds`` for every result."""
+    """Prints ``[trial] iter N | <the method's summary line> | seconds | ETA`` for every result
+    (the ETA from the trial's mean time per iteration since its start or restore, to its stop:
+    :attr:`stop_at`, else the trial's own stopping criterion)."""
+
+    #: the run's stop, set by the command that runs (a resume may have raised it)
+    stop_at: int | None = None
 
     def __init__(self, summary: Callable[[dict], str]) -> None:
         self.summary = summary
@@ -28,15 +33,28 @@ class Progress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         first, *details = self.summary(result).splitlines()
         seconds = result.get("time_this_iter_s", 0)
-        print(
-            f"[{trial.trial_id}] iter {result['training_iteration']:4d} | {first} | {seconds:.1f}s",
-            flush=True,
-        )
+        it = result["training_iteration"]
+        target = Progress.stop_at or (getattr(trial, "stopping_criterion", None) or {}).get("training_iteration")
+        eta = ""
+        since = result.get("iterations_since_restore") or it
+        if target and target > it and result.get("time_since_restore"):
+            eta = f" | ETA {format_duration(result['time_since_restore'] / since * (target - it))}"
+        print(f"[{trial.trial_id}] iter {it:4d} | {first} | {seconds:.1f}s{eta}", flush=True)
         for line in details:
             print(f"[{trial.trial_id}] {line}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"[{trial.trial_id}] FAILED; see {trial.path}/error.txt", flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m05s``, ``3h20m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def without_images(result: dict) -> dict:
