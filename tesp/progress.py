@@ -104,47 +104,77 @@ def drop_rows_from(path: Path, iteration: int) -> int:
             if ok:
                 keep.append(line)
     if len(keep) != len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
+        # In place (the same file, not a new one renamed over it): a logger holding it open for
+        # appending keeps writing to it.
+        with open(path, "r+") as f:
+            f.write("".join(keep))
+            f.truncate()
     return len(lines) - len(keep)
 
 
-class _OnceAfterRestore:
-    """A result-file logger that, at a trial's first result after a restore, first drops the
-    rows a resume would repeat: those of that iteration and later (recorded between the
-    checkpoint it resumed from and the kill) and a last line cut short."""
+def result_file(trial, name: str) -> Path:
+    """Where a trial's result file is written: straight into the results folder when that is
+    on this machine's filesystem, else Tune's staging folder (Tune copies it to storage).
+
+    Tune's own loggers write into a staging folder and copy the whole file to the results folder
+    now and then; on a full disk that copy is cut short, and the rows it held are lost for the
+    resume. Appending in place loses at most the line being written."""
+    storage = trial.storage
+    if storage.storage_filesystem.type_name == "local":
+        folder = Path(storage.trial_fs_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+    trial.init_local_path()
+    return Path(trial.local_path) / name
+
+
+class _ResultFile:
+    """A result-file logger that appends to :func:`result_file`, and, at a trial's first result
+    after a restore, first drops the rows a resume would repeat: those of that iteration and
+    later (recorded between the checkpoint it resumed from and the kill) and a last line cut
+    short."""
 
     FILE = ""
 
+    def _open(self, trial):
+        return result_file(trial, self.FILE).open("at")
+
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        if result.get("iterations_since_restore") == 1 and result.get("training_iteration", 1) > 1:
-            self._before_append(trial)
-            drop_rows_from(Path(trial.local_path) / self.FILE, result["training_iteration"])
+        if result.get("iterations_since_restore") == 1:  # a trial's first result in this run
+            if trial in self._trial_files:
+                self._trial_files[trial].flush()
+            drop_rows_from(result_file(trial, self.FILE), result["training_iteration"])
         super().log_trial_result(iteration, trial, result)
 
-    def _before_append(self, trial) -> None:
-        """Flush what this logger holds open for the trial before its file is rewritten."""
 
-
-class JsonLogger(_OnceAfterRestore, JsonLoggerCallback):
+class JsonLogger(_ResultFile, JsonLoggerCallback):
     """Tune's ``result.json`` writer, minus the images: a trajectory plot would otherwise add
     ~0.4 MB of JSON numbers per validation. Passing it replaces Tune's default JSON logger."""
 
     FILE = "result.json"
 
+    def log_trial_start(self, trial) -> None:
+        if trial in self._trial_files:
+            self._trial_files[trial].close()
+        self.update_config(trial, trial.config)
+        self._trial_files[trial] = self._open(trial)
+
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         super().log_trial_result(iteration, trial, without_images(result))
 
-    def _before_append(self, trial) -> None:
-        if trial in self._trial_files:
-            self._trial_files[trial].flush()
 
-
-class CsvLogger(_OnceAfterRestore, CSVLoggerCallback):
+class CsvLogger(_ResultFile, CSVLoggerCallback):
     """Tune's ``progress.csv`` writer (passing it replaces Tune's default one)."""
 
     FILE = "progress.csv"
+
+    def _setup_trial(self, trial) -> None:
+        if trial in self._trial_files:
+            self._trial_files[trial].close()
+        path = result_file(trial, self.FILE)
+        self._trial_continue[trial] = path.exists() and path.stat().st_size > 0
+        self._trial_files[trial] = self._open(trial)
+        self._trial_csv[trial] = None
 
 
 BACKUP = ".tesp_experiment_state.json"  # in the experiment folder: the newest state that read
@@ -172,7 +202,8 @@ class StateBackup(tune.Callback):
         if storage.storage_filesystem.type_name != "local":
             return
         experiment = Path(storage.experiment_fs_path)
-        state = newest_state(experiment)
+        # The driver's own copy is the freshest (the results folder's is copied from it later).
+        state = newest_state(Path(storage.experiment_driver_staging_path)) or newest_state(experiment)
         if state is None:
             return
         try:

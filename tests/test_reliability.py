@@ -199,7 +199,10 @@ def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space
         resumed = run_main_train("--resume", str(exp))
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "trial finished 20 iterations" in resumed.stdout, resumed.stdout[-3000:]
-        assert [r["training_iteration"] for r in results(trial)] == list(range(1, 21))
+        rows = results(trial)
+        assert [r["training_iteration"] for r in rows] == list(range(1, 21))  # each once, none lost
+        restart = next(r for r in rows if r["iterations_since_restore"] == 1 and r["training_iteration"] > 1)
+        assert restart["training_iteration"] > 5  # continued from a checkpoint, not from scratch
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
