@@ -250,4 +250,7 @@ def test_task_columns_keep_text_fields_and_leave_out_what_is_not_a_number():
 
     ml10 = {"env_name": "reach-v3", "split": "train", "goal_index": 3, "index": 7}
     assert task_columns(ml10) == {"env_name": "reach-v3", "split": "train", "goal_index": 3.0}
-    assert task_columns({"goal": np.array([0.5, -1.0]), "blob": b"\x00\x01"}) == {"goal_x": 0.5, "goal_y": -1.0}
+    assert task_columns({"goal": np.array([0.5, -1.0]), "blob": b"\x00\x01"}) == {
+        "goal_x": 0.5,
+        "goal_y": -1.0,
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -237,3 +238,28 @@ def test_cluster_scripts_quote_paths_for_the_nodes_shell_and_keep_the_token_priv
     token.chmod(0o644)
     assert "readable by its owner only (it was 644)" in _bash(f"tesp_private_token {str(token)!r}")
     assert token.stat().st_mode & 0o777 == 0o600
+
+
+def test_main_test_and_render_name_an_incomplete_checkpoint_before_ray_starts(tmp_path):
+    checkpoint = tmp_path / "trial" / "checkpoint_000001"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "algorithm_state.pkl").write_bytes(b"abc")
+    checkpoints.write_manifest(checkpoint, 1)
+    (checkpoint / "algorithm_state.pkl").write_bytes(b"")  # cut short after the manifest
+    for script in ("main_test.py", "main_render.py"):
+        args = [str(checkpoint)] + (["--out", str(tmp_path / "v")] if script == "main_render.py" else [])
+        proc = subprocess.run(
+            [sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is incomplete: algorithm_state.pkl has 0 bytes" in lines[0], lines
+    for script in ("main_test.py",):  # a results folder: every checkpoint below it is incomplete
+        proc = subprocess.run(
+            [sys.executable, str(REPO / script), str(tmp_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "every checkpoint below it is incomplete" in proc.stderr, proc.stderr

@@ -451,4 +451,26 @@ def test_mechanism_panel_draws_each_logged_metric_per_method():
     lines = {line.get_label(): line for line in kl_ax.get_lines()}
     np.testing.assert_allclose(lines["tesp"].get_ydata(), 1.5e-3 * np.arange(1, 5))
     assert np.all(lines["control"].get_ydata() > 0)  # a KL of 0 drawn at the axis floor, not lost
-    assert figures.mechanism_panel({"mlsh": [Run(None, "mlsh", "x", 0, {}, [{"training_iteration": 1}])]}, "x") is None
+    assert (
+        figures.mechanism_panel({"mlsh": [Run(None, "mlsh", "x", 0, {}, [{"training_iteration": 1}])]}, "x")
+        is None
+    )
+
+
+def test_report_skips_a_malformed_line_with_a_warning_and_refuses_a_system_folder(results, tmp_path):
+    trial = next((results / "maml-exp").iterdir())
+    with open(trial / "result.json", "a") as f:
+        f.write('{"training_iteration": 7, "meta": {"return_po\n')
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(results), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: skipped line 7 of {trial / 'result.json'}: not a result" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(results), "--out", "/proc/report"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --out '/proc/report'"
+    )

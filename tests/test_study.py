@@ -90,6 +90,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
             ["tesp_ablations", "--algs", "tesp-k4"],
             "--algs: 'tesp-k4' is not in this study; choose from: tesp, meta_sgd, tesp-k3",
         ),
+        (["../studies/tesp_paper"], "unknown study '../studies/tesp_paper'"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch):
@@ -233,3 +234,18 @@ def test_stopping_a_study_stops_it_without_evaluating_and_says_how_to_resume(tmp
     assert f"resume with: python main_study.py tesp_paper --scale laptop --resume {tmp_path / 'stop'}" in out
     (trial,) = trial_dirs(tmp_path / "stop")
     assert 1 <= len(results(trial)) < 40
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("[1, 2", "is not valid YAML"), ('{"study": 5}', "study.json is malformed"), ("\x00\x01", "binary")],
+)
+def test_resume_of_a_malformed_study_record_gives_one_line(tmp_path, capsys, content, expected):
+    from tesp.study import main
+
+    (tmp_path / "study.json").write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        main(["--resume", str(tmp_path)])
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], lines
