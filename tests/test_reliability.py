@@ -263,3 +263,14 @@ def test_main_test_and_render_name_an_incomplete_checkpoint_before_ray_starts(tm
             timeout=120,
         )
         assert proc.returncode == 2 and "every checkpoint below it is incomplete" in proc.stderr, proc.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_that_fails_names_its_real_cause_in_the_summary(tmp_path):
+    proc = run_main_train(
+        *POINT, "--set", "lr=10", "--stop-iters", "8", "--storage-path", str(tmp_path), "--name", "nan"
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stdout.splitlines() if "trial FAILED" in x]
+    assert "NonFiniteError:" in line and "is nan" in line and "ray::" not in line, line
