@@ -378,8 +378,13 @@ def connect_ray(address: str | None, dashboard: bool) -> None:
                 f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})"
             ) from None
     else:
-        ray.init(include_dashboard=dashboard, **options)
+        context = ray.init(include_dashboard=dashboard, **options)
         private_token()
+        if dashboard and getattr(context, "dashboard_url", None):
+            token = "the RAY_AUTH_TOKEN variable" if os.environ.get("RAY_AUTH_TOKEN") else "~/.ray/auth_token"
+            print(
+                f"Ray dashboard: http://{context.dashboard_url} (it asks for the token: paste the content of {token})"
+            )
 
 
 def private_token(path: str = "~/.ray/auth_token") -> None:

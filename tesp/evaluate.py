@@ -372,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     for pool, by_sigma in summary.items():
         for sigma, values in by_sigma.items():
-            print(f"{pool:<3} sigma {sigma:<5}: post-adaptation return {values['return_post']:.2f}")
+            line = f"{pool:<3} sigma {sigma:<5}: post-adaptation return {values['return_post']:.2f}"
+            if "success_post" in values:  # sparse tasks: the share of tasks solved is what counts
+                line += f", success rate {values['success_post']:.2f} (before adaptation {values.get('success_stage_0', float('nan')):.2f})"
+            print(line)
     print(f"wrote {csv_path}\nwrote {json_path}")
     return 0
 

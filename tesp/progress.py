@@ -24,27 +24,36 @@ class Progress(tune.Callback):
     #: the run's stop, set by the command that runs (a resume may have raised it)
     stop_at: int | None = None
 
-    def __init__(self, summary: Callable[[dict], str]) -> None:
+    def __init__(self, summary: Callable[[dict], str], by_config: bool = False) -> None:
         self.summary = summary
+        self.by_config = by_config  # label lines by method, env and seed (studies) instead of trial id
+
+    def label(self, trial) -> str:
+        if not self.by_config:
+            return trial.trial_id
+        config = trial.config or {}
+        return f"{trial.trainable_name} {config.get('env', '?')} seed {config.get('seed', '?')}"
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        print(f"[{trial.trial_id}] started: {trial.path}", flush=True)
+        print(f"[{self.label(trial)}] started: {trial.path}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         first, *details = self.summary(result).splitlines()
         seconds = result.get("time_this_iter_s", 0)
         it = result["training_iteration"]
-        target = Progress.stop_at or (getattr(trial, "stopping_criterion", None) or {}).get("training_iteration")
+        target = Progress.stop_at or (getattr(trial, "stopping_criterion", None) or {}).get(
+            "training_iteration"
+        )
         eta = ""
         since = result.get("iterations_since_restore") or it
         if target and target > it and result.get("time_since_restore"):
             eta = f" | ETA {format_duration(result['time_since_restore'] / since * (target - it))}"
-        print(f"[{trial.trial_id}] iter {it:4d} | {first} | {seconds:.1f}s{eta}", flush=True)
+        print(f"[{self.label(trial)}] iter {it:4d} | {first} | {seconds:.1f}s{eta}", flush=True)
         for line in details:
-            print(f"[{trial.trial_id}] {line}", flush=True)
+            print(f"[{self.label(trial)}] {line}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        print(f"[{trial.trial_id}] FAILED; see {trial.path}/error.txt", flush=True)
+        print(f"[{self.label(trial)}] FAILED; see {trial.path}/error.txt", flush=True)
 
 
 def format_duration(seconds: float) -> str:

@@ -260,7 +260,7 @@ def train(plan: StudyPlan) -> tuple[list[str], list[str]]:
         # killed Ray ends trials as failed), each from its last checkpoint.
         resume="AUTO+ERRORED" if plan.resume else None,
         verbose=0,
-        callbacks=[Progress(summary), JsonLogger(), CsvLogger(), TensorBoardLogger()],
+        callbacks=[Progress(summary, by_config=True), JsonLogger(), CsvLogger(), TensorBoardLogger()],
         raise_on_failed_trial=False,
     )
     failed = [t.path for t in analysis.trials if t.status == "ERROR"]
