@@ -474,3 +474,17 @@ def test_report_skips_a_malformed_line_with_a_warning_and_refuses_a_system_folde
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
         "error: --out '/proc/report'"
     )
+
+
+def test_learning_curves_have_whole_iteration_ticks_markers_on_short_curves_and_a_legend_off_the_data(
+    results,
+):
+    runs = load_runs([str(results)])
+    groups = {m: [r for r in runs if r.method == m] for m in ("maml", "tesp")}
+    fig = figures.learning_curves(groups, "wheeled")
+    top = fig.axes[0]
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in top.get_xticks())
+    validation = fig.axes[1]  # D: validated at iterations 2, 4, 6
+    assert all(line.get_marker() == "o" for line in validation.get_lines() if len(line.get_xdata()) <= 3)
+    assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1

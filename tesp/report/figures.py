@@ -98,7 +98,7 @@ def learning_curves(
                     if not len(its):
                         continue
                     x = its if row == 0 else steps
-                    marker = "o" if len(x) == 1 else None  # a single validation: a point, not an empty line
+                    marker = "o" if len(x) <= 3 else None  # a few validations: points a reader can see
                     ax.plot(x, mean, style, marker=marker, color=colors[method], label=f"{method} {stage}")
                     if stage == "post":
                         ax.fill_between(x, low, high, color=colors[method], alpha=0.2, linewidth=0)
@@ -111,8 +111,14 @@ def learning_curves(
                 ax.axhline(ref, color="grey", linestyle=":", label="still policy")
             title = f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)")
             _label(ax, x_name, "mean episode return", title)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+            if row == 0:
+                ax.xaxis.get_major_locator().set_params(integer=True)  # iterations are whole
+    # One legend for the figure, below the panels, never over the data.
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(labels) // 6), 1, 1))
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=7, frameon=False
+    )
     return fig
 
 
