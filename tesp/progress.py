@@ -29,7 +29,8 @@ class Progress(tune.Callback):
         self.by_config = by_config  # label lines by method, env and seed (studies) instead of trial id
 
     def label(self, trial) -> str:
-        if not self.by_config:
+        # getattr: a Progress pickled with an experiment by an older tesp has no by_config
+        if not getattr(self, "by_config", False):
             return trial.trial_id
         config = trial.config or {}
         return f"{trial.trainable_name} {config.get('env', '?')} seed {config.get('seed', '?')}"

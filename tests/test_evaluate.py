@@ -91,7 +91,7 @@ def test_evaluation_command_writes_csv_and_json_next_to_the_checkpoint(wheeled_r
     [
         (["/nonexistent/ckpt"], "checkpoint '/nonexistent/ckpt' does not exist"),
         (["."], "holds no checkpoint"),
-        ([".", "--sigmas", "-1"], "must all be >= 0"),
+        ([".", "--sigmas", "-1"], "must all be finite numbers >= 0"),
         ([".", "--inner-steps", "-1"], "--inner-steps -1 must be >= 0"),
     ],
 )

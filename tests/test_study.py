@@ -14,7 +14,7 @@ from tesp.report.runs import method_name
 from .conftest import REPO
 from .runner import kill_orphaned_ray, pids, results, trial_dirs
 
-STUDY_ALGS = ["maml", "meta_sgd", "adaptsv", "maesn", "tesp", "tesp_adapt_policy"]
+STUDY_ALGS = ["maml", "meta_sgd", "adaptsv", "maesn", "tesp", "tesp_context_only", "tesp_adapt_policy"]
 SIGMAS = ["0.0", "0.01", "0.05", "0.1"]
 
 
