@@ -315,11 +315,13 @@ def check_policy_args(args, algo_cls: type, config: dict) -> None:
             )
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes} must be >= 1")
+    from tesp.evaluate import NUM_FRESH  # the default of --pool-size
+
     for flag, value, default in (
         ("--pools", args.pools, None),
         ("--inner-steps", args.inner_steps, None),
         ("--sigmas", args.sigmas, [0.0]),
-        ("--pool-size", args.pool_size, 0),
+        ("--pool-size", args.pool_size, NUM_FRESH),
     ):
         if value != default:
             raise ConfigError(f"{flag} only applies to checkpoints of meta-learners, not to a single policy")
