@@ -28,20 +28,29 @@ class IncompleteCheckpoint(ValueError):
     """A checkpoint folder that was not completely written."""
 
 
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never a
+    part: to a temporary name beside it, flushed to disk, then renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_manifest(folder: str | os.PathLike, training_iteration: int) -> None:
-    """Record every file of the checkpoint ``folder`` with its size, last (write, fsync, rename)."""
+    """Record every file of the checkpoint ``folder`` with its size, last (atomically)."""
     root = Path(folder)
     files = {
         str(p.relative_to(root)): p.stat().st_size
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
-    tmp = root / f".{MANIFEST}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"training_iteration": int(training_iteration), "files": files}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
+    write_atomically(
+        root / MANIFEST, json.dumps({"training_iteration": int(training_iteration), "files": files})
+    )
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:

@@ -285,10 +285,9 @@ def resume_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str,
         given = getattr(args, key, None)
         if _given(given):
             same = given_flags.get(key) == value
-            if key in ("env", "alg"):
-                same = canonical(str(given)) == canonical(str(value)) or canonical_env(
-                    str(given)
-                ) == canonical_env(str(value))
+            if key in ("env", "alg"):  # an alias names the same env or method
+                normal = canonical if key == "alg" else canonical_env
+                same = normal(str(given)) == normal(str(value))
             if not same:
                 flag = "--" + key.removeprefix("flag_").removeprefix("variant_").replace("_", "-")
                 raise ConfigError(
@@ -319,10 +318,12 @@ def read_experiment(path: str) -> dict[str, Any] | None:
 
 def write_experiment(path: str, flags: dict[str, Any], stop_iters: int) -> None:
     """Write (tmp, then rename) the experiment's record: its flags and its length."""
+    from tesp.checkpoints import write_atomically
+
     os.makedirs(path, exist_ok=True)
-    tmp = Path(path, EXPERIMENT_FILE + ".tmp")
-    tmp.write_text(json.dumps({"flags": flags, "stop_iters": int(stop_iters)}, indent=1))
-    os.replace(tmp, Path(path, EXPERIMENT_FILE))
+    write_atomically(
+        Path(path, EXPERIMENT_FILE), json.dumps({"flags": flags, "stop_iters": int(stop_iters)}, indent=1)
+    )
 
 
 def check_address(address: str) -> None:

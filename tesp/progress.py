@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import numpy as np
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.utils import flatten_dict
+
+from tesp.checkpoints import write_atomically
 
 
 class Progress(tune.Callback):
@@ -222,12 +223,7 @@ class StateBackup(tune.Callback):
                 return
             text = state.read_text()
             json.loads(text)
-            tmp = experiment / (BACKUP + ".tmp")
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, experiment / BACKUP)
+            write_atomically(experiment / BACKUP, text)
             self._copied[state] = mtime
         except (OSError, ValueError):
             pass  # a state being written, or no room for the copy: keep the older copy
@@ -254,9 +250,7 @@ def repair_state(experiment: Path) -> str | None:
         json.loads(backup.read_text())
     except (OSError, ValueError):
         return f"{state.name} is unreadable and no copy of it reads; Tune's own error follows"
-    tmp = state.with_name(state.name + ".tmp")
-    tmp.write_text(backup.read_text())
-    os.replace(tmp, state)
+    write_atomically(state, backup.read_text())
     return f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"
 
 
