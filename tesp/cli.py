@@ -417,7 +417,10 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
         note = repair_state(Path(resume))
         if note:
             print(f"warning: {note}", file=sys.stderr)
-        raised = recorded is not None and target > recorded["stop_iters"]
+        # Finished trials continue when the target was raised, or when one stopped short of it
+        # (a run that ended on a failure of the driver, e.g. a full disk, can leave its trials
+        # marked finished in Tune's state).
+        raised = recorded is not None and (target > recorded["stop_iters"] or short_of(resume, target))
         tuner = tune.Tuner.restore(
             resume,
             trainable=s.method.algo_class,
@@ -470,6 +473,20 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     if code == EXIT_INTERRUPTED:
         code = EXIT_TERMINATED if signals.get("term") else EXIT_INTERRUPTED
     return code
+
+
+def short_of(experiment: str, target: int) -> bool:
+    """Whether some trial of the experiment logged fewer than ``target`` iterations."""
+    for result in Path(experiment).glob("*/result.json"):
+        last = 0
+        for line in result.read_text(errors="replace").splitlines():
+            try:
+                last = max(last, int(json.loads(line)["training_iteration"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        if last < target:
+            return True
+    return False
 
 
 EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
