@@ -14,6 +14,11 @@ Every tesp Algorithm mixes :class:`CompleteCheckpoints` in:
   checkpoint that is gone ("Could not recover from checkpoint as it does not exist on storage
   anymore"). The one to resume from is then the one whose registration deleted it.
 
+- a trial that Tune starts from scratch although its folder holds complete checkpoints restores
+  the newest of them before its first iteration. Tune writes its experiment state from a
+  background thread, so the state a resume reads can predate the trial's first checkpoint (a
+  driver that died early, e.g. on a full disk); Tune then knows no checkpoint for the trial.
+
 Either way a kill or a failed write loses at most the work since the last complete checkpoint.
 """
 
@@ -40,9 +45,28 @@ def _local_checkpoint(arg) -> Checkpoint | None:
     return checkpoint
 
 
+def _trial_folder(storage) -> Path | None:
+    """The trial's folder on the storage, when that storage is the local filesystem."""
+    try:
+        if storage is None or storage.storage_filesystem.type_name != "local":
+            return None
+        return Path(storage.trial_fs_path)
+    except (AttributeError, RuntimeError):  # no trial (a Trainable built outside Tune)
+        return None
+
+
 class CompleteCheckpoints:
     """A Trainable mix-in (before the Algorithm class): manifests on save, the right checkpoint
-    on restore (see the module docstring)."""
+    on restore, the trial's own checkpoints when Tune knows none (see the module docstring)."""
+
+    def train(self):
+        if self.iteration == 0 and not getattr(self, "_restored", True):
+            folder = _trial_folder(getattr(self, "_storage", None))
+            newest = checkpoints.newest_complete(folder) if folder is not None and folder.is_dir() else None
+            if newest is not None:
+                logger.warning("the trial starts with no checkpoint named; restoring its newest complete one, %s", newest)
+                self.restore(str(newest))
+        return super().train()
 
     def save_checkpoint(self, checkpoint_dir):
         out = super().save_checkpoint(checkpoint_dir)

@@ -178,12 +178,6 @@ def test_resume_alone_continues_a_run_and_a_larger_stop_iters_extends_a_finished
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 40): under load the resume after a full disk sometimes restarts the trial from "
-    "iteration 1 (Tune's state copy predates the first checkpoint) or ends it early (exit 130); passed in "
-    "1 of 4 test runs on 2026-12-07 (2 of 2 runs by hand)",
-)
 def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space_is_freed(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()

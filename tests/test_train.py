@@ -180,6 +180,47 @@ def test_restore_of_a_checkpoint_tune_deleted_takes_the_newest_kept(ray_session,
         fresh.stop()
 
 
+def test_a_trial_tune_starts_afresh_restores_the_newest_complete_checkpoint_in_its_folder(ray_session, tmp_path):
+    """Tune writes its experiment state from a background thread; a driver that died early (a
+    full disk) can leave a state written before the trial's first checkpoint, and a resume then
+    starts the trial from scratch (CI and by hand, 2026-12-07: iteration 1 after a full disk at
+    iteration 10). The trial restores the newest complete checkpoint of its own folder instead,
+    skipping an incomplete one; in a folder without checkpoints it starts from scratch."""
+    from types import SimpleNamespace
+
+    from tesp.settings import resolve_config
+
+    small = {"meta_batch_size": 2, "episodes_per_task": 2, "num_envs_per_env_runner": 2, "num_env_runners": 0}
+    config, _, _ = resolve_config("maml", "point", {**small, "seed": 0})
+    trial = tmp_path / "trial"
+    algo = config.build_algo()
+    try:
+        for i in (1, 2):
+            algo.train()
+            algo.save(str(trial / f"checkpoint_00000{i}"))  # Trainable.save: with the manifest
+    finally:
+        algo.stop()
+    (trial / "checkpoint_000003").mkdir()  # cut short by the full disk
+    (trial / "checkpoint_000003" / "algorithm_state.pkl").write_bytes(b"")
+
+    def storage(folder):
+        return SimpleNamespace(
+            storage_filesystem=SimpleNamespace(type_name="local"),
+            trial_fs_path=str(folder),
+            persist_artifacts=lambda **_: None,
+        )
+
+    for folder, expected in ((trial, 3), (tmp_path / "empty", 1)):
+        folder.mkdir(exist_ok=True)
+        fresh = config.build_algo()
+        try:
+            fresh._storage = storage(folder)  # what Tune gives the trial's actor
+            assert fresh.train()["training_iteration"] == expected
+        finally:
+            fresh._storage = None
+            fresh.stop()
+
+
 @pytest.mark.parametrize("alg", ["tesp", "maesn"])
 def test_checkpoint_restores_every_meta_parameter(ray_session, tmp_path, alg):
     """The encoder (TESP), the per-task latent tables (MAESN), the step sizes, the optimizer
