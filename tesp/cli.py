@@ -142,6 +142,23 @@ def make_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group(f"{VARIANT_BASE} variants (MIME's spellings; --alg {VARIANT_BASE})")
     for switch, text in VARIANT_SWITCHES.items():
         group.add_argument(f"--{switch}", dest=variant_dest(switch), action="store_true", help=text)
+    parser.add_argument(
+        "--wandb",
+        nargs="?",
+        const="tesp",
+        default=None,
+        metavar="PROJECT",
+        help="also log to Weights & Biases, project PROJECT (default tesp); offline into each trial's "
+        "folder when no API key is found (upload later with `wandb sync`)",
+    )
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URI",
+        help="also log to MLflow at URI (default: the file store STORAGE_PATH/mlruns), one run per trial",
+    )
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
     parser.add_argument(
         "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
@@ -235,7 +252,17 @@ def check_name(name: str) -> None:
 
 
 #: The flags a resumed experiment keeps from its start (everything that shapes its settings).
-KEPT_ON_RESUME = ("env", "alg", "set", "config", "seed", "num_env_runners", "checkpoint_freq")
+KEPT_ON_RESUME = (
+    "env",
+    "alg",
+    "set",
+    "config",
+    "seed",
+    "num_env_runners",
+    "checkpoint_freq",
+    "wandb",
+    "mlflow",
+)
 
 
 def recorded_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -452,6 +479,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
                 CsvLogger(),
                 TensorBoardLogger(),
                 StateBackup(),
+                *tracker_callbacks(flags, plan),
             ],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
@@ -473,6 +501,34 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     if code == EXIT_INTERRUPTED:
         code = EXIT_TERMINATED if signals.get("term") else EXIT_INTERRUPTED
     return code
+
+
+def check_trackers(args: argparse.Namespace) -> None:
+    """``--wandb`` / ``--mlflow`` need their package; say which before Ray starts."""
+    import importlib.util
+
+    for flag, package, install in (("wandb", "wandb", "wandb"), ("mlflow", "mlflow", "mlflow-skinny")):
+        if getattr(args, flag, None) is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"--{flag} needs the {package} package, which is not installed: pip install {install}"
+            )
+
+
+def tracker_callbacks(flags: dict[str, Any], plan: Plan) -> list:
+    """Tune's W&B and MLflow callbacks for ``--wandb`` / ``--mlflow`` (:mod:`tesp.trackers`)."""
+    out = []
+    if flags.get("wandb") is not None:
+        from tesp.trackers import wandb_callback, wandb_mode_line
+
+        print(wandb_mode_line(flags["wandb"]))
+        out.append(wandb_callback(flags["wandb"]))
+    if flags.get("mlflow") is not None:
+        from tesp.trackers import mlflow_callback, mlflow_uri
+
+        uri = mlflow_uri(flags["mlflow"], plan.storage_path)
+        print(f"MLflow: {uri}, experiment {plan.name!r}")
+        out.append(mlflow_callback(uri, plan.name))
+    return out
 
 
 def short_of(experiment: str, target: int) -> bool:
@@ -616,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
             missing = ", ".join(f for f, v in (("--env", args.env), ("--alg", args.alg)) if v is None)
             raise ConfigError(f"the following arguments are required: {missing} (or --resume PATH)")
         plan = build_plan(args)
+        check_trackers(args)
         if args.print_config:
             from tesp.settings_doc import resolved_settings
 

@@ -276,6 +276,22 @@ def tensorboard_tag(key: str) -> str | None:
     return f"ray/{key}"
 
 
+def tracked_scalars(result: dict) -> dict[str, float]:
+    """The result's finite numbers under their TensorBoard tags (:func:`tensorboard_tag`), as
+    TensorBoard and the experiment trackers (:mod:`tesp.trackers`) log them."""
+    out = {}
+    for key, value in flatten_dict(result, delimiter="/").items():
+        tag = tensorboard_tag(key)
+        if (
+            tag is not None
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool)
+            and np.isfinite(value)
+        ):
+            out[tag] = float(value)
+    return out
+
+
 class TensorBoardLogger(TBXLoggerCallback):
     """Tune's TensorBoard writer with tesp's tags (:func:`tensorboard_tag`) instead of one
     ``ray/tune/...`` group of ~300; passing it replaces Tune's default one."""
@@ -287,16 +303,10 @@ class TensorBoardLogger(TBXLoggerCallback):
         step = result.get("training_iteration", iteration)
         for key, value in flatten_dict(result, delimiter="/").items():
             tag = tensorboard_tag(key)
-            if tag is None:
-                continue
-            if isinstance(value, np.ndarray) and value.ndim == 3:
+            if tag is not None and isinstance(value, np.ndarray) and value.ndim == 3:
                 writer.add_image(tag, value, global_step=step)
-            elif (
-                isinstance(value, (int, float, np.integer, np.floating))
-                and not isinstance(value, bool)
-                and np.isfinite(value)
-            ):
-                writer.add_scalar(tag, float(value), global_step=step)
+        for tag, value in tracked_scalars(result).items():
+            writer.add_scalar(tag, value, global_step=step)
         writer.flush()
 
     def log_trial_end(self, trial, failed: bool = False) -> None:

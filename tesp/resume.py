@@ -64,7 +64,9 @@ class CompleteCheckpoints:
             folder = _trial_folder(getattr(self, "_storage", None))
             newest = checkpoints.newest_complete(folder) if folder is not None and folder.is_dir() else None
             if newest is not None:
-                logger.warning("the trial starts with no checkpoint named; restoring its newest complete one, %s", newest)
+                logger.warning(
+                    "the trial starts with no checkpoint named; restoring its newest complete one, %s", newest
+                )
                 self.restore(str(newest))
         return super().train()
 

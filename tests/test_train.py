@@ -180,7 +180,9 @@ def test_restore_of_a_checkpoint_tune_deleted_takes_the_newest_kept(ray_session,
         fresh.stop()
 
 
-def test_a_trial_tune_starts_afresh_restores_the_newest_complete_checkpoint_in_its_folder(ray_session, tmp_path):
+def test_a_trial_tune_starts_afresh_restores_the_newest_complete_checkpoint_in_its_folder(
+    ray_session, tmp_path
+):
     """Tune writes its experiment state from a background thread; a driver that died early (a
     full disk) can leave a state written before the trial's first checkpoint, and a resume then
     starts the trial from scratch (CI and by hand, 2026-12-07: iteration 1 after a full disk at
