@@ -81,7 +81,14 @@ def make_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="inner steps per task (default: the checkpoint's num_inner_steps; MIME's protocol: 10)",
+        help="inner steps per task (default: the checkpoint's num_inner_steps; MIME's protocol: 10; "
+        "MLSH: the master's warm-up iterations, default its warmup_iters)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where to write CHECKPOINT-eval.csv and .json (default: beside the checkpoint)",
     )
     single = parser.add_argument_group("a single policy's checkpoint (--alg ppo)")
     single.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
@@ -161,10 +168,7 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     if args.inner_steps is not None and args.inner_steps < 0:
         raise ConfigError(f"--inner-steps {args.inner_steps} must be >= 0")
     checkpoint = find_checkpoint(args.checkpoint)
-    if not os.access(checkpoint.parent, os.W_OK):
-        raise ConfigError(
-            f"cannot write the results next to the checkpoint: {str(checkpoint.parent)!r} is read-only"
-        )
+    check_out(args, checkpoint)
     algo_cls, config = saved_config(checkpoint)
     if not hasattr(algo_cls, "evaluate_adaptation"):
         if runs_policy(algo_cls):
@@ -192,6 +196,29 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
         why = "" if has_pools else f" (env {config['env']!r} has no task pools)"
         raise ConfigError(f"unknown pool {bad[0]!r}{why}; choose from: {', '.join(valid)}")
     return checkpoint, pools
+
+
+def check_out(args: argparse.Namespace, checkpoint: Path) -> None:
+    """``--out DIR`` (made if missing) or the checkpoint's folder must be writable; sets
+    ``args.out`` to the folder the results go to."""
+    if args.out is None:
+        if not os.access(checkpoint.parent, os.W_OK):
+            raise ConfigError(
+                f"cannot write the results next to the checkpoint: {str(checkpoint.parent)!r} is read-only; "
+                "give --out DIR"
+            )
+        args.out = str(checkpoint.parent)
+        return
+    out = Path(os.path.expanduser(args.out)).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {args.out!r} cannot be made: {e.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {args.out!r} is read-only")
+    args.out = str(out)
 
 
 def evaluate(
@@ -314,15 +341,25 @@ def metadata(algo, checkpoint: Path, pools: list[str], task_seed: int) -> dict[s
         "algorithm": type(algo).__name__,
         "env": algo.config.env,
         "training_iteration": algo.iteration,
-        "num_inner_steps": algo.config.num_inner_steps,
+        "num_inner_steps": algo.num_adaptation_steps,
         "task_seed": task_seed if FRESH in pools else None,
     }
 
 
 def write(
-    checkpoint: Path, rows: list[dict], summary: dict, meta: dict, paths: dict | None = None
+    checkpoint: Path,
+    rows: list[dict],
+    summary: dict,
+    meta: dict,
+    paths: dict | None = None,
+    out: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
-    stem = checkpoint.parent / f"{checkpoint.name}-eval"
+    """Write ``CHECKPOINT-eval.csv`` (a row per task and stage) and ``.json`` (summary per pool)
+    into ``out`` (default: the checkpoint's folder; elsewhere prefixed with the trial's folder
+    name, so that several trials' evaluations can share one folder)."""
+    folder = Path(out or checkpoint.parent)
+    name = checkpoint.name if folder == checkpoint.parent else f"{checkpoint.parent.name}_{checkpoint.name}"
+    stem = folder / f"{name}-eval"
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -364,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                 meta["num_inner_steps"] = args.inner_steps
         finally:
             algo.stop()
-        csv_path, json_path = write(checkpoint, rows, summary, meta, paths)
+        csv_path, json_path = write(checkpoint, rows, summary, meta, paths, args.out)
     except ConfigError as e:
         fail(str(e))
     finally:

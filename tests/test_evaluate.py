@@ -158,64 +158,41 @@ def test_pools_of_an_env_without_pools_are_refused_before_ray_starts(point_run):
     assert "unknown pool 'D' (env 'point' has no task pools); choose from: fresh" in line
 
 
-def test_a_checkpoint_without_adaptation_is_refused_before_ray_starts(tmp_path):
+def test_an_mlsh_checkpoint_is_evaluated_by_its_warm_up_and_written_to_out(tmp_path):
+    """MLSH's test: a fresh master per task trained for the warm-up (here 1 iteration instead of
+    the checkpoint's 2), sub-policies fixed; --out puts the files elsewhere, named by trial."""
     proc = run_main_train(
         "--env", "movement_bandits", "--alg", "mlsh", "--stop-iters", "1", "--storage-path", str(tmp_path),
-        "--name", "m", "-W", "1", "-U", "1", "--set", "episodes_per_task=2", "--set", "num_envs_per_env_runner=2",
+        "--name", "m", "-W", "2", "-U", "1", "--set", "episodes_per_task=2", "--set", "num_envs_per_env_runner=2",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = one_error_line(run_main_test(str(tmp_path / "m")))
-    assert "is of MLSHAlgorithm, which has no adaptation to evaluate" in line
+    assert "after warm-up: first value in" in proc.stdout, proc.stdout
+    out = tmp_path / "evaluations"
+    test = run_main_test(str(tmp_path / "m"), "--pool-size", "3", "--inner-steps", "1", "--out", str(out))
+    assert test.returncode == 0, test.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "m")
+    (checkpoint,) = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    summary = json.loads((out / f"{trial.name}_{checkpoint.name}-eval.json").read_text())
+    assert summary["algorithm"] == "MLSHAlgorithm" and summary["num_inner_steps"] == 1
+    assert summary["pools"]["fresh"]["0.0"]["num_tasks"] == 3
+    with open(out / f"{trial.name}_{checkpoint.name}-eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({r["stage"] for r in rows}) == ["0", "1"] and len(rows) == 6
+    assert not list(trial.glob("*-eval.*"))  # nothing beside the checkpoint
 
 
-def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO / script), *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_a_checkpoint_without_adaptation_is_refused_before_ray_starts(tmp_path):
+    import pickle
 
+    checkpoint = tmp_path / "trial" / "checkpoint_000001"
+    checkpoint.mkdir(parents=True)
+    from ray.rllib.algorithms.ppo import PPO, PPOConfig
+    from ray.rllib.utils.checkpoints import Checkpointable
 
-def test_render_writes_the_episodes_before_and_after_adaptation_side_by_side(wheeled_run, tmp_path):
-    import imageio.v3 as iio
-
-    experiment, _ = wheeled_run
-    proc = run_script(
-        "main_render.py", str(experiment), "--pool", "D'", "--task", "1", "--out", str(tmp_path / "v")
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "rendering" in proc.stderr  # the progress bar
-    mp4, gif = tmp_path / "v.mp4", tmp_path / "v.gif"
-    assert f"wrote {mp4}" in proc.stdout and f"wrote {gif}" in proc.stdout
-    video = iio.imread(mp4)
-    # Two 480x480 views side by side; one frame per step of the longer episode plus the reset
-    # state (the quick wheeled episodes run the whole horizon of 200 steps).
-    assert video.shape == (201, 480, 960, 3)
-    assert iio.imread(gif).shape == (201, 240, 480, 3)
-    # The two halves show different episodes.
-    assert not np.array_equal(video[-1, :, :480], video[-1, :, 480:])
-
-
-def test_report_reads_the_real_run_and_its_evaluation(wheeled_run, tmp_path):
-    experiment, _ = wheeled_run
-    proc = run_script("main_report.py", str(experiment), "--out", str(tmp_path / "report"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert "![wheeled](curves_wheeled.png)" in text and "| wheeled | tesp | 1 |" in text
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--pool", "E"], "unknown pool 'E'; choose from: D, D', D''"),
-        (["--task", "100"], "--task 100 is out of range: pool D'' has tasks 0..99"),
-        (["--out", "/nonexistent/folder/v"], "--out '/nonexistent/folder/v': folder '/nonexistent/folder'"),
-    ],
-)
-def test_render_refuses_bad_input_in_one_line(wheeled_run, tmp_path, args, message):
-    experiment, _ = wheeled_run
-    argv = [str(experiment), "--out", str(tmp_path / "v"), *args]
-    proc = run_script("main_render.py", *argv)
-    assert proc.returncode == 2
-    (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("error: ") and message in line, line
+    with open(checkpoint / Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME, "wb") as f:
+        pickle.dump({"class": PPO, "ctor_args_and_kwargs": ((PPOConfig().get_state(),), {})}, f)
+    line = one_error_line(run_main_test(str(checkpoint)))
+    assert "is of PPO, which has no adaptation to evaluate" in line
 
 
 def test_mime_on_a_sparse_ring_is_evaluated_with_more_inner_steps_and_a_success_rate(tmp_path):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tesp.envs import make_env
 
+from .conftest import REPO
 from .runner import SMALL, run_main_train, trial_dirs
 
 TRAIN = {"reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-close-v3", "button-press-topdown-v3",
@@ -61,3 +66,18 @@ def test_quick_scale_runs_and_validates_with_a_success_rate(tmp_path, alg):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (trial,) = trial_dirs(tmp_path / "ml10")
     assert "validation/test/success_post" in (trial / "progress.csv").read_text().splitlines()[0]
+    if alg != "maml":
+        return
+    # main_test.py on the checkpoint: text task fields (the class name) in the CSV, the success
+    # rate printed, one task per pool
+    test = subprocess.run(
+        [sys.executable, str(REPO / "main_test.py"), str(tmp_path / "ml10"), "--pool-size", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "success rate" in test.stdout, test.stdout
+    (table,) = trial.glob("checkpoint_*-eval.csv")
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["pool"] for r in rows} == {"D", "test"}
+    assert all(r["env_name"].endswith("-v3") for r in rows), rows[0]

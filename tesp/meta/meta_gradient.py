@@ -330,6 +330,11 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         )
         return mechanism.concat(shards)
 
+    @property
+    def num_adaptation_steps(self) -> int:
+        """Updates per task at test time: the inner steps."""
+        return self.config.num_inner_steps
+
     def evaluate_adaptation(
         self,
         tasks: list[Task],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Self
 
 import numpy as np
@@ -219,6 +220,10 @@ class MLSHAlgorithm(TaskAlgorithm):
             log(f"return_{key}", np.mean(values) if values else np.nan)
         log("tasks_done", self.tasks_done)
         log("joint_slots", len(joint))
+        log("num_slots", len(ids))
+        # Iterations until the first return after warm-up is logged (0 once there is one).
+        first = min(cfg.warmup_iters - slot["step"] for slot in self.slots) + 1
+        log("iters_to_first_value", 0 if self.finished["post_warmup"] else max(first, 1))
         starts = np.concatenate([b.extras[MACRO_START][b.mask > 0] for b in batches.values()]) > 0
         chosen = np.concatenate([b.extras[SUB_POLICY][b.mask > 0] for b in batches.values()])[starts]
         for k in range(cfg.num_subs):
@@ -234,24 +239,48 @@ class MLSHAlgorithm(TaskAlgorithm):
             (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), steps, reduce="lifetime_sum"
         )
 
-    def adapt_on_tasks(self, tasks: list[Task]) -> Rollout:
+    @property
+    def num_adaptation_steps(self) -> int:
+        """Updates per task at test time: the master's warm-up."""
+        return self.config.warmup_iters
+
+    def evaluate_adaptation(
+        self,
+        tasks: list[Task],
+        chunk: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        num_inner_steps: int | None = None,
+    ) -> list[Rollout]:
+        """:meth:`adapt_on_tasks` over ``tasks``, ``chunk`` (default ``num_parallel_tasks``) at a
+        time, with ``num_inner_steps`` warm-up iterations (default ``warmup_iters``), as
+        ``main_test.py`` evaluates every method."""
+        chunk = chunk or self.config.num_parallel_tasks
+        out = []
+        for start in range(0, len(tasks), chunk):
+            out.append(self.adapt_on_tasks(tasks[start : start + chunk], num_inner_steps))
+            if progress is not None:
+                progress(len(tasks[start : start + chunk]))
+        return out
+
+    def adapt_on_tasks(self, tasks: list[Task], warmup_iters: int | None = None) -> Rollout:
         """MLSH's adaptation to new tasks (the paper's test): each task gets a fresh master that
-        trains for the warm-up, ``warmup_iters`` master-only iterations with the sub-policies
-        fixed; stage ``w`` is the batch sampled before update ``w`` (stage 0: the fresh master,
-        the last stage: after the warm-up). Tasks run ``num_parallel_tasks`` at a time in the
-        slots; the learner's state (masters, optimizers, observation filter) is restored
-        afterwards, so training goes on as if this had not run."""
+        trains for the warm-up, ``warmup_iters`` (default: the config's) master-only iterations
+        with the sub-policies fixed; stage ``w`` is the batch sampled before update ``w`` (stage
+        0: the fresh master, the last stage: after the warm-up). Tasks run ``num_parallel_tasks``
+        at a time in the slots; the learner's state (masters, optimizers, observation filter) is
+        restored afterwards, so training goes on as if this had not run."""
         cfg = self.config
+        warmup = cfg.warmup_iters if warmup_iters is None else warmup_iters
         saved = self.on_learner(lambda learner: learner.snapshot())
         rollout = Rollout(index=[-1] * len(tasks), theta={})
-        rollout.stages = [[] for _ in range(cfg.warmup_iters + 1)]
+        rollout.stages = [[] for _ in range(warmup + 1)]
         try:
             for start in range(0, len(tasks), cfg.num_parallel_tasks):
                 chunk = tasks[start : start + cfg.num_parallel_tasks]
                 ids = list(range(len(chunk)))
                 for g in ids:
                     self.on_learner(lambda learner, g=g: learner.reset_master(g))
-                for w in range(cfg.warmup_iters + 1):
+                for w in range(warmup + 1):
                     weights = self.on_learner(lambda learner, ids=ids: learner.slot_weights(ids))
                     if start == 0 and w == 0:
                         rollout.theta = weights[0]
@@ -259,7 +288,7 @@ class MLSHAlgorithm(TaskAlgorithm):
                     results = self.sampler.sample([SampleJob(g, chunk[g], weights[g]) for g in ids])
                     rollout.timings["sample"] += time.perf_counter() - t0
                     rollout.stages[w].extend(results[g] for g in ids)
-                    if w < cfg.warmup_iters:
+                    if w < warmup:
                         t0 = time.perf_counter()
                         batches = {g: results[g].batch for g in ids}
                         self.on_learner(lambda learner, b=batches: learner.update_mlsh(b, joint=[]))
@@ -293,8 +322,13 @@ def summary_line(result: dict) -> str:
     """The progress line of an MLSH result: the iteration's return, the returns after warm-up
     and after the joint phase (last 10 finished tasks), tasks done, sampling speed."""
     m = result.get(MLSH, {})
-    return (
-        f"return {m.get('return', float('nan')):.2f} | after warm-up {m.get('return_post_warmup', float('nan')):.2f}, "
-        f"after joint {m.get('return_post_joint', float('nan')):.2f} (last {RECENT_TASKS} tasks; "
-        f"{int(m.get('tasks_done', 0))} done) | {m.get('env_steps_per_s', 0):.0f} steps/s"
-    )
+    phase = f"{int(m.get('joint_slots', 0))} of {int(m.get('num_slots', 0)) or '?'} tasks in the joint phase"
+    if m.get("iters_to_first_value", 0) > 0:
+        after = f"after warm-up: first value in {int(m['iters_to_first_value'])} iterations ({phase})"
+    else:
+        after = (
+            f"after warm-up {m.get('return_post_warmup', float('nan')):.2f}, "
+            f"after joint {m.get('return_post_joint', float('nan')):.2f} (last {RECENT_TASKS} tasks; "
+            f"{int(m.get('tasks_done', 0))} done; {phase})"
+        )
+    return f"return {m.get('return', float('nan')):.2f} | {after} | {m.get('env_steps_per_s', 0):.0f} steps/s"
