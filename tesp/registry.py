@@ -20,6 +20,7 @@ from tesp.algorithms.maesn import MAESN
 from tesp.algorithms.maml import MAML
 from tesp.algorithms.meta_sgd import MetaSGD
 from tesp.algorithms.mime import MIME
+from tesp.algorithms.mime.mime import summary_line as mime_summary
 from tesp.algorithms.mlsh import MLSHAlgorithm
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_summary
 from tesp.algorithms.ppo import PPO
@@ -95,7 +96,7 @@ METHODS: dict[str, Method] = {
     "maesn": Method(MAESN, meta_summary),
     "maml": Method(MAML, meta_summary),
     "meta_sgd": Method(MetaSGD, meta_summary),
-    "mime": Method(MIME, meta_summary),
+    "mime": Method(MIME, mime_summary),
     "mlsh": Method(MLSHAlgorithm, mlsh_summary, MLSH_FLAGS),
     "ppo": Method(PPO, ppo_summary),
     "primitives": Method(Primitives, primitives_summary, PRIMITIVES_FLAGS),

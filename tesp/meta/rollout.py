@@ -78,12 +78,34 @@ def task_success(batch) -> bool:
 
 def summary_line(result: dict) -> str:
     """The progress line of a gradient meta-learner's result: the return at each stage, the
-    env steps, and the validation pools' returns when the iteration validated."""
+    success rate at each stage where the env has one, the env steps, and the validation pools'
+    returns (and success rates) when the iteration validated."""
     meta = result.get("meta", {})
-    line = f"return {stage_returns(meta)} | {meta.get('env_steps', 0) / 1e3:.0f}k steps"
+    line = (
+        f"return {stage_returns(meta)}{success_rates(meta)} | {format_steps(meta.get('env_steps', 0))} steps"
+    )
     for pool, values in result.get("validation", {}).items():
-        line += f"\n  validation {pool:<3} | return {stage_returns(values)}"
+        line += f"\n  validation {pool:<3} | return {stage_returns(values)}{success_rates(values)}"
     return line
+
+
+def format_steps(n: float) -> str:
+    """``850``, ``3.2k``, ``40k``, ``1.5M``: a count of env steps, short."""
+    if n < 1e3:
+        return f"{n:.0f}"
+    if n < 1e4:
+        return f"{n / 1e3:.1f}k"
+    if n < 1e6:
+        return f"{n / 1e3:.0f}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def success_rates(metrics: dict) -> str:
+    """``" | success 0.10 -> 0.40"`` from ``success_stage_<k>`` keys (empty without them)."""
+    stages = sorted(
+        (int(k.rsplit("_", 1)[1]), v) for k, v in metrics.items() if k.startswith("success_stage_")
+    )
+    return " | success " + " -> ".join(f"{v:.2f}" for _, v in stages) if stages else ""
 
 
 def stage_returns(metrics: dict) -> str:

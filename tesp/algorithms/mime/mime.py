@@ -25,6 +25,7 @@ from ray.rllib.utils.annotations import override
 from tesp.algorithms.mime.mime_learner import MIMELearner
 from tesp.algorithms.mime.mime_rl_module import MIMERLModule
 from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
+from tesp.meta.rollout import summary_line as meta_summary
 from tesp.meta.task_algorithm import set_provided
 
 INFORMATION_GAINS = ("adam", "second_order")
@@ -141,3 +142,16 @@ class MIME(MetaGradientAlgorithm):
     @override(Algorithm)
     def get_default_config(cls) -> MIMEConfig:
         return MIMEConfig()
+
+
+def summary_line(result: dict) -> str:
+    """The gradient meta-learners' progress line plus MIME's own numbers: the mixing weight eta
+    (sigmoid of the meta-learned parameter) and the mean information gain of the iteration, and
+    whether the gain is mixed into the reward yet (after ``pre_epochs`` iterations)."""
+    first, newline, rest = meta_summary(result).partition("\n")
+    m = result.get("meta", {})
+    if "eta" in m:
+        mixing = "" if m.get("mixing_on", 1.0) else " (not mixed in yet)"
+        gain = m.get("information_gain")
+        first += f" | eta {m['eta']:.3f}" + (f", info gain {gain:.3g}{mixing}" if gain is not None else "")
+    return first + newline + rest
