@@ -22,6 +22,12 @@ TRAINING = "training"
 STAGES = {"pre": "return_stage_0", "post": "return_post"}
 
 
+def legend(ax) -> None:
+    """A small legend, when the axes have labelled artists (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
 def pool_keys(pool: str, stage: str) -> tuple[str, ...]:
     """Where a pool's stage return sits in Tune's result: the training batch or a validation pool."""
     return ("meta", STAGES[stage]) if pool == TRAINING else ("validation", pool, STAGES[stage])
@@ -156,7 +162,7 @@ def mechanism_panel(runs: Mapping[str, Sequence[Run]], env: str) -> Figure | Non
             ax.set_yscale("log")
         _label(ax, "meta-iteration", label, f"{env}: {key}")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0, 0].legend(fontsize=7)
+    legend(axes[0, 0])
     fig.tight_layout()
     return fig
 
@@ -226,7 +232,7 @@ def aggregate(
         f"{pool}: {', '.join(envs) or 'no env every method ran on'}",
     )
     _label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
-    prof_ax.legend(fontsize=7)
+    legend(prof_ax)
     fig.tight_layout()
     return fig, summary
 
@@ -248,7 +254,7 @@ def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Fig
             its = sorted(points)
             ax.plot(its, [np.mean(points[i]) for i in its], "o-", label=f"sigma {sigma}")
         _label(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
-        ax.legend(fontsize=7)
+        legend(ax)
     fig.tight_layout()
     return fig
 
@@ -285,7 +291,7 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
             ret_ax.plot(tasks, mean, label=label)
             ret_ax.fill_between(tasks, low, high, alpha=0.2, linewidth=0)
     _label(ret_ax, "tasks done", "mean episode return", f"{env}: mlsh ({len(runs)} seed(s))")
-    ret_ax.legend(fontsize=7)
+    legend(ret_ax)
     subs = sorted(
         {k for r in runs for row in r.rows for k in row.get("mlsh", {}) if k.startswith("sub_choice_freq_")}
     )
@@ -294,7 +300,7 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
         sub_ax.plot(its, mean, label=f"sub-policy {key.rsplit('_', 1)[1]}")
         sub_ax.fill_between(its, low, high, alpha=0.2, linewidth=0)
     _label(sub_ax, "iteration", "share of macro steps", "sub-policy choices")
-    sub_ax.legend(fontsize=7)
+    legend(sub_ax)
     fig.tight_layout()
     return fig
 

@@ -199,10 +199,9 @@ class MIMELearner(MetaLearner):
         xs, ys = [], []
         d = self.policy.dyn_obs_dim
         for b in batches:
-            obs = torch.as_tensor(b.obs[..., :d], dtype=torch.float32)
-            x, y, m = bnn.transitions(
-                obs, torch.as_tensor(b.actions, dtype=torch.float32), torch.as_tensor(b.mask)
-            )
+            # copies: the batches arrive read-only from Ray's object store
+            obs = torch.tensor(b.obs[..., :d], dtype=torch.float32)
+            x, y, m = bnn.transitions(obs, torch.tensor(b.actions, dtype=torch.float32), torch.tensor(b.mask))
             keep = m > 0
             xs.append(x[keep])
             ys.append(y[keep])
