@@ -248,6 +248,12 @@ def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
     goals = marks(after, "x")
     np.testing.assert_allclose([g.get_xdata()[0] for g in goals], np.repeat([0.0, 0.1, 0.2], 3))
     assert not marks(after, "o")
+    # each episode's start marked where its line begins, in its line's colour; axes labelled
+    starts = marks(after, "s")
+    assert [(s.get_xdata()[0], s.get_color()) for s in starts] == [
+        (p.get_xdata()[0], p.get_color()) for p in paths(after)
+    ]
+    assert (after.get_xlabel(), after.get_ylabel()) == ("x", "y")
 
 
 def test_bandit_trajectories_mark_each_episodes_correct_goal_and_decoy():

@@ -35,7 +35,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 
 from tesp.envs.base import Task
 from tesp.meta import mechanism
-from tesp.meta.rollout import Rollout, pool_summary, stage_mean
+from tesp.meta.rollout import Rollout, pool_summary, stage_mean, task_success
 from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
 from tesp.models import connectors
@@ -401,6 +401,10 @@ class MetaGradientAlgorithm(TaskAlgorithm):
             log(f"return_stage_{k}", value)
         log("return_pre", stage_returns[0])
         log("return_post", stage_returns[-1])
+        if "success" in rollout.stages[0][0].batch.extras:  # sparse tasks: the share solved
+            for k, stage in enumerate(rollout.stages):
+                log(f"success_stage_{k}", np.mean([task_success(r.batch) for r in stage]))
+            log("success_post", np.mean([task_success(r.batch) for r in rollout.stages[-1]]))
         for key, value in stats.items():
             log(key, value)
         steps = rollout.num_env_steps

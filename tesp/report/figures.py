@@ -63,11 +63,14 @@ def run_steps_key(run: Run) -> tuple[str, ...]:
     return ("meta", "env_steps_lifetime") if "meta" in run.rows[0] else ("num_env_steps_sampled_lifetime",)
 
 
+#: (keys, label): the first key a run logs is plotted. A hierarchical policy's env (the
+#: primitives' meta-policy) logs the env's own return and length as ``env_return`` /
+#: ``env_steps``; RLlib's ``episode_return_mean`` there sums its agents' rewards (twice the env's).
 EPISODE_CURVES = (
-    ("episode_return_mean", "mean episode return"),
-    ("episode_len_mean", "mean episode length"),
-    ("success", "success rate"),
-    ("obstacles_passed", "obstacles passed"),
+    (("env_return", "episode_return_mean"), "mean episode return"),
+    (("env_steps", "episode_len_mean"), "mean episode length"),
+    (("success",), "success rate"),
+    (("obstacles_passed",), "obstacles passed"),
 )
 
 
@@ -75,7 +78,11 @@ def episode_panel(runs: Sequence[Run], env: str, method: str) -> Figure:
     """A single policy's training (RLlib's episode metrics, e.g. ``--alg ppo``): return, length
     and the env's success metrics per episode against env steps, mean over seeds with 95%
     bootstrap bands."""
-    curves = [(label, mean_curve(runs, ("env_runners", key))) for key, label in EPISODE_CURVES]
+    logged = {k for r in runs for row in r.rows[:1] for k in row.get("env_runners", {})}
+    keys = [
+        (next((k for k in options if k in logged), options[-1]), label) for options, label in EPISODE_CURVES
+    ]
+    curves = [(label, mean_curve(runs, ("env_runners", key))) for key, label in keys]
     curves = [(label, curve) for label, curve in curves if curve[0].size]
     fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.2), squeeze=False)
     for ax, (label, (_, steps, mean, low, high)) in zip(axes[0], curves, strict=True):

@@ -1,5 +1,5 @@
-"""Trajectory plots of 2D tasks: every episode of every task as a line, the goals that pay as
-an x, the ones that do not (MovementBandits' decoy) as an o.
+"""Trajectory plots of 2D tasks: every episode of every task as a line from its start (a
+square), the goals that pay as an x, the ones that do not (MovementBandits' decoy) as an o.
 
 Used by ``main_render.py`` (before/after adaptation), by validation, which logs the plot of
 each pool's post-adaptation episodes to TensorBoard through Tune's result (an image array), and
@@ -35,20 +35,29 @@ def episode_paths(tasks: Sequence[dict], batches: Sequence, env, max_episodes: i
 
 def draw_paths(ax, walls, paths: Sequence[dict]) -> None:
     """Draw :func:`episode_paths` records over the ``walls`` (rectangles x0, y0, x1, y1): each
-    episode as a line and its goals (x: pays, o: does not) in its task's colour."""
+    episode as a line from its start (a square) and its goals (x: pays, o: does not) in its
+    task's colour; each task its own colour (up to 20 tasks)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     for x0, y0, x1, y1 in walls:
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.4", linewidth=0))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    num_tasks = 1 + max((path["task"] for path in paths), default=0)
+    if num_tasks <= 10:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    else:
+        colors = [plt.get_cmap("tab20")(i) for i in range(20)]
     for path in paths:
-        color = cycle[path["task"] % len(cycle)]
+        color = colors[path["task"] % len(colors)]
         xy, pays, decoys = (np.asarray(path[k], np.float64).reshape(-1, 2) for k in ("xy", "pays", "decoys"))
         ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=0.6, linewidth=1)
+        if len(xy):
+            ax.plot(xy[:1, 0], xy[:1, 1], "s", color=color, markersize=4)
         ax.plot(pays[:, 0], pays[:, 1], "x", color=color, markersize=10, markeredgewidth=2)
         if len(decoys):
             ax.plot(decoys[:, 0], decoys[:, 1], "o", color=color, markersize=8, fillstyle="none")
+    ax.set_xlabel("x", fontsize=8)
+    ax.set_ylabel("y", fontsize=8)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
 
