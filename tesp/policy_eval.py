@@ -168,8 +168,11 @@ def run_episodes(
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """``episodes`` episodes of ``policy`` (a controller: ``reset()``, ``act(obs, explore)``) on
     ``env`` (reset with ``seed`` first); one row per episode, and the frames of the first one
-    if ``record`` (``env`` renders ``rgb_array``)."""
+    if ``record`` (``env`` renders ``rgb_array``), captioned with ``policy.caption()`` where the
+    policy has one."""
     import torch
+
+    from tesp.render import with_caption
 
     torch.manual_seed(seed)
     rows, frames = [], []
@@ -181,9 +184,13 @@ def run_episodes(
         policy.reset()
         total, length, done, info = 0.0, 0, False, {}
         while not done:
+            action = policy.act(obs, explore)
             if record and i == 0 and length % frame_every == 0:
-                frames.append(env.render().copy())
-            obs, reward, terminated, truncated, info = env.step(policy.act(obs, explore))
+                frame = env.render().copy()
+                if hasattr(policy, "caption"):  # e.g. the primitive that is acting
+                    frame = with_caption(frame, policy.caption())
+                frames.append(frame)
+            obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
             done = terminated or truncated

@@ -103,7 +103,7 @@ def episode(batch, index: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
 
 def replay(env, task: dict, actions: np.ndarray, progress=None) -> tuple[list[np.ndarray], float]:
     """Frames and return of ``actions`` replayed from the env's reset state on ``task``, with
-    the goal drawn as a red sphere."""
+    the goal drawn as a red sphere and the camera following the agent (:func:`framing`)."""
     import mujoco
 
     env.set_task(dict(task, obs_noise_std=0.0))
@@ -118,8 +118,13 @@ def replay(env, task: dict, actions: np.ndarray, progress=None) -> tuple[list[np
     }
     viewer = env.mujoco_renderer._get_viewer("rgb_array")  # gymnasium's offscreen viewer
     frames, total = [], 0.0
+    tracked = getattr(env, "tracked", None)  # the agent's body: the camera follows it
 
     def frame():
+        nonlocal reach
+        if tracked is not None:
+            lookat, viewer.cam.distance, reach = framing(env.data.xpos[tracked][:2].copy(), goal, reach)
+            viewer.cam.lookat[:] = lookat
         viewer.add_marker(
             pos=np.array([goal[0], goal[1], 0.05]),
             size=np.full(3, 0.06),
@@ -160,13 +165,47 @@ def side_by_side(
     return out
 
 
+GIF_WIDTH = 400  # pixels at most: the GIF is the preview; the MP4 keeps every frame at full size
+GIF_FPS = 10
+
+
 def write_video(frames: list[np.ndarray], stem: Path, fps: float = VIDEO_FPS) -> list[Path]:
+    """``stem.mp4`` (every frame) and ``stem.gif``, a preview at most :data:`GIF_WIDTH` wide
+    and :data:`GIF_FPS` frames per second, so that a 10 s episode is a few hundred kB, not MB."""
     import imageio.v3 as iio
 
     mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
-    iio.imwrite(mp4, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
-    iio.imwrite(gif, np.stack(frames)[:, ::2, ::2], duration=1000 / fps, loop=0)
+    video = np.stack(frames)
+    iio.imwrite(mp4, video, fps=fps, codec="libx264", macro_block_size=1)
+    every = max(1, round(fps / GIF_FPS))
+    shrink = max(1, -(-video.shape[2] // GIF_WIDTH))
+    iio.imwrite(gif, video[::every, ::shrink, ::shrink], duration=1000 * every / fps, loop=0)
     return [mp4, gif]
+
+
+def with_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with ``text`` written in its bottom-left corner on a white band."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = draw.textbbox((8, image.height - 20), text)
+    draw.rectangle((left - 3, top - 3, right + 3, bottom + 3), fill=(255, 255, 255))
+    draw.text((8, image.height - 20), text, fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+def steps_label(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
+def framing(agent_xy: np.ndarray, goal: np.ndarray, reach: float) -> tuple[np.ndarray, float, float]:
+    """A top-down camera that keeps the agent and the goal in view: look at their midpoint, from
+    2.2 x ``reach`` away, where ``reach`` only grows (no zooming in and out) to cover both with
+    a 0.5 m margin. Returns (lookat, distance, the new reach)."""
+    reach = max(reach, 0.5 * float(np.linalg.norm(agent_xy - goal)) + 0.5)
+    centre = (agent_xy + goal) / 2
+    return np.array([centre[0], centre[1], 0.0]), 2.2 * reach, reach
 
 
 def trajectory_figure(
@@ -228,7 +267,10 @@ def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -
                     f"replay diverged from the sampled episode: return {total:.3f} vs {recorded:.3f}"
                 )
             clips.append(frames)
-    labels = (f"before adaptation: {episodes[0][2]:.1f}", f"after {stages[1]} steps: {episodes[1][2]:.1f}")
+    labels = (
+        f"before adaptation: {episodes[0][2]:.1f}",
+        f"after {steps_label(stages[1])}: {episodes[1][2]:.1f}",
+    )
     viewer_env.close()
     return write_video(side_by_side(clips[0], clips[1], labels), stem)
 

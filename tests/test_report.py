@@ -494,3 +494,33 @@ def test_learning_curves_have_whole_iteration_ticks_markers_on_short_curves_and_
     validation = fig.axes[1]  # D: validated at iterations 2, 4, 6
     assert all(line.get_marker() == "o" for line in validation.get_lines() if len(line.get_xdata()) <= 3)
     assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1
+
+
+def test_the_render_camera_keeps_the_agent_and_the_goal_in_view_without_zooming_in():
+    from tesp.render import framing
+
+    goal, reach = np.array([1.0, 0.0]), 1.5
+    views = []
+    for agent in ([0.0, 0.0], [-4.0, 3.0], [0.5, 0.0]):  # it drives away, then comes back
+        lookat, distance, reach = framing(np.array(agent), goal, reach)
+        views.append((lookat, distance))
+        half_view = distance / 2.2  # the framed radius around lookat
+        for point in (np.array(agent), goal):
+            assert np.linalg.norm(point - lookat[:2]) <= half_view
+    assert views[0][1] == 2.2 * 1.5 and views[2][1] == views[1][1]  # it grew, and stays out
+
+
+def test_videos_have_a_small_gif_preview_and_captions(tmp_path):
+    import imageio.v3 as iio
+
+    from tesp.render import GIF_WIDTH, steps_label, with_caption, write_video
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (240, 960, 3), dtype=np.uint8) for _ in range(40)]
+    frames[0] = with_caption(frames[0], "primitive: forward")
+    assert frames[0].shape == (240, 960, 3) and (frames[0][-12:, 8:40] == 255).any()  # the white band
+    mp4, gif = write_video(frames, tmp_path / "clip", fps=20)
+    preview = iio.imread(gif)
+    assert preview.shape[0] == 20 and preview.shape[2] <= GIF_WIDTH  # 10 frames per second
+    assert iio.imread(mp4).shape[0] == 40
+    assert (steps_label(1), steps_label(3)) == ("1 step", "3 steps")

@@ -236,6 +236,10 @@ class PrimitivesController:
         k = self.choice
         return module_action(self.modules[k], self.normalizers[k](obs).astype(np.float32), explore)
 
+    def caption(self) -> str:
+        """What a recorded frame is captioned with: the primitive acting."""
+        return f"primitive: {self.names[self.choice]}"
+
     def episode_metrics(self) -> dict[str, float]:
         fractions = self.picks / max(1.0, self.picks.sum())
         return {f"choice/{n}": float(f) for n, f in zip(self.names, fractions, strict=True)}
