@@ -1,7 +1,8 @@
 """A console that is tesp's: Ray's and Tune's own lines off by default, back with ``--verbose``.
 
 Called by every entry point before Ray is imported (Ray and Tune read these switches when they
-load). What it turns off, by default:
+load); it imports Ray itself after setting them, then quiets Ray's loggers (Ray sets their
+levels as it loads). What it turns off, by default:
 
 - Tune's output engine (the configuration table, "View detailed results here", the TensorBoard
   hint pointing at a temporary copy of the results): the legacy reporter at ``verbose=0`` prints
@@ -38,6 +39,8 @@ def prepare_console(argv: Sequence[str]) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import ray  # noqa: F401 - Ray sets its loggers' levels when it loads: set them after
+
     for name in ("ray", "ray.tune", "ray.rllib", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

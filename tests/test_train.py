@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -388,3 +389,21 @@ def test_the_console_holds_tesps_lines_only_unless_verbose(tmp_path):
     assert not others, others
     loud = run_main_train(*args, "--name", "loud", "--verbose")
     assert loud.returncode == 0 and "Started a local Ray instance" in loud.stdout + loud.stderr
+
+
+def test_resolving_a_methods_settings_prints_nothing_of_rays_own(tmp_path):
+    """Ray resets its loggers' levels as it loads; the quiet console sets them after (a
+    primitives run printed RLlib's 'You are running Primitives on the new API stack!' and
+    five empty-named DeprecationWarnings before the fix)."""
+    code = (
+        "import sys\n"
+        "from tesp.console import prepare_console\n"
+        "prepare_console([])\n"
+        "from tesp.cli import build_plan, make_parser\n"
+        "for env, alg in (('walker_obstacle_course', 'primitives'), ('movement_bandits', 'mlsh'), ('point', 'tesp')):\n"
+        "    build_plan(make_parser().parse_args(['--env', env, '--alg', alg]))\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert proc.stderr.strip() == "", proc.stderr[-3000:]
