@@ -398,6 +398,12 @@ def test_single_policy_runs_get_episode_curves_against_env_steps_and_zeros_count
     assert list(x) == [8000, 16000, 24000, 32000] and list(y) == [100.5, 200.5, 300.5, 400.5]
     (row,) = tables.results_rows({("walker_forward", "ppo"): runs})
     assert row["env steps"] == 32000
+    # a long env name's title wraps inside the figure (the primitives report's were clipped)
+    fig = figures.episode_panel(runs, "walker_obstacle_course", "primitives")
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.title.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, ax.get_title()
 
 
 def test_a_single_validation_is_drawn_as_a_point(tmp_path):

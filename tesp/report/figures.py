@@ -313,9 +313,13 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
 
 
 def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, a grid, and the title wrapped to the panel's width (never clipped)."""
+    import textwrap
+
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    ax.set_title("\n".join(textwrap.wrap(title, max(16, int(width * 72 / (9 * 0.6))))), fontsize=9)
     ax.grid(alpha=0.3)
 
 
