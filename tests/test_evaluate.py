@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from tesp import checkpoints
+
 from .conftest import REPO
 from .runner import results, run_main_train, trial_dirs
 
@@ -191,6 +193,8 @@ def test_a_checkpoint_without_adaptation_is_refused_before_ray_starts(tmp_path):
 
     with open(checkpoint / Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME, "wb") as f:
         pickle.dump({"class": PPO, "ctor_args_and_kwargs": ((PPOConfig().get_state(),), {})}, f)
+    (checkpoint / "rllib_checkpoint.json").write_text("{}")
+    checkpoints.write_manifest(checkpoint, 1)
     line = one_error_line(run_main_test(str(checkpoint)))
     assert "is of PPO, which has no adaptation to evaluate" in line
 
