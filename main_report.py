@@ -2,7 +2,7 @@
 
 import sys
 
-from tesp.report.report import main
+from tesp.commands.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

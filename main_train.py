@@ -3,13 +3,13 @@
 
 import sys
 
-from tesp.auth import prepare_client_auth
-from tesp.console import prepare_console
+from tesp.commands.auth import prepare_client_auth
+from tesp.commands.console import prepare_console
 
 prepare_client_auth(sys.argv[1:])  # before Ray is imported
 prepare_console(sys.argv[1:])
 
-from tesp.cli import main  # noqa: E402
+from tesp.commands.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -102,7 +102,7 @@ class Oracle:
     def __init__(
         self, env, skills: dict[str, Path], period: int = 30, reach: float = 2.0, slip: float = 0.0
     ) -> None:
-        from tesp.policy_eval import SavedPolicy
+        from tesp.checkpoints.policies import SavedPolicy
 
         self.env, self.period, self.reach, self.slip = env, period, reach, slip
         self.rng = np.random.default_rng(0)
@@ -122,8 +122,8 @@ class Oracle:
 
 def oracle(skills: dict[str, Path], episodes: int, options: dict, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Obstacles passed and returns per episode of :class:`Oracle` (``kwargs``) over the skills (seed 0)."""
+    from tesp.commands.run_policy import run_episodes
     from tesp.envs import make_env
-    from tesp.policy_eval import run_episodes
 
     env = make_env(COURSE, options)
     rows, _ = run_episodes(Oracle(env, skills, **kwargs), env, episodes, seed=0)

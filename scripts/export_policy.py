@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tesp.checkpoints import find_checkpoint  # noqa: E402
+from tesp.checkpoints.policies import export_policy  # noqa: E402
 from tesp.config_overrides import ConfigError  # noqa: E402
-from tesp.evaluate import find_checkpoint  # noqa: E402
-from tesp.policy_eval import export_policy  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

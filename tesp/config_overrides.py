@@ -23,11 +23,14 @@ from typing import Any
 
 import yaml
 
+from tesp.errors import ConfigError  # noqa: F401 - re-exported: the settings' error
+
 RUN_DEFAULTS: dict[str, Any] = {"stop_iters": 100, "checkpoint_freq": 10, "keep_checkpoints": 1}
 # Settings where .inf means "no bound" (every other number must be finite).
 UNBOUNDED_OK = {"step_size_bound", "inner_grad_clip", "max_grad_norm", "grad_clip"}
-# Types of settings whose default is None.
-TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0, "finetune_lr": 0.0}
+# Examples of the types of RLlib's settings whose default is None; a config class adds its own
+# as ``NONE_DEFAULT_TYPES``.
+TYPE_OF_NONE_DEFAULTS: dict[str, Any] = {"seed": 0}
 
 
 class YAMLLoader(yaml.SafeLoader):
@@ -45,10 +48,6 @@ def load_yaml(text: str) -> Any:
 
 
 GROUPS = ("env_config", "model", "run")
-
-
-class ConfigError(ValueError):
-    """A bad user-supplied setting; the message is one line naming the value and the valid choices."""
 
 
 def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -187,8 +186,11 @@ def split_overrides(
     env_cls: type,
     model_defaults: Mapping[str, Any],
     featured: list[str] | None = None,
+    none_types: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Check every key and value; return them grouped as algo / env_config / model / run."""
+    """Check every key and value; return them grouped as algo / env_config / model / run.
+    ``none_types``: for settings whose default is None, an example value of their type."""
+    none_types = TYPE_OF_NONE_DEFAULTS | dict(none_types or {})
     valid = {
         "algo": dict(algo_defaults),
         "env_config": env_defaults(env_cls),
@@ -209,6 +211,6 @@ def split_overrides(
             raise ConfigError(f"unknown setting {key!r}{hint}; valid keys: {shown}")
         if group == "algo" and name in ("env_config", "model_config", "env"):
             raise ConfigError(f"set {key!r} through 'env_config.NAME' / 'model.NAME' keys or --env")
-        check_type(key, value, TYPE_OF_NONE_DEFAULTS.get(name) if choices[name] is None else choices[name])
+        check_type(key, value, none_types.get(name) if choices[name] is None else choices[name])
         groups[group][name] = value
     return groups

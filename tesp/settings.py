@@ -11,7 +11,6 @@ spans, once, before Ray starts; each problem is one :class:`ConfigError` line.
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,8 @@ def resolve(alg: str, env: str, overrides: dict[str, Any] | None = None, config_
     for path in ([default_file] if default_file.is_file() else []) + list(config_files):
         merged.update(load_file(path))
     merged.update(overrides or {})
-    groups = split_overrides(merged, algo_defaults, ENVS[env_name], model_defaults, featured)
+    none_types = getattr(config, "NONE_DEFAULT_TYPES", {})
+    groups = split_overrides(merged, algo_defaults, ENVS[env_name], model_defaults, featured, none_types)
     config.environment(env_name, env_config=groups["env_config"])
     config.update_model_config(**groups["model"])
     config.update_from_dict(groups["algo"])
@@ -152,16 +152,3 @@ def check_env_config(env: str, env_config: dict[str, Any]):
         return built
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env_config for --env {env!r} is invalid: {str(e).splitlines()[0]}") from None
-
-
-def check_writable(path: str, flag: str) -> None:
-    """``path`` exists as a writable folder, or can be created (its nearest existing parent is)."""
-    existing = Path(path).resolve()
-    if str(existing).startswith(("/proc/", "/sys/", "/dev/")) or str(existing) in ("/proc", "/sys", "/dev"):
-        raise ConfigError(
-            f"{flag} {path!r} is under a system folder ({str(existing).split('/')[1]}), not a place for results"
-        )
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path!r} cannot be written ({str(existing)!r} is not a writable folder)")

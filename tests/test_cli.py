@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from tesp.cli import main
+from tesp.commands.train import main
 
+from .conftest import REPO
 from .runner import run_main_train
 
 
@@ -221,7 +222,7 @@ def test_help_lists_envs_and_algorithms(capsys):
     ],
 )
 def test_mime_seed_spellings_name_the_methods(switches, alg, settings):
-    from tesp.cli import build_plan, make_parser
+    from tesp.commands.train import build_plan, make_parser
 
     plan = build_plan(make_parser().parse_args(["--env", "point", "--alg", "maml", *switches]))
     assert plan.settings.alg == alg
@@ -263,3 +264,11 @@ def test_print_config_prints_the_resolved_settings_that_config_reads_back(tmp_pa
     saved.write_text(text)
     assert main(["--env", "wheeled", "--alg", "tesp", "--config", str(saved), "--print-config"]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_the_settings_reference_in_the_docs_is_generated_from_the_code():
+    """docs/settings.md is what `python -m tesp.commands.settings_doc` writes now: a setting
+    added, renamed, redocumented or given another default without regenerating it fails here."""
+    from tesp.commands.settings_doc import REFERENCE, reference
+
+    assert (REPO / REFERENCE).read_text() == reference(), "stale: run python -m tesp.commands.settings_doc"

@@ -66,7 +66,7 @@ def test_upload_copies_the_tracked_files_and_exec_checks_imports(tmp_path):
     local = {"TESP_HEAD_HOST": "127.0.0.1", "TESP_REMOTE_DIR": str(target)}
     up = script("upload_codes.sh", env=local)
     assert up.returncode == 0, up.stderr
-    for path in ("main_train.py", "tesp/cli.py", "tesp/envs/assets/ant.xml", "requirements.txt"):
+    for path in ("main_train.py", "tesp/commands/train.py", "tesp/envs/assets/ant.xml", "requirements.txt"):
         assert (target / path).read_bytes() == (REPO / path).read_bytes()
     assert not (target / ".git").exists()
     skipped = script("upload_codes.sh", env=local | {"TESP_REMOTE_DIR": str(REPO)})

@@ -227,7 +227,7 @@ def test_mime_on_a_sparse_ring_is_evaluated_with_more_inner_steps_and_a_success_
 
 
 def test_task_columns_keep_text_fields_and_leave_out_what_is_not_a_number():
-    from tesp.evaluate import task_columns
+    from tesp.commands.evaluate import task_columns
 
     ml10 = {"env_name": "reach-v3", "split": "train", "goal_index": 3, "index": 7}
     assert task_columns(ml10) == {"env_name": "reach-v3", "split": "train", "goal_index": 3.0}

@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from tesp.checkpoints.policies import SavedPolicy
+from tesp.commands.run_policy import run_episodes
 from tesp.envs import make_env
-from tesp.policy_eval import SavedPolicy, run_episodes
 
 from .runner import results, run_main_train, trial_dirs
 from .test_evaluate import run_main_test
@@ -168,7 +169,7 @@ def test_a_run_starts_from_an_exported_skill(jump_run, tmp_path):
     import subprocess
     import sys
 
-    from tesp.policy_eval import FILTER_DIR, restore_module
+    from tesp.checkpoints.policies import FILTER_DIR, restore_module
 
     from .conftest import REPO
 
@@ -209,7 +210,7 @@ def test_a_run_starts_from_an_exported_skill(jump_run, tmp_path):
 def test_the_envrunners_sample_a_started_run_with_the_skills_weights(ray_session):
     """With ``init_from``, every EnvRunner's module holds the skill's weights when setup returns
     (before the first round is sampled), not the module's initial weights."""
-    from tesp.policy_eval import policy_checkpoint, restore_module
+    from tesp.checkpoints.policies import policy_checkpoint, restore_module
     from tesp.settings import resolve_config
 
     skill = restore_module(policy_checkpoint("skills/walker_jump")).get_state()

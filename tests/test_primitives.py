@@ -150,7 +150,7 @@ def test_the_test_controller_decides_where_training_did(monkeypatch):
             return 0
         return np.zeros(6)
 
-    monkeypatch.setattr("tesp.policy_eval.module_action", action)
+    monkeypatch.setattr("tesp.checkpoints.policies.module_action", action)
     identity = lambda obs: obs  # noqa: E731
     controller = PrimitivesController(meta, {"skill": skill}, [identity], identity, 6, TerrainTracker(env))
     obs, _ = env.reset(seed=0)
@@ -204,7 +204,7 @@ def weights(algo, module_id):
 def saved_weights(checkpoint):
     from pathlib import Path
 
-    from tesp.policy_eval import restore_module
+    from tesp.checkpoints.policies import restore_module
 
     return restore_module(Path(checkpoint)).state_dict()
 
@@ -295,7 +295,7 @@ def test_the_shipped_skills_are_the_default_primitives_from_any_directory(tmp_pa
     with its provenance."""
     import json
 
-    from tesp.policy_eval import REPO, policy_checkpoint, restore_module
+    from tesp.checkpoints.policies import REPO, policy_checkpoint, restore_module
     from tesp.settings import resolve_config
 
     monkeypatch.chdir(tmp_path)
@@ -310,13 +310,13 @@ def test_the_shipped_skills_are_the_default_primitives_from_any_directory(tmp_pa
         assert module.action_space == env.action_space
         assert json.loads((checkpoint / "export.json").read_text())["env_steps"] > 0
     with pytest.raises(ValueError, match=r"^primitives: checkpoint 'skills/walker_run' does not exist$"):
-        policy_checkpoint("skills/walker_run")
+        policy_checkpoint("skills/walker_run", what="primitives")
 
 
 def test_a_saved_policy_loads_from_a_relative_path(monkeypatch):
     """A checkpoint named relative to the working directory loads (RLlib's reader refuses relative
     paths; the loaders resolve them)."""
-    from tesp.policy_eval import REPO, SavedPolicy
+    from tesp.checkpoints.policies import REPO, SavedPolicy
 
     monkeypatch.chdir(REPO / "skills")
     env = make_env("walker_obstacle_course", {})
@@ -331,7 +331,7 @@ def test_a_skill_does_not_see_what_its_training_never_varied():
     gradient. It acts on a curb ahead as on flat ground; walker_jump (trained with curbs) and the
     meta-agent (trained on the course) see the curb."""
     from tesp.algorithms.primitives.primitives_env import from_checkpoint_filter
-    from tesp.policy_eval import REPO
+    from tesp.checkpoints.policies import REPO
 
     skills = {n: str(REPO / "skills" / n) for n in NAMES}
     curb_ahead = dict(BASE, positions=[2.0])

@@ -48,8 +48,9 @@ def passes_per_iteration(
 
 def alone(skill: str, episodes: int = EPISODES) -> float:
     """Mean obstacles passed by one shipped skill acting alone for whole episodes."""
+    from tesp.checkpoints.policies import SavedPolicy, policy_checkpoint
+    from tesp.commands.run_policy import run_episodes
     from tesp.envs import make_env
-    from tesp.policy_eval import SavedPolicy, policy_checkpoint, run_episodes
 
     path = resolve_config("primitives", ENV)[0].primitives[skill]  # the meta-policy's own skills
     env = make_env(ENV, {k.removeprefix("env_config."): v for k, v in COURSE.items()})

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from tesp.algorithms.mime.mime import summary_line as mime_line
 from tesp.algorithms.mlsh.mlsh import summary_line as mlsh_line
+from tesp.commands.progress import format_duration
 from tesp.meta.rollout import format_steps
 from tesp.meta.rollout import summary_line as meta_line
-from tesp.progress import format_duration
 
 
 def test_steps_are_short_and_never_zero_thousands():

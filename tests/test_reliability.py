@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tesp import checkpoints
-from tesp.cli import EXPERIMENT_FILE, cause_line
-from tesp.progress import drop_rows_from
+from tesp.commands.progress import drop_rows_from
+from tesp.commands.train import EXPERIMENT_FILE, cause_line
 
 from .conftest import REPO
 from .runner import SMALL, main_train_cmd, results, run_main_train, trial_dirs
@@ -209,7 +209,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space
 
 
 def test_a_local_runs_token_is_made_private(tmp_path):
-    from tesp.cli import private_token
+    from tesp.commands.train import private_token
 
     token = tmp_path / "auth_token"
     token.write_text("secret")

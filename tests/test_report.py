@@ -217,8 +217,8 @@ def test_report_refuses_a_folder_without_results(tmp_path):
 
 
 def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
+    from tesp.commands.render import trajectory_figure
     from tesp.meta.batch import make_batch
-    from tesp.render import trajectory_figure
 
     rng = np.random.default_rng(0)
 
@@ -257,8 +257,8 @@ def test_trajectory_plot_has_a_line_per_episode_and_a_goal_per_task():
 
 
 def test_bandit_trajectories_mark_each_episodes_correct_goal_and_decoy():
+    from tesp.commands.render import trajectory_figure
     from tesp.meta.batch import make_batch
-    from tesp.render import trajectory_figure
 
     env = make_env("movement_bandits")
     episodes = []
@@ -503,7 +503,7 @@ def test_learning_curves_have_whole_iteration_ticks_markers_on_short_curves_and_
 
 
 def test_the_render_camera_keeps_the_agent_and_the_goal_in_view_without_zooming_in():
-    from tesp.render import framing
+    from tesp.commands.render import framing
 
     goal, reach = np.array([1.0, 0.0]), 1.5
     views = []
@@ -519,7 +519,8 @@ def test_the_render_camera_keeps_the_agent_and_the_goal_in_view_without_zooming_
 def test_videos_have_a_small_gif_preview_and_captions(tmp_path):
     import imageio.v3 as iio
 
-    from tesp.render import GIF_WIDTH, steps_label, with_caption, write_video
+    from tesp.commands.render import steps_label
+    from tesp.viz.video import GIF_WIDTH, with_caption, write_video
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (240, 960, 3), dtype=np.uint8) for _ in range(40)]

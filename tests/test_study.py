@@ -94,7 +94,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch):
-    from tesp.study import main
+    from tesp.commands.study import main
 
     monkeypatch.setattr("os.cpu_count", lambda: 1)  # so that the paper scale cannot fit here
     with pytest.raises(SystemExit) as exc:
@@ -105,7 +105,7 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, monkeypatch
 
 
 def test_variants_are_the_method_with_their_settings_under_their_own_name():
-    from tesp.study import build_plan, make_parser
+    from tesp.commands.study import build_plan, make_parser
 
     plan = build_plan(
         make_parser().parse_args(["tesp_ablations", "--scale", "laptop", "--storage-path", "/tmp"])
@@ -149,8 +149,8 @@ def test_variants_are_the_method_with_their_settings_under_their_own_name():
     ],
 )
 def test_envs_pick_the_trials_and_naming_the_sweeps_env_runs_the_sweep_alone(envs, expected):
-    from tesp.cli import ConfigError
-    from tesp.study import build_plan, make_parser
+    from tesp.commands.study import build_plan, make_parser
+    from tesp.commands.train import ConfigError
 
     args = ["tesp_paper", "--algs", "tesp,maml", "--storage-path", "/tmp"] + (
         ["--envs", envs] if envs else []
@@ -169,7 +169,7 @@ def test_envs_pick_the_trials_and_naming_the_sweeps_env_runs_the_sweep_alone(env
 
 
 def test_env_settings_of_a_scale_apply_to_that_envs_trials_only():
-    from tesp.study import build_plan, make_parser
+    from tesp.commands.study import build_plan, make_parser
 
     plan = build_plan(
         make_parser().parse_args(["exploration", "--scale", "laptop", "--storage-path", "/tmp"])
@@ -241,7 +241,7 @@ def test_stopping_a_study_stops_it_without_evaluating_and_says_how_to_resume(tmp
     [("[1, 2", "is not valid YAML"), ('{"study": 5}', "study.json is malformed"), ("\x00\x01", "binary")],
 )
 def test_resume_of_a_malformed_study_record_gives_one_line(tmp_path, capsys, content, expected):
-    from tesp.study import main
+    from tesp.commands.study import main
 
     (tmp_path / "study.json").write_text(content)
     with pytest.raises(SystemExit) as exc:

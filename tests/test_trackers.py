@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tesp.trackers import mlflow_uri, tracker_metrics
+from tesp.commands.trackers import mlflow_uri, tracker_metrics
 
 from .conftest import REPO
 from .runner import SMALL, main_train_cmd, results, trial_dirs

@@ -397,9 +397,9 @@ def test_resolving_a_methods_settings_prints_nothing_of_rays_own(tmp_path):
     five empty-named DeprecationWarnings before the fix)."""
     code = (
         "import sys\n"
-        "from tesp.console import prepare_console\n"
+        "from tesp.commands.console import prepare_console\n"
         "prepare_console([])\n"
-        "from tesp.cli import build_plan, make_parser\n"
+        "from tesp.commands.train import build_plan, make_parser\n"
         "for env, alg in (('walker_obstacle_course', 'primitives'), ('movement_bandits', 'mlsh'), ('point', 'tesp')):\n"
         "    build_plan(make_parser().parse_args(['--env', env, '--alg', alg]))\n"
         "print('ok')\n"

@@ -23,6 +23,11 @@ import numpy as np
 Task = dict[str, Any]
 
 
+#: What an env may report in an episode's last ``info`` as its success measures (the walker
+#: course's obstacles passed, a goal reached): logged per episode, printed, tested.
+EPISODE_METRICS = ("obstacles_passed", "success")
+
+
 class StepBatch(NamedTuple):
     """One step of several envs: observations, rewards, terminated and truncated flags, and
     for envs whose ``info`` reports it (gymnasium's and Meta-World's convention), whether each

@@ -377,7 +377,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
                 images is not None
                 and self.task_env.positions(np.zeros(self.task_env.observation_space.shape)) is not None
             ):
-                from tesp.report.trajectories import trajectory_image
+                from tesp.viz.trajectories import trajectory_image
 
                 post = [r.batch for ro in rollouts for r in ro.stages[-1]][:6]
                 title = f"{name}: after adaptation, iteration {self.iteration + 1}"

@@ -22,11 +22,11 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.utils.annotations import override
 from ray.util import log_once
 
+from tesp.checkpoints.resume import CompleteCheckpoints
 from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
 from tesp.meta.sampler import MultiTaskSampler
-from tesp.resume import CompleteCheckpoints
 
 
 def set_provided(config: AlgorithmConfig, **values: Any) -> None:

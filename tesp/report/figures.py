@@ -88,7 +88,7 @@ def episode_panel(runs: Sequence[Run], env: str, method: str) -> Figure:
     for ax, (label, (_, steps, mean, low, high)) in zip(axes[0], curves, strict=True):
         ax.plot(steps, mean)
         ax.fill_between(steps, low, high, alpha=0.2, linewidth=0)
-        _label(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")
+        label(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")
     fig.tight_layout()
     return fig
 
@@ -123,7 +123,7 @@ def learning_curves(
             if ref is not None:
                 ax.axhline(ref, color="grey", linestyle=":", label="still policy")
             title = f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)")
-            _label(ax, x_name, "mean episode return", title)
+            label(ax, x_name, "mean episode return", title)
             if row == 0:
                 ax.xaxis.get_major_locator().set_params(integer=True)  # iterations are whole
     # One legend for the figure, below the panels, never over the data.
@@ -167,7 +167,7 @@ def mechanism_panel(runs: Mapping[str, Sequence[Run]], env: str) -> Figure | Non
             ax.fill_between(its, low, high, color=colors[method], alpha=0.2, linewidth=0)
         if log:
             ax.set_yscale("log")
-        _label(ax, "meta-iteration", label, f"{env}: {key}")
+        label(ax, "meta-iteration", label, f"{env}: {key}")
         ax.xaxis.get_major_locator().set_params(integer=True)
     legend(axes[0, 0])
     fig.tight_layout()
@@ -232,13 +232,13 @@ def aggregate(
         prof_ax.plot(taus, prof, color=colors[method], label=method)
         prof_ax.fill_between(taus, plo, phi, color=colors[method], alpha=0.2, linewidth=0)
     bar_ax.set_yticks(range(len(methods)), methods)
-    _label(
+    label(
         bar_ax,
         "IQM of normalised final return (95% stratified bootstrap CI)",
         "",
         f"{pool}: {', '.join(envs) or 'no env every method ran on'}",
     )
-    _label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
+    label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
     legend(prof_ax)
     fig.tight_layout()
     return fig, summary
@@ -260,7 +260,7 @@ def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Fig
                     points.setdefault(e.iteration, []).append(value)
             its = sorted(points)
             ax.plot(its, [np.mean(points[i]) for i in its], "o-", label=f"sigma {sigma}")
-        _label(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
+        label(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
         legend(ax)
     fig.tight_layout()
     return fig
@@ -270,7 +270,7 @@ def trajectory_panel(evaluations: Mapping[str, Evaluation], env: str, pool: str)
     """Trajectories of the first tasks of ``pool`` (one episode each, in the task's colour)
     before (top row) and after (bottom row) adaptation, one column per method: the evaluation
     of each method's ``evaluations`` entry (e.g. its first seed's final checkpoint)."""
-    from tesp.report.trajectories import draw_paths
+    from tesp.viz.trajectories import draw_paths
 
     methods = list(evaluations)
     fig, axes = plt.subplots(
@@ -287,32 +287,7 @@ def trajectory_panel(evaluations: Mapping[str, Evaluation], env: str, pool: str)
     return fig
 
 
-def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
-    """MLSH: the return after the warm-up and after the joint phase (means over the tasks done
-    so far) against the tasks done, and how often each sub-policy is chosen."""
-    fig, (ret_ax, sub_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for key, label in (("return_post_warmup", "after warm-up"), ("return_post_joint", "after joint phase")):
-        its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
-        if len(its):
-            tasks = np.nanmean(np.stack([r.at(its, "mlsh", "tasks_done") for r in runs]), axis=0)
-            ret_ax.plot(tasks, mean, label=label)
-            ret_ax.fill_between(tasks, low, high, alpha=0.2, linewidth=0)
-    _label(ret_ax, "tasks done", "mean episode return", f"{env}: mlsh ({len(runs)} seed(s))")
-    legend(ret_ax)
-    subs = sorted(
-        {k for r in runs for row in r.rows for k in row.get("mlsh", {}) if k.startswith("sub_choice_freq_")}
-    )
-    for key in subs:
-        its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
-        sub_ax.plot(its, mean, label=f"sub-policy {key.rsplit('_', 1)[1]}")
-        sub_ax.fill_between(its, low, high, alpha=0.2, linewidth=0)
-    _label(sub_ax, "iteration", "share of macro steps", "sub-policy choices")
-    legend(sub_ax)
-    fig.tight_layout()
-    return fig
-
-
-def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+def label(ax, xlabel: str, ylabel: str, title: str) -> None:
     """Axis labels, a grid, and the title wrapped to the panel's width (never clipped)."""
     import textwrap
 

@@ -1,19 +1,23 @@
-"""``python main_report.py RESULTS_DIR... --out DIR``: what a person looks at after training.
+"""What a person looks at after training, from Tune experiment folders (``main_report.py``,
+:mod:`tesp.commands.report`).
 
-For every env in the Tune experiment folders given: learning curves (pre- and post-adaptation
-return per pool against meta-iterations and env steps, methods overlaid, mean over seeds with
-95% bootstrap bands, the still policy's return as a reference line); across envs, the IQM of
-normalised final returns with stratified-bootstrap intervals and performance profiles (Agarwal
-et al. 2021); the observation-noise panel from ``main_test.py`` outputs; MLSH's warm-up/joint
-returns and sub-policy choices; for 2D envs, each method's trajectories before and after
-adaptation (from the evaluations); a results table and a settings table. Written as PNG and SVG,
-``report.md`` and one ``report.pdf``.
+For every env in the folders: learning curves (pre- and post-adaptation return per pool against
+meta-iterations and env steps, methods overlaid, mean over seeds with 95% bootstrap bands, the
+still policy's return as a reference line); each method's mechanism panel; across envs, the IQM
+of normalised final returns with stratified-bootstrap intervals and performance profiles
+(Agarwal et al. 2021); the observation-noise panel from ``main_test.py`` outputs; a method's own
+panels (e.g. MLSH's warm-up/joint returns and sub-policy choices); for 2D envs, each method's
+trajectories before and after adaptation (from the evaluations); a results table and a settings
+table. Written as PNG and SVG, ``report.md`` and one ``report.pdf``.
+
+The report reads result folders only: it imports no method and no RLlib code; the command gives
+it the methods' names and panels.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -21,20 +25,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tesp.cli import ConfigError, OneLineParser, fail  # noqa: E402
 from tesp.report import figures, pdf, tables  # noqa: E402
-from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
-from tesp.settings import check_writable  # noqa: E402
+from tesp.report.runs import Evaluation, Run, load_evaluations, load_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="main_report.py", description=__doc__.split("\n\n")[1])
-    parser.add_argument("results", nargs="+", help="Tune experiment folders (or folders holding them)")
-    parser.add_argument("--out", required=True, help="folder for the figures, report.md and report.pdf")
-    parser.add_argument("--title", default="tesp report", help="title of report.md and report.pdf")
-    return parser
 
 
 def still_returns(env: str, env_config: dict | None = None) -> dict[str, float]:
@@ -62,10 +56,22 @@ def still_returns(env: str, env_config: dict | None = None) -> dict[str, float]:
     return out
 
 
-def build(roots: list[str], out: Path, title: str) -> Path:
-    """Write every figure and table of ``roots`` into ``out``; returns ``report.md``'s path."""
+#: A method's own panel: (its runs on one env, the env) -> a figure.
+Panel = Callable[[list[Run], str], "plt.Figure"]
+
+
+def build(
+    roots: list[str],
+    out: Path,
+    title: str,
+    names: Mapping[str, str] | None = None,
+    panels: Mapping[str, Mapping[str, Panel]] | None = None,
+) -> Path:
+    """Write every figure and table of ``roots`` into ``out``; returns ``report.md``'s path.
+    ``names``: Algorithm class name -> ``--alg`` name; ``panels``: ``--alg`` name -> its own
+    panels by title (both from the registry)."""
     plt.rcParams["figure.max_open_warning"] = 0  # every figure stays open until the PDF is written
-    runs = load_runs(roots)
+    runs = load_runs(roots, names)
     out.mkdir(parents=True, exist_ok=True)
     by_env: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -108,9 +114,11 @@ def build(roots: list[str], out: Path, title: str) -> Path:
                     f"![mechanism {env}](mechanism_{env}.png)",
                     "",
                 ]
-        if "mlsh" in methods:
-            pages.append((f"mlsh_{env}", figures.mlsh_panel(methods["mlsh"], env)))
-            md += [f"## {env}: MLSH", "", f"![mlsh {env}](mlsh_{env}.png)", ""]
+        for method, rs in sorted(methods.items()):
+            for panel_title, panel in (panels or {}).get(method, {}).items():
+                name = f"{_slug(method)}_{_slug(panel_title)}_{env}"
+                pages.append((name, panel(rs, env)))
+                md += [f"## {env}: {panel_title}", "", f"![{panel_title} {env}]({name}.png)", ""]
         for method, rs in sorted(methods.items()):
             if (env, method) not in gradient and any(
                 "episode_return_mean" in r.rows[0].get("env_runners", {}) for r in rs
@@ -137,7 +145,7 @@ def build(roots: list[str], out: Path, title: str) -> Path:
                 "",
             ]
 
-    evaluations = load_evaluations(roots)
+    evaluations = load_evaluations(roots, names)
     by_trial_group: dict[tuple[str, str], list] = defaultdict(list)
     for e in evaluations:
         by_trial_group[(e.env, e.method)].append(e)
@@ -204,22 +212,6 @@ def build(roots: list[str], out: Path, title: str) -> Path:
     for _, fig in pages:
         plt.close(fig)
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        fail(f"--out {args.out!r} is a file, not a folder")
-    try:
-        check_writable(str(out), "--out")
-        report = build(args.results, out, args.title)
-    except (ReportError, ConfigError) as e:
-        fail(str(e))
-    except OSError as e:  # e.g. the disk filled while the figures were written
-        fail(f"--out {args.out!r}: {e.strerror or e} ({e.filename or out})")
-    print(f"wrote {report}, report.pdf and the figures in {out}")
-    return 0
 
 
 def _trajectory_evaluations(evaluations) -> dict[str, dict[str, Evaluation]]:

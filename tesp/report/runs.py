@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,17 @@ class Evaluation:
     trajectories: dict = field(default_factory=dict)  # walls, pool -> before/after episode paths (2D envs)
 
 
-def load_runs(roots: list[str]) -> list[Run]:
-    """Every trial below ``roots``; raises :class:`ReportError` when there is none."""
+def load_runs(roots: list[str], names: Mapping[str, str] | None = None) -> list[Run]:
+    """Every trial below ``roots``, each named by its method's ``--alg`` name (``names``: the
+    Algorithm class name -> that name, from the registry; unnamed classes keep their class
+    name); raises :class:`ReportError` when there is none."""
     runs = []
     for root in roots:
         base = Path(root).expanduser()
         if not base.is_dir():
             raise ReportError(f"results folder {root!r} does not exist")
         for result in sorted(base.rglob("result.json")):
-            run = _load_trial(result.parent)
+            run = _load_trial(result.parent, names or {})
             if run is not None:
                 runs.append(run)
     if not runs:
@@ -82,7 +85,8 @@ def load_runs(roots: list[str]) -> list[Run]:
     return runs
 
 
-def load_evaluations(roots: list[str]) -> list[Evaluation]:
+def load_evaluations(roots: list[str], names: Mapping[str, str] | None = None) -> list[Evaluation]:
+    """Every ``main_test.py`` evaluation below ``roots`` (methods named as in :func:`load_runs`)."""
     out = []
     for root in roots:
         for path in sorted(Path(root).expanduser().rglob("checkpoint_*-eval.json")):
@@ -93,7 +97,7 @@ def load_evaluations(roots: list[str]) -> list[Evaluation]:
             out.append(
                 Evaluation(
                     path=path,
-                    method=_evaluated_method(path, data),
+                    method=_evaluated_method(path, data, names or {}),
                     env=data.get("env", "?"),
                     iteration=int(data.get("training_iteration", 0)),
                     pools=data.get("pools", {}),
@@ -104,19 +108,16 @@ def load_evaluations(roots: list[str]) -> list[Evaluation]:
     return out
 
 
-def _evaluated_method(path: Path, data: dict) -> str:
+def _evaluated_method(path: Path, data: dict, names: Mapping[str, str]) -> str:
     """The method of an evaluation: as its trial's Run names it (from the trial folder, where a
     study's variant is named), else from the evaluated Algorithm class."""
     if (path.parent / "params.json").is_file():
-        return method_name(path.parent.name.split("_", 1)[0])
-    return method_name(data.get("algorithm", "?"))
+        return method_name(path.parent.name.split("_", 1)[0], names)
+    return method_name(data.get("algorithm", "?"), names)
 
 
-def method_name(class_name: str) -> str:
-    """The ``--alg`` name of an Algorithm class name (the class name if it is not registered)."""
-    from tesp.registry import ALGS
-
-    names = {cls.__name__: name for name, cls in ALGS.items()}
+def method_name(class_name: str, names: Mapping[str, str]) -> str:
+    """The ``--alg`` name of an Algorithm class name (the class name if ``names`` lacks it)."""
     return names.get(class_name, class_name)
 
 
@@ -124,7 +125,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _load_trial(folder: Path) -> Run | None:
+def _load_trial(folder: Path, names: Mapping[str, str]) -> Run | None:
     """A trial's runs from its folder; a malformed ``params.json`` leaves the trial out and a
     malformed ``result.json`` line is skipped, each with a warning naming the file (and line). A
     resumed trial may have logged an iteration twice (before a fix of the logger, or when it was
@@ -159,7 +160,7 @@ def _load_trial(folder: Path) -> Run | None:
     # Tune names a trial's folder <Trainable>_<env>_<id>...; the Trainable is the Algorithm class.
     return Run(
         path=folder,
-        method=method_name(folder.name.split("_", 1)[0]),
+        method=method_name(folder.name.split("_", 1)[0], names),
         env=str(params.get("env")),
         seed=params.get("seed"),
         config=params,

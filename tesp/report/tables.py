@@ -54,8 +54,8 @@ def results_rows(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[dict]:
             for stage in ("pre", "post"):
                 row[f"{pool} {stage}"] = mean_ci([r.last(*pool_keys(pool, stage)) for r in runs])
         steps = np.array([r.last(*run_steps_key(r)) for r in runs])
-        if not np.isfinite(steps).any():  # MLSH logs its env steps per iteration only
-            steps = np.array([sum(row.get("mlsh", {}).get("env_steps", 0) for row in r.rows) for r in runs])
+        if not np.isfinite(steps).any():  # RLlib's lifetime counter, where a method logs no own one
+            steps = np.array([r.last("env_runners", "num_env_steps_sampled_lifetime") for r in runs])
         seconds = np.array([r.rows[-1].get("time_total_s", np.nan) for r in runs])
         row["env steps"] = float(np.nanmean(steps))
         row["wall-clock s"] = float(np.nanmean(seconds))

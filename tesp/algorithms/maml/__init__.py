@@ -1,3 +1,9 @@
-from tesp.algorithms.maml.maml import MAML, MAMLConfig
+"""MAML (Finn et al. 2017): the shared engine with every policy weight adapted (README.md)."""
 
-__all__ = ["MAML", "MAMLConfig"]
+from tesp.algorithms.maml.maml import MAML, MAMLConfig
+from tesp.meta.rollout import summary_line
+from tesp.method import Method
+
+METHODS = (Method("maml", MAML, summary_line),)
+
+__all__ = ["METHODS", "MAML", "MAMLConfig"]

@@ -43,9 +43,8 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 
 from tesp.algorithms.ppo.mean_std_filter import MeanStdFilter
 from tesp.algorithms.ppo.ppo_rl_module import PPOModule
-from tesp.resume import CompleteCheckpoints
-
-EPISODE_METRICS = ("obstacles_passed", "success")  # read from an episode's last info when there
+from tesp.checkpoints.resume import CompleteCheckpoints
+from tesp.envs.base import EPISODE_METRICS
 
 
 class EpisodeMetrics(RLlibCallback):
@@ -139,8 +138,8 @@ class PPOConfig(RLlibPPOConfig):
 
     def _check_init_from(self) -> None:
         """``init_from`` is a policy's checkpoint for this env's spaces (one line if not)."""
+        from tesp.checkpoints.policies import policy_checkpoint, restore_module
         from tesp.envs import make_env
-        from tesp.policy_eval import policy_checkpoint, restore_module
 
         try:
             module = restore_module(policy_checkpoint(self.init_from, what="init_from"))
@@ -175,7 +174,7 @@ class PPO(CompleteCheckpoints, RLlibPPO):
         filter (every copy of the connector)."""
         from ray.rllib.core import DEFAULT_MODULE_ID
 
-        from tesp.policy_eval import FILTER_DIR, MODULE_DIR, policy_checkpoint
+        from tesp.checkpoints.policies import FILTER_DIR, MODULE_DIR, policy_checkpoint
 
         checkpoint = policy_checkpoint(path, what="init_from")
         self.restore_from_path(
@@ -198,7 +197,7 @@ class PPO(CompleteCheckpoints, RLlibPPO):
             local_env_runner=True,
         )
 
-    # -- main_test.py (tesp.policy_eval) ---------------------------------------------------
+    # -- main_test.py (tesp.checkpoints.policies) ---------------------------------------------------
     @staticmethod
     def policy_env(config: dict) -> tuple[str, dict]:
         """The env (name, options) the policy of a checkpoint with this ``config`` acts in."""
@@ -207,7 +206,7 @@ class PPO(CompleteCheckpoints, RLlibPPO):
     @staticmethod
     def controller(checkpoint, config: dict, env):
         """The checkpoint's policy, acting in ``env``."""
-        from tesp.policy_eval import SavedPolicy
+        from tesp.checkpoints.policies import SavedPolicy
 
         return SavedPolicy.from_checkpoint(checkpoint, env)
 

@@ -42,7 +42,7 @@ from tesp.algorithms.primitives.primitives_env import (
     agent_ids,
 )
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
-from tesp.policy_eval import observation_normalizer, policy_checkpoint
+from tesp.checkpoints.policies import observation_normalizer, policy_checkpoint
 
 
 class PrimitivesMetrics(RLlibCallback):
@@ -115,6 +115,8 @@ class PrimitivesConfig(PPOConfig):
       ``lr``, the meta-policy's).
     """
 
+    NONE_DEFAULT_TYPES = {"finetune_lr": 0.0}  # settings whose default is None: an example value
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or Primitives)
         self.primitives: dict[str, str] = {}
@@ -150,7 +152,9 @@ class PrimitivesConfig(PPOConfig):
         ):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
-        checkpoints = {name: policy_checkpoint(path) for name, path in self.primitives.items()}
+        checkpoints = {
+            name: policy_checkpoint(path, what="primitives") for name, path in self.primitives.items()
+        }
         if isinstance(self.env, str):  # the user's env, wrapped for the meta-policy (once)
             self.env_config = {
                 "env": self.env,
@@ -173,7 +177,7 @@ class PrimitivesConfig(PPOConfig):
         """One module for the meta-policy and two per primitive (trained, acting) from its checkpoint."""
         from ray.rllib.core import DEFAULT_MODULE_ID
 
-        from tesp.policy_eval import MODULE_DIR, restore_module
+        from tesp.checkpoints.policies import MODULE_DIR, restore_module
 
         specs: dict[str, RLModuleSpec] = {META: RLModuleSpec(model_config=dict(self._model_config))}
         for name, checkpoint in checkpoints.items():
@@ -225,7 +229,7 @@ class PrimitivesController:
         self.picks = np.zeros(len(self.names))
 
     def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        from tesp.policy_eval import module_action
+        from tesp.checkpoints.policies import module_action
 
         terrain_changed = self.terrain is not None and self.terrain.changed()
         if self.left == 0 or terrain_changed:
@@ -250,7 +254,7 @@ class Primitives(PPO):
     def get_default_config(cls) -> PrimitivesConfig:
         return PrimitivesConfig(cls)
 
-    # -- main_test.py (tesp.policy_eval) ---------------------------------------------------
+    # -- main_test.py (tesp.checkpoints.policies) ---------------------------------------------------
     @staticmethod
     def policy_env(config: dict) -> tuple[str, dict]:
         wrapped = config["env_config"]
@@ -259,7 +263,7 @@ class Primitives(PPO):
     @staticmethod
     def controller(checkpoint, config: dict, env) -> PrimitivesController:
         from tesp.algorithms.primitives.primitives_env import from_checkpoint_filter
-        from tesp.policy_eval import restore_module
+        from tesp.checkpoints.policies import restore_module
 
         wrapped = config["env_config"]
 

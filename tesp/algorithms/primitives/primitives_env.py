@@ -26,7 +26,7 @@
 - each primitive sees observations normalised with the running statistics it was trained with
   (its checkpoint's ``MeanStdFilter``), the inputs that never varied in its training held at
   their training value (a skill trained on flat ground does not see curbs:
-  :func:`tesp.policy_eval.observation_normalizer`); the meta-agent's observations leave the env
+  :func:`tesp.checkpoints.policies.observation_normalizer`); the meta-agent's observations leave the env
   as they are and are normalised by its own running filter
   (:class:`~tesp.algorithms.primitives.primitives.MetaObservationFilter`, ``meta_obs_filter =
   "running"``), or here with the first primitive's statistics, nothing held
@@ -60,10 +60,10 @@ def from_checkpoint_filter(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The observation normalisation a primitive was trained with (identity without a filter);
     ``hold_unseen``: the inputs that never varied in its training held at their training value
-    (:func:`tesp.policy_eval.observation_normalizer`)."""
-    from tesp.policy_eval import SavedPolicy, observation_normalizer, policy_checkpoint
+    (:func:`tesp.checkpoints.policies.observation_normalizer`)."""
+    from tesp.checkpoints.policies import SavedPolicy, observation_normalizer, policy_checkpoint
 
-    obs_filter = SavedPolicy.restore_filter(policy_checkpoint(checkpoint), env)
+    obs_filter = SavedPolicy.restore_filter(policy_checkpoint(checkpoint, what="primitives"), env)
     return observation_normalizer(obs_filter, hold_unseen)
 
 

@@ -19,6 +19,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from tesp.errors import ConfigError
 
 MANIFEST = "tesp_checkpoint.json"
 RLLIB_METADATA = "rllib_checkpoint.json"
@@ -137,3 +140,41 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def find_checkpoint(path: str) -> Path:
+    """The checkpoint at ``path`` (which must be complete), or the newest complete one below it
+    (incomplete ones skipped with a one-line warning each); raises ConfigError."""
+    root = Path(os.path.expanduser(path)).resolve()
+    if not root.exists():
+        raise ConfigError(f"checkpoint {path!r} does not exist")
+    if not root.is_dir():
+        raise ConfigError(
+            f"checkpoint {path!r} is a file; give a checkpoint_NNNNNN folder or a results folder"
+        )
+    if root.name.startswith("checkpoint_") or (root / "algorithm_state.pkl").exists():
+        try:
+            check_complete(root)
+        except IncompleteCheckpoint as e:
+            raise ConfigError(str(e)) from None
+        return root
+    if not checkpoints_in(root):
+        raise ConfigError(f"checkpoint {path!r} holds no checkpoint (expected a checkpoint_NNNNNN folder)")
+    found = newest_complete(root)
+    if found is None:
+        raise ConfigError(f"checkpoint {path!r}: every checkpoint below it is incomplete")
+    return found
+
+
+def saved_config(checkpoint: Path) -> tuple[type, dict[str, Any]]:
+    """The Algorithm class and config state saved with ``checkpoint`` (read without Ray)."""
+    import pickle
+
+    from ray.rllib.utils.checkpoints import Checkpointable
+
+    try:
+        with open(checkpoint / Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME, "rb") as f:
+            info = pickle.load(f)
+        return info["class"], info["ctor_args_and_kwargs"][0][0]
+    except (OSError, pickle.UnpicklingError, AttributeError, KeyError, IndexError, ImportError) as e:
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} is unreadable ({type(e).__name__}: {e})") from None

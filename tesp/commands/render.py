@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from tesp import limits
-from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
-from tesp.evaluate import FRESH, find_checkpoint, fresh_tasks, saved_config
-
-VIDEO_FPS = 20  # the envs' control rate: 0.05 s per step
+from tesp.checkpoints import find_checkpoint, saved_config
+from tesp.commands.evaluate import FRESH, fresh_tasks
+from tesp.commands.train import ConfigError, OneLineParser, connect_ray, fail
+from tesp.viz.video import write_video
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -59,10 +59,12 @@ def make_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace):
     """Everything checked before Ray starts; returns (checkpoint, env name, env config, pool)."""
     from tesp.envs import make_env
+    from tesp.registry import method_of
 
     checkpoint = find_checkpoint(args.checkpoint)
     algo_cls, config = saved_config(checkpoint)
-    if not hasattr(algo_cls, "adapt_on_tasks"):
+    method = method_of(algo_cls)
+    if method is None or method.evaluation != "adaptation":
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to render"
         )
@@ -165,36 +167,6 @@ def side_by_side(
     return out
 
 
-GIF_WIDTH = 400  # pixels at most: the GIF is the preview; the MP4 keeps every frame at full size
-GIF_FPS = 10
-
-
-def write_video(frames: list[np.ndarray], stem: Path, fps: float = VIDEO_FPS) -> list[Path]:
-    """``stem.mp4`` (every frame) and ``stem.gif``, a preview at most :data:`GIF_WIDTH` wide
-    and :data:`GIF_FPS` frames per second, so that a 10 s episode is a few hundred kB, not MB."""
-    import imageio.v3 as iio
-
-    mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
-    video = np.stack(frames)
-    iio.imwrite(mp4, video, fps=fps, codec="libx264", macro_block_size=1)
-    every = max(1, round(fps / GIF_FPS))
-    shrink = max(1, -(-video.shape[2] // GIF_WIDTH))
-    iio.imwrite(gif, video[::every, ::shrink, ::shrink], duration=1000 * every / fps, loop=0)
-    return [mp4, gif]
-
-
-def with_caption(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` with ``text`` written in its bottom-left corner on a white band."""
-    from PIL import Image, ImageDraw
-
-    image = Image.fromarray(frame)
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = draw.textbbox((8, image.height - 20), text)
-    draw.rectangle((left - 3, top - 3, right + 3, bottom + 3), fill=(255, 255, 255))
-    draw.text((8, image.height - 20), text, fill=(0, 0, 0))
-    return np.asarray(image)
-
-
 def steps_label(n: int) -> str:
     return f"{n} step" if n == 1 else f"{n} steps"
 
@@ -218,7 +190,7 @@ def trajectory_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tesp.report.trajectories import plot_trajectories
+    from tesp.viz.trajectories import plot_trajectories
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
     for ax, batches, title, stage in zip(

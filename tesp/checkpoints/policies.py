@@ -1,43 +1,22 @@
-"""``main_test.py`` on a policy's checkpoint (``--alg ppo``, ``--alg primitives``): its episodes.
+"""A trained policy from its checkpoint, without Ray: find the checkpoint of a single policy
+(a checkpoint, an exported one, a trial or experiment folder, or a shipped skill), restore its
+RLModule and its observation filter, act with it, and export the parts that run it.
 
-A checkpoint of an algorithm that adapts nothing (RLlib's PPO on one env, e.g. a primitive skill
-of the walker or the from-scratch baseline on the obstacle course; the meta-policy over
-primitives) is tested by running its policy. Such an algorithm class has a ``controller(checkpoint,
-config, env)`` class method, which returns an object with ``reset()`` and ``act(obs, explore)``
-that drives the env the algorithm was configured with (``policy_env(config)``: its name and
-options): ``--episodes`` episodes from ``--seed``, actions from the policy's mean (``--explore``:
-sampled), observations normalised as in training (the checkpoint's ``MeanStdFilter`` state).
-Results go next to the checkpoint:
-
-- ``<checkpoint>-test.csv``: one row per episode with its return, length and the env's
-  success metrics of its last step (``obstacles_passed``, ``success``) where the env has them;
-- ``<checkpoint>-test.json``: their means, the settings, the checkpoint;
-- with ``--record``: ``<checkpoint>-episode0.mp4`` and ``.gif``, the first episode rendered
-  offscreen (every ``frame_every``-th physics frame, real time).
-
-No Ray is started: the RLModule and the filter are restored from their checkpoint folders.
+Used by training (PPO's ``init_from``), by the primitives' meta-policy (its frozen skills) and by
+``main_test.py`` on a policy's checkpoint (:mod:`tesp.commands.run_policy`).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from tesp.config_overrides import ConfigError
+from tesp.errors import ConfigError
 
 MODULE_DIR = Path("learner_group/learner/rl_module")
 FILTER_DIR = Path("env_runner/env_to_module_connector/MeanStdFilter")
-EPISODE_METRICS = ("obstacles_passed", "success")
-
-
-def runs_policy(algo_cls: type) -> bool:
-    """Whether ``main_test.py`` tests checkpoints of ``algo_cls`` by running its policy."""
-    return hasattr(algo_cls, "controller") and hasattr(algo_cls, "policy_env")
 
 
 def is_policy_checkpoint(checkpoint: Path) -> bool:
@@ -47,15 +26,15 @@ def is_policy_checkpoint(checkpoint: Path) -> bool:
     return (checkpoint / MODULE_DIR / DEFAULT_MODULE_ID).is_dir()
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
-def policy_checkpoint(path: str | Path, what: str = "primitives") -> Path:
+def policy_checkpoint(path: str | Path, what: str = "policy") -> Path:
     """The checkpoint folder of a single policy (a checkpoint, an exported one, or a trial or
     experiment folder's newest); raises ValueError starting with ``what`` and naming ``path``. A
     relative path that is not below the working directory is looked up below the repository
     (the shipped skills, ``skills/walker_*``)."""
-    from tesp.evaluate import find_checkpoint
+    from tesp.checkpoints import find_checkpoint
 
     given = Path(path).expanduser()
     if not given.is_absolute() and not given.exists() and (REPO / given).exists():
@@ -163,92 +142,6 @@ def module_action(module, obs: np.ndarray, explore: bool = False) -> np.ndarray:
         return dist.sample().numpy()[0]
 
 
-def run_episodes(
-    policy, env, episodes: int, seed: int, explore: bool = False, record: bool = False
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """``episodes`` episodes of ``policy`` (a controller: ``reset()``, ``act(obs, explore)``) on
-    ``env`` (reset with ``seed`` first); one row per episode, and the frames of the first one
-    if ``record`` (``env`` renders ``rgb_array``), captioned with ``policy.caption()`` where the
-    policy has one."""
-    import torch
-
-    from tesp.render import with_caption
-
-    torch.manual_seed(seed)
-    rows, frames = [], []
-    obs, _ = env.reset(seed=seed)
-    frame_every = max(1, round(env.metadata.get("render_fps", 25) / 25))
-    for i in range(episodes):
-        if i > 0:
-            obs, _ = env.reset()
-        policy.reset()
-        total, length, done, info = 0.0, 0, False, {}
-        while not done:
-            action = policy.act(obs, explore)
-            if record and i == 0 and length % frame_every == 0:
-                frame = env.render().copy()
-                if hasattr(policy, "caption"):  # e.g. the primitive that is acting
-                    frame = with_caption(frame, policy.caption())
-                frames.append(frame)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-        row = {"episode": i, "return": total, "length": length}
-        row |= {k: float(info[k]) for k in EPISODE_METRICS if k in info}
-        row |= getattr(policy, "episode_metrics", dict)()
-        rows.append(row)
-    return rows, frames
-
-
-def evaluate_policy(
-    algo_cls: type,
-    checkpoint: Path,
-    config: dict,
-    episodes: int,
-    seed: int,
-    explore: bool,
-    record: bool,
-    env: str | None = None,
-    env_options: dict | None = None,
-) -> dict:
-    """Run the episodes, write the CSV, JSON (and video) next to the checkpoint; returns the
-    summary. ``env``: another env to run the policy on (with ``env_options``), e.g. a walker
-    skill on the obstacle course; the files then carry its name (and a digest of the options)."""
-    from tesp.envs import make_env
-    from tesp.render import write_video
-
-    env_name, env_config = algo_cls.policy_env(config)
-    env_config = dict(env_config)
-    own = env is None or env == env_name
-    if not own:
-        env_name, env_config = env, dict(env_options or {})
-    if record:
-        env_config["render_mode"] = "rgb_array"
-    env = make_env(env_name, env_config)
-    policy = algo_cls.controller(checkpoint, config, env)
-    rows, frames = run_episodes(policy, env, episodes, seed, explore=explore, record=record)
-    label = "" if own else f"-{env_name}"
-    if not own and env_options:  # other options, other files: a short digest of them
-        label += "-" + hashlib.sha1(json.dumps(env_options, sort_keys=True).encode()).hexdigest()[:8]
-    stem = checkpoint.parent / f"{checkpoint.name}-test{label}"
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "episode"}
-    out = {"checkpoint": str(checkpoint), "env": env_name, "episodes": episodes, "seed": seed}
-    out |= {"explore": explore, "mean": summary}
-    stem.with_suffix(".json").write_text(json.dumps(out, indent=2))
-    written = [stem.with_suffix(".csv"), stem.with_suffix(".json")]
-    if record:
-        fps = env.metadata["render_fps"] / max(1, round(env.metadata["render_fps"] / 25))
-        written += write_video(frames, checkpoint.parent / f"{checkpoint.name}{label}-episode0", fps=fps)
-    env.close()
-    out["written"] = [str(p) for p in written]
-    return out
-
-
 # What a policy's checkpoint needs to be run (main_test.py) and loaded as a primitive: the
 # algorithm's class and config, its iteration, the module and the observation filter. The rest
 # (the optimiser's state, the EnvRunner's copy of the module) only serves resuming training.
@@ -286,7 +179,7 @@ def export_policy(checkpoint: Path, dest: Path) -> dict:
         "training_iteration": state.get("training_iteration"),
         "env_steps": None if steps is None else int(steps),
     }
-    from tesp.evaluate import saved_config
+    from tesp.checkpoints import saved_config
 
     start = saved_config(checkpoint)[1].get("init_from")
     if start:  # a run that started from another policy (PPO's init_from): that one's record too
@@ -299,36 +192,3 @@ def export_policy(checkpoint: Path, dest: Path) -> dict:
         )
     (dest / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def check_policy_args(args, algo_cls: type, config: dict) -> None:
-    from tesp.config_overrides import parse_set
-    from tesp.envs import ENVS, make_env
-    from tesp.settings import check_env_config
-
-    if args.env_option and args.env is None:
-        raise ConfigError("--env-option needs --env")
-    if args.env is not None:
-        if args.env not in ENVS:
-            raise ConfigError(f"unknown --env {args.env!r}; choose from: {', '.join(sorted(ENVS))}")
-        own_name, own_config = algo_cls.policy_env(config)
-        own, other = make_env(own_name, own_config), check_env_config(args.env, parse_set(args.env_option))
-        if (
-            own.observation_space.shape != other.observation_space.shape
-            or own.action_space != other.action_space
-        ):
-            raise ConfigError(
-                f"--env {args.env!r} has other observation or action spaces than the policy's env {own_name!r}"
-            )
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes {args.episodes} must be >= 1")
-    from tesp.evaluate import NUM_FRESH  # the default of --pool-size
-
-    for flag, value, default in (
-        ("--pools", args.pools, None),
-        ("--inner-steps", args.inner_steps, None),
-        ("--sigmas", args.sigmas, [0.0]),
-        ("--pool-size", args.pool_size, NUM_FRESH),
-    ):
-        if value != default:
-            raise ConfigError(f"{flag} only applies to checkpoints of meta-learners, not to a single policy")

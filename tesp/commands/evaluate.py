@@ -11,7 +11,7 @@ next to the checkpoint:
   of all tasks at each stage (the paper's curves plot ``return_post``).
 
 A checkpoint of a policy (``--alg ppo``, ``--alg primitives``) is tested by running it instead
-(:mod:`tesp.policy_eval`): ``--episodes`` episodes, the env's success metrics per episode, and a
+(:mod:`tesp.checkpoints.policies`): ``--episodes`` episodes, the env's success metrics per episode, and a
 video with ``--record``.
 
 An env without pools (``point`` by default) is evaluated on ``--pool-size`` tasks (default 20)
@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from tesp import limits
-from tesp.cli import ConfigError, OneLineParser, connect_ray, fail
+from tesp.checkpoints import find_checkpoint, saved_config
+from tesp.commands.train import ConfigError, OneLineParser, connect_ray, fail
 from tesp.config_overrides import parse_set
 from tesp.envs.base import POOLS
 
@@ -114,51 +115,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_checkpoint(path: str) -> Path:
-    """The checkpoint at ``path`` (which must be complete), or the newest complete one below it
-    (incomplete ones skipped with a one-line warning each); raises ConfigError."""
-    from tesp import checkpoints
-
-    root = Path(os.path.expanduser(path)).resolve()
-    if not root.exists():
-        raise ConfigError(f"checkpoint {path!r} does not exist")
-    if not root.is_dir():
-        raise ConfigError(
-            f"checkpoint {path!r} is a file; give a checkpoint_NNNNNN folder or a results folder"
-        )
-    if root.name.startswith("checkpoint_") or (root / "algorithm_state.pkl").exists():
-        try:
-            checkpoints.check_complete(root)
-        except checkpoints.IncompleteCheckpoint as e:
-            raise ConfigError(str(e)) from None
-        return root
-    if not checkpoints.checkpoints_in(root):
-        raise ConfigError(f"checkpoint {path!r} holds no checkpoint (expected a checkpoint_NNNNNN folder)")
-    found = checkpoints.newest_complete(root)
-    if found is None:
-        raise ConfigError(f"checkpoint {path!r}: every checkpoint below it is incomplete")
-    return found
-
-
-def saved_config(checkpoint: Path) -> tuple[type, dict[str, Any]]:
-    """The Algorithm class and config state saved with ``checkpoint`` (read without Ray)."""
-    import pickle
-
-    from ray.rllib.utils.checkpoints import Checkpointable
-
-    try:
-        with open(checkpoint / Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME, "rb") as f:
-            info = pickle.load(f)
-        return info["class"], info["ctor_args_and_kwargs"][0][0]
-    except (OSError, pickle.UnpicklingError, AttributeError, KeyError, IndexError, ImportError) as e:
-        raise ConfigError(f"checkpoint {str(checkpoint)!r} is unreadable ({type(e).__name__}: {e})") from None
-
-
 def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     """Check everything before Ray starts; returns the checkpoint and the pools to evaluate
     (None: a single policy's checkpoint, tested by running it)."""
+    from tesp.commands.run_policy import check_policy_args
     from tesp.envs import make_env
-    from tesp.policy_eval import check_policy_args, runs_policy
+    from tesp.registry import METHODS, method_of
 
     if any(not math.isfinite(s) or s < 0 for s in args.sigmas):
         raise ConfigError(f"--sigmas {args.sigmas} must all be finite numbers >= 0")
@@ -170,22 +132,22 @@ def check_args(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     checkpoint = find_checkpoint(args.checkpoint)
     check_out(args, checkpoint)
     algo_cls, config = saved_config(checkpoint)
-    if not hasattr(algo_cls, "evaluate_adaptation"):
-        if runs_policy(algo_cls):
-            check_policy_args(args, algo_cls, config)
-            return checkpoint, None
-        from tesp.registry import ALGS
-
-        able = [name for name, cls in ALGS.items() if hasattr(cls, "evaluate_adaptation")]
+    method = method_of(algo_cls)
+    policies = ", ".join(name for name, m in METHODS.items() if m.evaluation == "policy")
+    if method is not None and method.evaluation == "policy":
+        check_policy_args(args, algo_cls, config, NUM_FRESH)
+        return checkpoint, None
+    if method is None:
+        able = [name for name, m in METHODS.items() if m.evaluation == "adaptation"]
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is of {algo_cls.__name__}, which has no adaptation to evaluate; "
-            f"main_test.py evaluates {', '.join(able)} checkpoints and runs policies (ppo, primitives)"
+            f"main_test.py evaluates {', '.join(able)} checkpoints and runs policies ({policies})"
         )
     policy_flags = (("--env", args.env), ("--record", args.record), ("--explore", args.explore))
     for flag, value in (*policy_flags, ("--env-option", args.env_option)):
         if value:
             raise ConfigError(
-                f"{flag} only applies to checkpoints of policies (ppo, primitives), not of {algo_cls.__name__}"
+                f"{flag} only applies to checkpoints of policies ({policies}), not of {algo_cls.__name__}"
             )
     env_pools = list(make_env(config["env"], config.get("env_config") or {}).task_pools())
     has_pools = bool(env_pools)
@@ -234,7 +196,7 @@ def evaluate(
     (default: the checkpoint's config); returns (per-task rows, summary, paths). ``paths``: for
     envs whose observations hold the agent's position, the env's walls and, per pool, the first
     episode before and after adaptation of its first :data:`NUM_PATHS` tasks at the first noise
-    level (:func:`tesp.report.trajectories.episode_paths` records), for the report's plots.
+    level (:func:`tesp.viz.trajectories.episode_paths` records), for the report's plots.
 
     The pool :data:`FRESH` is ``pool_size`` (default 20) tasks from the env's distribution, drawn
     with ``task_seed``. ``progress``: a progress bar on stderr.
@@ -243,7 +205,7 @@ def evaluate(
     from tqdm import tqdm
 
     from tesp.meta.rollout import pool_summary, stage_results
-    from tesp.report.trajectories import episode_paths
+    from tesp.viz.trajectories import episode_paths
 
     available = dict(algo.task_env.task_pools())
     if FRESH in pools:
@@ -418,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_single_policy(checkpoint: Path, args: argparse.Namespace) -> int:
-    from tesp.policy_eval import evaluate_policy
+    from tesp.commands.run_policy import evaluate_policy
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     algo_cls, config = saved_config(checkpoint)

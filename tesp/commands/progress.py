@@ -1,0 +1,320 @@
+"""What a run prints and logs through Tune: one console line per iteration (instead of Tune's
+status tables), ``result.json`` without images (they go to TensorBoard only), and result files
+that hold each iteration once after a resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.utils import flatten_dict
+
+from tesp.checkpoints import write_atomically
+
+
+class Progress(tune.Callback):
+    """Prints ``[trial] iter N | <the method's summary line> | seconds | ETA`` for every result
+    (the ETA from the trial's mean time per iteration since its start or restore, to its stop:
+    :attr:`stop_at`, else the trial's own stopping criterion)."""
+
+    #: the run's stop, set by the command that runs (a resume may have raised it)
+    stop_at: int | None = None
+
+    def __init__(self, summary: Callable[[dict], str], by_config: bool = False) -> None:
+        self.summary = summary
+        self.by_config = by_config  # label lines by method, env and seed (studies) instead of trial id
+
+    def label(self, trial) -> str:
+        # getattr: a Progress pickled with an experiment by an older tesp has no by_config
+        if not getattr(self, "by_config", False):
+            return trial.trial_id
+        config = trial.config or {}
+        return f"{trial.trainable_name} {config.get('env', '?')} seed {config.get('seed', '?')}"
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        print(f"[{self.label(trial)}] started: {trial.path}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        first, *details = self.summary(result).splitlines()
+        seconds = result.get("time_this_iter_s", 0)
+        it = result["training_iteration"]
+        target = Progress.stop_at or (getattr(trial, "stopping_criterion", None) or {}).get(
+            "training_iteration"
+        )
+        eta = ""
+        since = result.get("iterations_since_restore") or it
+        if target and target > it and result.get("time_since_restore"):
+            eta = f" | ETA {format_duration(result['time_since_restore'] / since * (target - it))}"
+        print(f"[{self.label(trial)}] iter {it:4d} | {first} | {seconds:.1f}s{eta}", flush=True)
+        for line in details:
+            print(f"[{self.label(trial)}] {line}", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"[{self.label(trial)}] FAILED; see {trial.path}/error.txt", flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m05s``, ``3h20m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def without_images(result: dict) -> dict:
+    """``result`` without its image arrays (``ndim >= 3``, e.g. validation trajectory plots) at
+    any depth."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict) and value:
+            value = without_images(value)
+            if not value:  # held only images
+                continue
+        elif isinstance(value, np.ndarray) and value.ndim >= 3:
+            continue
+        out[key] = value
+    return out
+
+
+def drop_rows_from(path: Path, iteration: int) -> int:
+    """Remove the rows of ``result.json`` (JSON lines) or ``progress.csv`` whose
+    ``training_iteration`` is ``iteration`` or later, and any line cut short (a write that a kill
+    or a full disk interrupted). Returns how many lines went."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    if path.suffix == ".csv":
+        if not lines:
+            return 0
+        header = next(csv.reader([lines[0]]))
+        column = header.index("training_iteration") if "training_iteration" in header else None
+        keep = [lines[0]]
+        for line in lines[1:]:
+            row = next(csv.reader([line]), [])
+            try:
+                ok = line.endswith("\n") and len(row) == len(header)
+                ok = ok and (column is None or float(row[column]) < iteration)
+            except ValueError:
+                ok = False
+            if ok:
+                keep.append(line)
+    else:
+        keep = []
+        for line in lines:
+            try:
+                ok = line.endswith("\n") and json.loads(line).get("training_iteration", 0) < iteration
+            except ValueError:
+                ok = False
+            if ok:
+                keep.append(line)
+    if len(keep) != len(lines):
+        # In place (the same file, not a new one renamed over it): a logger holding it open for
+        # appending keeps writing to it.
+        with open(path, "r+") as f:
+            f.write("".join(keep))
+            f.truncate()
+    return len(lines) - len(keep)
+
+
+def result_file(trial, name: str) -> Path:
+    """Where a trial's result file is written: straight into the results folder when that is
+    on this machine's filesystem, else Tune's staging folder (Tune copies it to storage).
+
+    Tune's own loggers write into a staging folder and copy the whole file to the results folder
+    now and then; on a full disk that copy is cut short, and the rows it held are lost for the
+    resume. Appending in place loses at most the line being written."""
+    storage = trial.storage
+    if storage.storage_filesystem.type_name == "local":
+        folder = Path(storage.trial_fs_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+    trial.init_local_path()
+    return Path(trial.local_path) / name
+
+
+class _ResultFile:
+    """A result-file logger that appends to :func:`result_file`, and, at a trial's first result
+    after a restore, first drops the rows a resume would repeat: those of that iteration and
+    later (recorded between the checkpoint it resumed from and the kill) and a last line cut
+    short."""
+
+    FILE = ""
+
+    def _open(self, trial):
+        return result_file(trial, self.FILE).open("at")
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if result.get("iterations_since_restore") == 1:  # a trial's first result in this run
+            if trial in self._trial_files:
+                self._trial_files[trial].flush()
+            drop_rows_from(result_file(trial, self.FILE), result["training_iteration"])
+        super().log_trial_result(iteration, trial, result)
+
+
+class JsonLogger(_ResultFile, JsonLoggerCallback):
+    """Tune's ``result.json`` writer, minus the images: a trajectory plot would otherwise add
+    ~0.4 MB of JSON numbers per validation. Passing it replaces Tune's default JSON logger."""
+
+    FILE = "result.json"
+
+    def log_trial_start(self, trial) -> None:
+        if trial in self._trial_files:
+            self._trial_files[trial].close()
+        self.update_config(trial, trial.config)
+        self._trial_files[trial] = self._open(trial)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        super().log_trial_result(iteration, trial, without_images(result))
+
+
+class CsvLogger(_ResultFile, CSVLoggerCallback):
+    """Tune's ``progress.csv`` writer (passing it replaces Tune's default one)."""
+
+    FILE = "progress.csv"
+
+    def _setup_trial(self, trial) -> None:
+        if trial in self._trial_files:
+            self._trial_files[trial].close()
+        path = result_file(trial, self.FILE)
+        self._trial_continue[trial] = path.exists() and path.stat().st_size > 0
+        self._trial_files[trial] = self._open(trial)
+        self._trial_csv[trial] = None
+
+
+BACKUP = ".tesp_experiment_state.json"  # in the experiment folder: the newest state that read
+
+
+class StateBackup(tune.Callback):
+    """Keeps a copy of Tune's newest experiment state that reads as JSON (written to a temporary
+    name, then renamed). A full disk can leave Tune's own ``experiment_state-*.json`` empty or
+    cut, and Tune cannot resume from that; :func:`repair_state` puts the copy back."""
+
+    def __init__(self) -> None:
+        self._copied: dict[Path, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._backup(trial)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self._backup(trial)
+
+    def _backup(self, trial) -> None:
+        # Tune writes its files in a staging folder and copies them to the results folder; the
+        # copy kept here goes straight to the results folder (local storage only), so that
+        # Tune's copying, cut short by a full disk, cannot cut it too.
+        storage = trial.storage
+        if storage.storage_filesystem.type_name != "local":
+            return
+        experiment = Path(storage.experiment_fs_path)
+        # The driver's own copy is the freshest (the results folder's is copied from it later).
+        state = newest_state(Path(storage.experiment_driver_staging_path)) or newest_state(experiment)
+        if state is None:
+            return
+        try:
+            mtime = state.stat().st_mtime
+            if self._copied.get(state) == mtime:
+                return
+            text = state.read_text()
+            json.loads(text)
+            write_atomically(experiment / BACKUP, text)
+            self._copied[state] = mtime
+        except (OSError, ValueError):
+            pass  # a state being written, or no room for the copy: keep the older copy
+
+
+def newest_state(experiment: Path) -> Path | None:
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
+def repair_state(experiment: Path) -> str | None:
+    """Before a resume: if Tune's newest experiment state does not read and a copy does, put the
+    copy in its place. Returns a one-line note of what was done (None: nothing to do)."""
+    state = newest_state(experiment)
+    if state is None:
+        return None
+    try:
+        json.loads(state.read_text())
+        return None
+    except (OSError, ValueError):
+        pass
+    backup = experiment / BACKUP
+    try:
+        json.loads(backup.read_text())
+    except (OSError, ValueError):
+        return f"{state.name} is unreadable and no copy of it reads; Tune's own error follows"
+    write_atomically(state, backup.read_text())
+    return f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"
+
+
+#: Result sections that are Tune's and RLlib's bookkeeping (under ``ray/`` in TensorBoard); every
+#: other section of a result is a method's own metrics (``meta``, ``validation``, a method's own
+#: namespace), shown at the top level.
+RAY_SECTIONS = (
+    "env_runners", "learners", "perf", "timers", "counters", "fault_tolerance", "info", "config",
+    "env_runner_group", "evaluation", "sampler_results", "custom_metrics", "hist_stats",
+)  # fmt: skip
+#: RLlib's per-episode metrics a single-policy run (``--alg ppo``, ``primitives``) is judged by.
+EPISODE_METRICS = ("episode_return_mean", "episode_len_mean", "success", "obstacles_passed")
+
+
+def tensorboard_tag(key: str) -> str | None:
+    """The TensorBoard tag of a flattened result key: tesp's metrics under short top-level tags
+    (``meta/return_post``, ``validation/Dpp/return_post``: pools named D, Dp, Dpp as TensorBoard
+    allows no quotes and as the report's files are named), an episode metric under
+    ``episodes/``, the rest under ``ray/`` (None: not logged)."""
+    section, _, rest = key.partition("/")
+    if rest and section not in RAY_SECTIONS:
+        return key.replace("''", "pp").replace("'", "p")
+    if section == "env_runners" and rest in EPISODE_METRICS:
+        return f"episodes/{rest}"
+    if key in ("done", "pid", "timestamp", "config") or section == "config":
+        return None
+    return f"ray/{key}"
+
+
+def tracked_scalars(result: dict) -> dict[str, float]:
+    """The result's finite numbers under their TensorBoard tags (:func:`tensorboard_tag`), as
+    TensorBoard and the experiment trackers (:mod:`tesp.commands.trackers`) log them."""
+    out = {}
+    for key, value in flatten_dict(result, delimiter="/").items():
+        tag = tensorboard_tag(key)
+        if (
+            tag is not None
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool)
+            and np.isfinite(value)
+        ):
+            out[tag] = float(value)
+    return out
+
+
+class TensorBoardLogger(TBXLoggerCallback):
+    """Tune's TensorBoard writer with tesp's tags (:func:`tensorboard_tag`) instead of one
+    ``ray/tune/...`` group of ~300; passing it replaces Tune's default one."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        writer = self._trial_writer[trial]
+        step = result.get("training_iteration", iteration)
+        for key, value in flatten_dict(result, delimiter="/").items():
+            tag = tensorboard_tag(key)
+            if tag is not None and isinstance(value, np.ndarray) and value.ndim == 3:
+                writer.add_image(tag, value, global_step=step)
+        for tag, value in tracked_scalars(result).items():
+            writer.add_scalar(tag, value, global_step=step)
+        writer.flush()
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        if trial in self._trial_writer:
+            self._trial_writer[trial].close()
+            del self._trial_writer[trial]
+            self._trial_result.pop(trial, None)

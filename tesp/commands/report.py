@@ -1,0 +1,42 @@
+"""``python main_report.py RESULTS_DIR... --out DIR``: figures, tables and a PDF from Tune
+experiment folders (:mod:`tesp.report.report`), with the methods' names and own panels from the
+registry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tesp.errors import ConfigError, OneLineParser, check_writable, fail
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="main_report.py",
+        description="Learning curves, mechanism panels, aggregate scores, evaluation tables and a PDF "
+        "from Tune experiment folders.",
+    )
+    parser.add_argument("results", nargs="+", help="Tune experiment folders (or folders holding them)")
+    parser.add_argument("--out", required=True, help="folder for the figures, report.md and report.pdf")
+    parser.add_argument("--title", default="tesp report", help="title of report.md and report.pdf")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        fail(f"--out {args.out!r} is a file, not a folder")
+    from tesp.registry import method_names, report_panels
+    from tesp.report.report import build
+    from tesp.report.runs import ReportError
+
+    try:
+        check_writable(str(out), "--out")
+        report = build(args.results, out, args.title, method_names(), report_panels())
+    except (ReportError, ConfigError) as e:
+        fail(str(e))
+    except OSError as e:  # e.g. the disk filled while the figures were written
+        fail(f"--out {args.out!r}: {e.strerror or e} ({e.filename or out})")
+    print(f"wrote {report}, report.pdf and the figures in {out}")
+    return 0
