@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 from tesp.envs import make_env
+from tesp.registry import method_names
 from tesp.report import figures, stats, tables
 from tesp.report.runs import load_runs
 
 from .conftest import REPO
 
 POOLS = ("D", "D'", "D''")
+NAMES = method_names()  # what main_report.py gives the report: class name -> --alg name
 
 
 def fake_experiment(root, method_class, env, seed, iterations, offset, validate_every=2):
@@ -55,7 +57,7 @@ def results(tmp_path):
 
 
 def test_runs_are_read_with_their_method_env_and_seed(results):
-    runs = load_runs([str(results)])
+    runs = load_runs([str(results)], NAMES)
     assert sorted((r.method, r.seed) for r in runs) == [("maml", 0), ("maml", 1), ("tesp", 0), ("tesp", 1)]
     assert {r.env for r in runs} == {"wheeled"}
     its, post = runs[0].series("validation", "D'", "return_post")
@@ -63,7 +65,7 @@ def test_runs_are_read_with_their_method_env_and_seed(results):
 
 
 def test_learning_curves_have_a_panel_per_pool_and_axis_and_a_line_per_method_and_stage(results):
-    runs = load_runs([str(results)])
+    runs = load_runs([str(results)], NAMES)
     by_method = {m: [r for r in runs if r.method == m] for m in ("maml", "tesp")}
     still = {"D": -156.0, "D'": -147.0, "D''": -264.0}
     fig = figures.learning_curves(by_method, "wheeled", still)
@@ -90,7 +92,7 @@ def test_learning_curves_have_a_panel_per_pool_and_axis_and_a_line_per_method_an
 
 
 def test_results_table_holds_the_final_values_and_their_ci(results):
-    runs = load_runs([str(results)])
+    runs = load_runs([str(results)], NAMES)
     groups = {("wheeled", m): [r for r in runs if r.method == m] for m in ("maml", "tesp")}
     rows = {row["method"]: row for row in tables.results_rows(groups)}
     mean, low, high, _ = rows["tesp"]["D'' post"]
@@ -138,7 +140,7 @@ def test_performance_profile_counts_runs_above_each_threshold():
 
 
 def test_aggregate_normalises_by_the_still_policy_and_the_best_run(results):
-    runs = load_runs([str(results)])
+    runs = load_runs([str(results)], NAMES)
     groups = {("wheeled", m): [r for r in runs if r.method == m] for m in ("maml", "tesp")}
     fig, summary = figures.aggregate(groups, {"wheeled": {"D''": -264.0}}, "D''")
     best = -77 + 12 + 20
@@ -350,7 +352,7 @@ def test_report_draws_each_methods_trajectories_from_its_first_trials_last_evalu
         seed = int(trial.name.rsplit("=", 1)[1])
         write_eval(trial, 6, offset=10 + seed)
         write_eval(trial, 2, offset=-1)
-    chosen = _trajectory_evaluations(load_evaluations([str(results)]))
+    chosen = _trajectory_evaluations(load_evaluations([str(results)], NAMES))
     assert sorted(chosen["wheeled"]) == ["maml", "tesp"]
     for e in chosen["wheeled"].values():
         assert e.iteration == 6 and e.trial.name.endswith("seed=0")  # the first trial, its last checkpoint
@@ -362,7 +364,7 @@ def test_report_draws_each_methods_trajectories_from_its_first_trials_last_evalu
             lines = [line for line in ax.get_lines() if line.get_marker() in ("None", "", None)]
             assert len(lines) == n and len(ax.patches) == 1  # a path per task, the wall
             np.testing.assert_allclose(lines[0].get_xdata(), [0, 10])  # seed 0's offset
-    report = build([str(results)], tmp_path / "report", "t")
+    report = build([str(results)], tmp_path / "report", "t", NAMES)
     assert "## Trajectories: wheeled, pool test" in report.read_text()
     assert (tmp_path / "report" / "trajectories_wheeled_test.png").stat().st_size > 0
 
@@ -384,7 +386,7 @@ def fake_policy_run(root, seed: int, iterations: int):
 def test_single_policy_runs_get_episode_curves_against_env_steps_and_zeros_count(tmp_path):
     for seed in (0, 1):
         fake_policy_run(tmp_path / "walk", seed, iterations=4)
-    runs = load_runs([str(tmp_path)])
+    runs = load_runs([str(tmp_path)], NAMES)
     its, steps, mean, _, _ = figures.mean_curve(runs, ("env_runners", "success"))
     assert list(its) == [1, 2, 3, 4] and list(steps) == [8000, 16000, 24000, 32000]
     assert list(mean) == [0.0, 0.0, 0.5, 0.5]  # a logged 0 is a value, not a gap
@@ -408,7 +410,7 @@ def test_single_policy_runs_get_episode_curves_against_env_steps_and_zeros_count
 
 def test_a_single_validation_is_drawn_as_a_point(tmp_path):
     fake_experiment(tmp_path / "exp", "MAML", "wheeled", 0, iterations=3, offset=-100, validate_every=3)
-    fig = figures.learning_curves({"maml": load_runs([str(tmp_path)])}, "wheeled")
+    fig = figures.learning_curves({"maml": load_runs([str(tmp_path)], NAMES)}, "wheeled")
     post = [line for line in fig.axes[1].lines if line.get_label() == "maml post"]
     assert len(post) == 1 and post[0].get_marker() == "o" and list(post[0].get_xdata()) == [3]
 
@@ -491,7 +493,7 @@ def test_report_skips_a_malformed_line_with_a_warning_and_refuses_a_system_folde
 def test_learning_curves_have_whole_iteration_ticks_markers_on_short_curves_and_a_legend_off_the_data(
     results,
 ):
-    runs = load_runs([str(results)])
+    runs = load_runs([str(results)], NAMES)
     groups = {m: [r for r in runs if r.method == m] for m in ("maml", "tesp")}
     fig = figures.learning_curves(groups, "wheeled")
     top = fig.axes[0]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tesp.registry import method_names
 from tesp.report.runs import method_name
 
 from .conftest import REPO
@@ -38,7 +39,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
     for trial in trials:
         params = json.loads((trial / "params.json").read_text())
         evaluation = json.loads((trial / "checkpoint_000001-eval.json").read_text())
-        found.add((method_name(evaluation["algorithm"]), params["env"]))
+        found.add((method_name(evaluation["algorithm"], method_names()), params["env"]))
         assert [r["training_iteration"] for r in results(trial)] == [1, 2]
         # every checkpoint evaluated on every pool: the final one at every noise level, the earlier without noise
         checkpoints = sorted(trial.glob("checkpoint_*/"))

@@ -1,17 +1,16 @@
 """What a method's settings are, for ``main_train.py --alg ALG --help`` and ``--print-config``.
 
-Every setting is documented once, in the ``Args:`` section of the ``training`` docstring of the
-config class that introduces it (:class:`~tesp.meta.task_algorithm.TaskAlgorithmConfig`,
+Every setting is declared once, as a :class:`~tesp.meta.setting.Setting` in the ``SETTINGS`` of
+the config class that introduces it (:class:`~tesp.meta.task_algorithm.TaskAlgorithmConfig`,
 :class:`~tesp.meta.meta_gradient.MetaGradientConfig`, then each method's class); this module
-reads those sections along the method's class hierarchy, and the defaults from a fresh config,
-so the help cannot drift from the code. Groups: the method's own settings, the ones its engine
+reads them along the method's class hierarchy, and the defaults from a fresh config, so the
+help cannot drift from the code. Groups: the method's own settings, the ones its engine
 shares with other methods, RLlib's sampling settings tesp uses, the model's, the env's and the
 run's.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tesp.config_overrides import RUN_DEFAULTS, env_defaults
@@ -27,42 +26,13 @@ RLLIB_SAMPLING = (
     "num_cpus_per_learner",
     "seed",
 )
-_ARG = re.compile(r"^(\s+)([A-Za-z_][\w, ]*):\s?(.*)$")
 
 
 def documented(cls: type) -> dict[str, str]:
-    """``{setting: one-line doc}`` from the ``Args:`` section of ``cls.training``'s own docstring."""
-    doc = vars(cls).get("training").__doc__ if "training" in vars(cls) else None
-    if not doc or "Args:" not in doc:
-        return {}
-    out: dict[str, str] = {}
-    indent, names = None, []
-    for line in doc.split("Args:", 1)[1].splitlines():
-        match = _ARG.match(line)
-        if (
-            match
-            and (indent is None or len(match.group(1)) <= indent)
-            and not match.group(2).startswith("**")
-        ):
-            indent = len(match.group(1))
-            names = [n.strip() for n in match.group(2).split(",") if n.strip()]
-            for n in names:
-                out[n] = match.group(3).strip()
-        elif names and line.strip() and not line.strip().startswith("**"):
-            for n in names:
-                out[n] = f"{out[n]} {line.strip()}".strip()
-        elif not line.strip():
-            continue
-        else:
-            names = []
-    return {k: _first_sentence(v) for k, v in out.items()}
+    """``{setting: one-line doc}`` of the settings ``cls`` itself declares (``SETTINGS``)."""
+    from tesp.meta.setting import own
 
-
-def _first_sentence(text: str) -> str:
-    text = re.sub(r"``([^`]*)``", r"\1", text)
-    cut = re.search(r"(?<=[a-z0-9)\]])(?<! al)(?<!e\.g)(?<!i\.e)[.;] ", text)
-    text = text[: cut.start() + 1] if cut and cut.start() < 150 else text[:150]
-    return text[:-1] + "." if text.endswith(";") else text
+    return {s.name: s.doc for s in own(cls)}
 
 
 def setting_groups(alg: str, env: str | None = None) -> list[tuple[str, list[tuple[str, Any, str]]]]:

@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
     import ray
 
+    from tesp.commands.report import main as report_main
     from tesp.envs import register_envs
-    from tesp.report.report import main as report_main
 
     try:
         register_envs()

@@ -25,11 +25,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
@@ -37,7 +37,8 @@ from tesp.envs.base import Task
 from tesp.meta import mechanism
 from tesp.meta.rollout import Rollout, pool_summary, stage_mean, task_success
 from tesp.meta.sampler import SampleJob, SampleResult
-from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
+from tesp.meta.setting import Setting, above, at_least, one_of
+from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig
 from tesp.models import connectors
 
 logger = logging.getLogger(__name__)
@@ -48,125 +49,89 @@ META = "meta"  # metric namespace
 VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
 VALIDATION_IMAGES = "validation_trajectories"  # validation_trajectories/<pool>: a trajectory plot
 
-#: The settings :meth:`MetaGradientConfig.training` takes, with their meanings.
-SETTINGS_DOC = """
-    meta_batch_size: T, tasks per meta-iteration.
-    num_inner_steps: K, inner steps per task (K + 1 sampling stages).
-    inner_lr: the inner step size (MAML), or the initial value of every learned step size.
-    adapted_params: the parameter groups the inner loop adapts (the module's ``PARAM_GROUPS``).
-    learn_step_sizes: learn one inner step size per adapted parameter element (Li et al. 2017).
-    step_size_bound: learned step sizes are clamped to ``[-bound, bound]`` in the inner step.
-    inner_grad_clip: global-norm clip of each task's inner gradient; <= 0 disables.
-    second_order: differentiate the outer loss through the inner gradients (Finn et al. 2017).
-    first_order_mode: without second_order, ``"fixed"`` keeps each task's inner gradients G
-        from its adaptation and re-evaluates ``theta - alpha G`` at every outer step (the TESP
-        release's update; alpha still gets a gradient), ``"recompute"`` takes them again, as
-        constants, at the current theta.
-    best_iterate_kl_target: > 0: after the outer PPO steps keep the iterate with the lowest
-        surrogate among those whose mean KL(pi_old || pi) is below this; 0: the last iterate.
-    normalize_advantages: standardise advantages per batch in the inner and outer losses.
-    validation_freq: every N iterations, adapt to the tasks of the pools D, D', D''; 0: never.
-    validation_pool_size: tasks per pool to validate on; 0: all of them.
-    outer_optimizer: ``"ppo"`` (clipped surrogate, Adam steps) or ``"trpo"`` (one TRPO step).
-    num_outer_steps: full-batch Adam steps per meta-iteration (ppo).
-    outer_task_chunk: the ppo loss and its gradient are evaluated this many tasks at a time
-        and summed (the same full-batch step, smaller intermediate tensors); 0: all at once.
-    clip_param: PPO's clip epsilon.
-    max_kl, cg_iters, cg_damping, ls_backtrack_ratio, ls_max_steps: TRPO's trust region,
-        conjugate-gradient iterations, Fisher damping, line-search shrink factor and trials.
-"""
-
 
 class MetaGradientConfig(TaskAlgorithmConfig):
-    __doc__ = "Settings of the gradient-based meta-learning loop.\n\nSettings:" + SETTINGS_DOC
+    """Settings of the gradient-based meta-learning loop (``SETTINGS``; docs/settings.md)."""
+
     shards_tasks = True  # several Learners split the meta-batch (tesp.meta.meta_learner)
+    SETTINGS = (
+        Setting("meta_batch_size", 20, "T, tasks per meta-iteration.", "an integer >= 1", at_least(1)),
+        Setting(
+            "num_inner_steps", 1, "K, inner steps per task (K + 1 sampling stages).",
+            "an integer >= 0", at_least(0),
+        ),
+        Setting("inner_lr", 0.1, "the inner step size (MAML), or the initial value of every learned step size."),
+        Setting(
+            "adapted_params", ["policy"],
+            "the parameter groups the inner loop adapts (the module's PARAM_GROUPS).",
+        ),
+        Setting(
+            "learn_step_sizes", False,
+            "learn one inner step size per adapted parameter element (Li et al. 2017).",
+        ),
+        Setting(
+            "step_size_bound", 0.1, "learned step sizes are clamped to [-bound, bound] in the inner step.",
+            "a number > 0", above(0),
+        ),
+        Setting("inner_grad_clip", 60.0, "global-norm clip of each task's inner gradient; <= 0 disables."),
+        Setting(
+            "second_order", True,
+            "differentiate the outer loss through the inner gradients (Finn et al. 2017).",
+        ),
+        Setting(
+            "first_order_mode", "fixed",
+            "without second_order, \"fixed\" keeps each task's inner gradients G from its adaptation "
+            "and re-evaluates theta - alpha G at every outer step (the TESP release's update; alpha "
+            "still gets a gradient), \"recompute\" takes them again, as constants, at the current theta.",
+            f"one of {FIRST_ORDER_MODES}", one_of(*FIRST_ORDER_MODES),
+        ),
+        Setting(
+            "best_iterate_kl_target", 0.0,
+            "> 0: after the outer PPO steps keep the iterate with the lowest surrogate among those "
+            "whose mean KL(pi_old || pi) is below this; 0: the last iterate.",
+            "a number >= 0 (0: off)", at_least(0),
+        ),
+        Setting(
+            "normalize_advantages", False, "standardise advantages per batch in the inner and outer losses.",
+        ),
+        Setting(
+            "validation_freq", 25, "every N iterations, adapt to the tasks of the pools D, D', D''; 0: never.",
+            "an integer >= 0 (0: never)", at_least(0),
+        ),
+        Setting(
+            "validation_pool_size", 0, "tasks per pool to validate on; 0: all of them.",
+            "an integer >= 0 (0: whole pools)", at_least(0),
+        ),
+        Setting(
+            "outer_optimizer", "ppo",
+            "\"ppo\" (clipped surrogate, Adam steps) or \"trpo\" (one TRPO step).",
+            f"one of {OUTER_OPTIMIZERS}", one_of(*OUTER_OPTIMIZERS),
+        ),
+        Setting(
+            "num_outer_steps", 5, "full-batch Adam steps per meta-iteration (ppo).",
+            "an integer >= 1", at_least(1),
+        ),
+        Setting(
+            "outer_task_chunk", 5,
+            "the ppo loss and its gradient are evaluated this many tasks at a time and summed (the "
+            "same full-batch step, smaller intermediate tensors); 0: all at once.",
+            "an integer >= 0 (0: all tasks at once)", at_least(0),
+        ),
+        Setting("clip_param", 0.15, "PPO's clip epsilon.", "a number > 0", above(0)),
+        Setting("max_kl", 0.01, "TRPO's trust region (mean KL of a step).", "a number > 0", above(0)),
+        Setting("cg_iters", 10, "TRPO's conjugate-gradient iterations.", "an integer >= 1", at_least(1)),
+        Setting("cg_damping", 1e-5, "TRPO's Fisher damping.", "a number >= 0", at_least(0)),
+        Setting(
+            "ls_backtrack_ratio", 0.8, "TRPO's line-search shrink factor.",
+            "a number in (0, 1)", lambda v: 0 < v < 1,
+        ),
+        Setting("ls_max_steps", 15, "TRPO's line-search trials.", "an integer >= 1", at_least(1)),
+    )  # fmt: skip
 
     def __init__(self, algo_class: type, env_to_module=connectors.env_to_module) -> None:
         super().__init__(algo_class, env_to_module, connectors.module_to_env)
-        self.meta_batch_size = 20
-        self.num_inner_steps = 1
-        self.inner_lr = 0.1
-        self.adapted_params = ["policy"]
-        self.learn_step_sizes = False
-        self.step_size_bound = 0.1
-        self.inner_grad_clip = 60.0
-        self.second_order = True
-        self.first_order_mode = "fixed"
-        self.best_iterate_kl_target = 0.0
-        self.normalize_advantages = False
-        self.validation_freq = 25
-        self.validation_pool_size = 0
-        self.outer_optimizer = "ppo"
         self.lr = 3e-4
-        self.num_outer_steps = 5
-        self.outer_task_chunk = 5
-        self.clip_param = 0.15
-        self.max_kl = 0.01
-        self.cg_iters = 10
-        self.cg_damping = 1e-5
-        self.ls_backtrack_ratio = 0.8
-        self.ls_max_steps = 15
         self.rl_module(model_config={"hidden": [64, 64], "activation": "tanh", "free_log_std": True})
-
-    @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        meta_batch_size: int = NotProvided,
-        num_inner_steps: int = NotProvided,
-        inner_lr: float = NotProvided,
-        adapted_params: list[str] = NotProvided,
-        learn_step_sizes: bool = NotProvided,
-        step_size_bound: float = NotProvided,
-        inner_grad_clip: float = NotProvided,
-        second_order: bool = NotProvided,
-        first_order_mode: str = NotProvided,
-        best_iterate_kl_target: float = NotProvided,
-        normalize_advantages: bool = NotProvided,
-        validation_freq: int = NotProvided,
-        validation_pool_size: int = NotProvided,
-        outer_optimizer: str = NotProvided,
-        num_outer_steps: int = NotProvided,
-        outer_task_chunk: int = NotProvided,
-        clip_param: float = NotProvided,
-        max_kl: float = NotProvided,
-        cg_iters: int = NotProvided,
-        cg_damping: float = NotProvided,
-        ls_backtrack_ratio: float = NotProvided,
-        ls_max_steps: int = NotProvided,
-        **kwargs,
-    ) -> Self:
-        super().training(**kwargs)
-        set_provided(
-            self,
-            meta_batch_size=meta_batch_size,
-            num_inner_steps=num_inner_steps,
-            inner_lr=inner_lr,
-            adapted_params=adapted_params,
-            learn_step_sizes=learn_step_sizes,
-            step_size_bound=step_size_bound,
-            inner_grad_clip=inner_grad_clip,
-            second_order=second_order,
-            first_order_mode=first_order_mode,
-            best_iterate_kl_target=best_iterate_kl_target,
-            normalize_advantages=normalize_advantages,
-            validation_freq=validation_freq,
-            validation_pool_size=validation_pool_size,
-            outer_optimizer=outer_optimizer,
-            num_outer_steps=num_outer_steps,
-            outer_task_chunk=outer_task_chunk,
-            clip_param=clip_param,
-            max_kl=max_kl,
-            cg_iters=cg_iters,
-            cg_damping=cg_damping,
-            ls_backtrack_ratio=ls_backtrack_ratio,
-            ls_max_steps=ls_max_steps,
-        )
-        return self
-
-    training.__doc__ = (
-        "The meta-learning loop's settings, then the sampling and RLlib ones.\n\nArgs:" + SETTINGS_DOC
-    )
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
@@ -174,27 +139,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
         groups = self.get_default_rl_module_spec().module_class.PARAM_GROUPS
         self.check(
             [
-                (self.meta_batch_size >= 1, "meta_batch_size", "an integer >= 1"),
-                (self.num_inner_steps >= 0, "num_inner_steps", "an integer >= 0"),
-                (self.outer_optimizer in OUTER_OPTIMIZERS, "outer_optimizer", f"one of {OUTER_OPTIMIZERS}"),
-                (self.num_outer_steps >= 1, "num_outer_steps", "an integer >= 1"),
-                (self.outer_task_chunk >= 0, "outer_task_chunk", "an integer >= 0 (0: all tasks at once)"),
-                (
-                    self.first_order_mode in FIRST_ORDER_MODES,
-                    "first_order_mode",
-                    f"one of {FIRST_ORDER_MODES}",
-                ),
-                (self.best_iterate_kl_target >= 0, "best_iterate_kl_target", "a number >= 0 (0: off)"),
-                (self.step_size_bound > 0, "step_size_bound", "a number > 0"),
-                (self.max_kl > 0, "max_kl", "a number > 0"),
-                (0 < self.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "a number in (0, 1)"),
                 (self.lr > 0, "lr", "a number > 0"),
-                (self.cg_iters >= 1, "cg_iters", "an integer >= 1"),
-                (self.cg_damping >= 0, "cg_damping", "a number >= 0"),
-                (self.ls_max_steps >= 1, "ls_max_steps", "an integer >= 1"),
-                (self.clip_param > 0, "clip_param", "a number > 0"),
-                (self.validation_freq >= 0, "validation_freq", "an integer >= 0 (0: never)"),
-                (self.validation_pool_size >= 0, "validation_pool_size", "an integer >= 0 (0: whole pools)"),
                 (
                     self.num_learners <= max(1, self.meta_batch_size),
                     "num_learners",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 from typing import Any, NoReturn, Self
@@ -27,6 +28,7 @@ from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
 from tesp.meta.sampler import MultiTaskSampler
+from tesp.meta.setting import Setting, at_least, between, declared
 
 
 def set_provided(config: AlgorithmConfig, **values: Any) -> None:
@@ -37,13 +39,36 @@ def set_provided(config: AlgorithmConfig, **values: Any) -> None:
 
 
 class TaskAlgorithmConfig(AlgorithmConfig):
+    """Settings every tesp method shares; a subclass declares its own in ``SETTINGS``
+    (:mod:`tesp.meta.setting`), which become its attributes, ``training()`` keywords, range
+    checks and documentation."""
+
     shards_tasks = False  # True: the method's update runs over several Learners, tasks sharded
+    SETTINGS = (
+        Setting(
+            "episodes_per_task", 20,
+            "complete episodes sampled per task in each sampling round, one per sub-env (more "
+            "episodes than sub-envs run in several rounds).",
+            "an integer >= 1", at_least(1),
+        ),
+        Setting(
+            "gae_lambda", 0.97, "GAE's lambda (Schulman et al. 2016) for the advantages of every batch.",
+            "a number in [0, 1]", between(0, 1),
+        ),
+        Setting(
+            "learner_num_threads", 0,
+            "torch threads of the trial's process, where the (local) learner works while the "
+            "EnvRunners wait for it. 0: inside a Tune trial, every CPU the trial reserves (its main "
+            "process and its EnvRunners), at most the node's; elsewhere torch's own setting.",
+            "an integer >= 0 (0: auto)", at_least(0),
+        ),
+    )  # fmt: skip
 
     def __init__(self, algo_class: type, env_to_module, module_to_env) -> None:
         super().__init__(algo_class=algo_class)
-        self.episodes_per_task = 20  # complete episodes per task per sampling round
+        for setting in declared(type(self)).values():
+            setattr(self, setting.name, copy.deepcopy(setting.default))
         self.gamma = 0.99
-        self.gae_lambda = 0.97
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 20
         self.num_cpus_per_env_runner = 0.5
@@ -53,7 +78,6 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         # Seeded by default, so that a run repeats exactly; `--seed S` picks another stream.
         self.seed = 0
         self.batch_mode = "complete_episodes"
-        self.learner_num_threads = 0  # 0: the CPUs the trial reserves (see `training`)
         self.normalize_actions = False  # envs clip their own actions; log-probs use raw actions
         self.clip_actions = False
         self.env_runners(
@@ -64,33 +88,13 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         )
 
     @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        episodes_per_task: int = NotProvided,
-        gae_lambda: float = NotProvided,
-        learner_num_threads: int = NotProvided,
-        **kwargs,
-    ) -> Self:
-        """Sampling settings every tesp method shares, then RLlib's own ``training`` settings.
-
-        Args:
-            episodes_per_task: complete episodes sampled per task in each sampling round, one
-                per sub-env (more episodes than sub-envs run in several rounds).
-            gae_lambda: GAE's lambda (Schulman et al. 2016) for the advantages of every batch.
-            learner_num_threads: torch threads of the trial's process, where the (local) learner
-                works while the EnvRunners wait for it. 0: inside a Tune trial, every CPU the
-                trial reserves (its main process and its EnvRunners), at most the node's;
-                elsewhere (a script or test that builds the algorithm) torch's own setting.
-            **kwargs: RLlib's ``AlgorithmConfig.training`` arguments (``gamma``, ``lr``, ...).
-        """
+    def training(self, **kwargs) -> Self:
+        """The method's declared settings (``SETTINGS`` along its classes), then RLlib's own
+        ``training`` arguments (``gamma``, ``lr``, ...); an unknown keyword is RLlib's error."""
+        names = declared(type(self))
+        mine = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
         super().training(**kwargs)
-        set_provided(
-            self,
-            episodes_per_task=episodes_per_task,
-            gae_lambda=gae_lambda,
-            learner_num_threads=learner_num_threads,
-        )
+        set_provided(self, **mine)
         return self
 
     @override(AlgorithmConfig)
@@ -99,14 +103,16 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         self.check(
             [
-                (self.episodes_per_task >= 1, "episodes_per_task", "an integer >= 1"),
+                *(
+                    (s.ok(getattr(self, s.name)), s.name, s.valid)
+                    for s in declared(type(self)).values()
+                    if s.ok is not None
+                ),
                 (0 <= self.gamma <= 1, "gamma", "a number in [0, 1]"),
-                (0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]"),
                 (self.num_env_runners >= 0, "num_env_runners", "an integer >= 0"),
                 (self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "an integer >= 1"),
                 (self.num_cpus_per_env_runner > 0, "num_cpus_per_env_runner", "a number > 0"),
                 (self.seed is None or self.seed >= 0, "seed", "an integer >= 0"),
-                (self.learner_num_threads >= 0, "learner_num_threads", "an integer >= 0 (0: auto)"),
                 (
                     self.num_learners <= 1 or self.shards_tasks,
                     "num_learners",

@@ -14,37 +14,31 @@ itself is ``maesn`` here.
 
 from __future__ import annotations
 
-from typing import Self
-
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from tesp.algorithms.adaptsv.adaptsv_learner import AdaptSVLearner
 from tesp.algorithms.adaptsv.adaptsv_rl_module import AdaptSVRLModule
 from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
-from tesp.meta.task_algorithm import set_provided
+from tesp.meta.setting import Setting, at_least
 
 
 class AdaptSVConfig(MetaGradientConfig):
+    SETTINGS = (
+        # eta (TESP supplement: 0.01 on wheeled and ant)
+        Setting(
+            "embedding_reg_coeff", 0.01, "eta, the weight of mean_j z'_j^2 in the outer loss.",
+            "a number >= 0", at_least(0),
+        ),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or AdaptSV)
         self.adapted_params = ["latent"]
         self.learn_step_sizes = True
         self.inner_lr = 0.001  # initial step size of every latent element (TESP supplement, Table 1)
-        self.embedding_reg_coeff = 0.01  # eta (TESP supplement: 0.01 on wheeled and ant)
-
-    @override(AlgorithmConfig)
-    def training(self, *, embedding_reg_coeff: float = NotProvided, **kwargs) -> Self:
-        """AdaptSV's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
-
-        Args:
-            embedding_reg_coeff: eta, the weight of ``mean_j z'_j^2`` in the outer loss.
-        """
-        super().training(**kwargs)
-        set_provided(self, embedding_reg_coeff=embedding_reg_coeff)
-        return self
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
@@ -53,7 +47,6 @@ class AdaptSVConfig(MetaGradientConfig):
             self.invalid(
                 f"adapted_params={self.adapted_params!r} is invalid for adaptsv: it adapts ['latent'] only"
             )
-        self.check([(self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0")])
         super().validate()
 
     @override(AlgorithmConfig)

@@ -18,39 +18,26 @@ standardised over the meta-batch (a baseline that no episode's own actions influ
 
 from __future__ import annotations
 
-from typing import Self
-
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 
 from tesp.algorithms.e_maml.e_maml_learner import EMAMLLearner
 from tesp.algorithms.maml.maml import MAML, MAMLConfig
-from tesp.meta.task_algorithm import set_provided
+from tesp.meta.setting import Setting, at_least
 
 
 class EMAMLConfig(MAMLConfig):
+    SETTINGS = (
+        Setting(
+            "e_maml_coeff", 1.0,
+            "weight of the exploration term in the outer loss (Stadie et al.'s objective: 1).",
+            "a number >= 0", at_least(0),
+        ),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or EMAML)
-        self.e_maml_coeff = 1.0
-
-    @override(AlgorithmConfig)
-    def training(self, *, e_maml_coeff: float = NotProvided, **kwargs) -> Self:
-        """E-MAML's setting, then MAML's.
-
-        Args:
-            e_maml_coeff: weight of the exploration term in the outer loss (Stadie et al.'s
-                objective: 1).
-        """
-        super().training(**kwargs)
-        set_provided(self, e_maml_coeff=e_maml_coeff)
-        return self
-
-    @override(AlgorithmConfig)
-    def validate(self) -> None:
-        if not self.e_maml_coeff >= 0:
-            self.invalid(f"e_maml_coeff={self.e_maml_coeff} is invalid: must be >= 0")
-        super().validate()
 
     @override(AlgorithmConfig)
     def get_default_learner_class(self) -> type:

@@ -29,10 +29,10 @@ steps (the release: one).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
@@ -40,30 +40,26 @@ from tesp.algorithms.maesn.maesn_learner import MAESNLearner
 from tesp.algorithms.maesn.maesn_rl_module import MAESNRLModule, env_to_module
 from tesp.envs import make_env
 from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
-from tesp.meta.task_algorithm import set_provided
+from tesp.meta.setting import Setting, at_least
 
 
 class MAESNConfig(MetaGradientConfig):
+    SETTINGS = (
+        Setting(
+            "latent_prior_coeff", 0.1,
+            "weight of KL(N(mu_i, sigma_i^2) || N(0, I)) on the pre-adaptation latent distributions "
+            "in the outer loss.",
+            "a number >= 0", at_least(0),
+        ),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or MAESN, env_to_module=env_to_module)
         self.adapted_params = ["latent"]
         self.learn_step_sizes = True
         self.inner_lr = 0.5  # initial step size of every mu and log-sigma element
         self.step_size_bound = float("inf")  # the release does not clip its latent step sizes
-        self.latent_prior_coeff = 0.1
         self.normalize_advantages = True
-
-    @override(AlgorithmConfig)
-    def training(self, *, latent_prior_coeff: float = NotProvided, **kwargs) -> Self:
-        """MAESN's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
-
-        Args:
-            latent_prior_coeff: weight of ``KL(N(mu_i, sigma_i^2) || N(0, I))`` on the
-                pre-adaptation latent distributions in the outer loss.
-        """
-        super().training(**kwargs)
-        set_provided(self, latent_prior_coeff=latent_prior_coeff)
-        return self
 
     def train_pool_size(self) -> int:
         """The number of training tasks (each gets its own latent distribution)."""
@@ -92,7 +88,6 @@ class MAESNConfig(MetaGradientConfig):
                 f"adapted_params={self.adapted_params!r} is invalid for maesn: "
                 "must be ['latent'] or ['latent', 'policy']"
             )
-        self.check([(self.latent_prior_coeff >= 0, "latent_prior_coeff", "a number >= 0")])
         super().validate()
 
     @override(AlgorithmConfig)

@@ -15,10 +15,8 @@ The losses are in :mod:`~tesp.algorithms.mime.mime_learner`, the model in
 
 from __future__ import annotations
 
-from typing import Self
-
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
@@ -26,73 +24,54 @@ from tesp.algorithms.mime.mime_learner import MIMELearner
 from tesp.algorithms.mime.mime_rl_module import MIMERLModule
 from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
 from tesp.meta.rollout import summary_line as meta_summary
-from tesp.meta.task_algorithm import set_provided
+from tesp.meta.setting import Setting, above, at_least, one_of
 
 INFORMATION_GAINS = ("adam", "second_order")
 
-SETTINGS = """
-    use_vime: add VIME's information gain to the reward (MAML + expl, MIME).
-    adapt_eta: meta-learn the mixing weight from the extrinsic return (MIME).
-    reward_noise_std: N(0, std^2) noise added to the standardised reward (MAML + noise: 0.1).
-    pre_epochs: meta-updates on the extrinsic reward alone before the mix starts.
-    eta_lr, eta_step_clip: the mixing logit's step ``clip(eta_lr * grad / sigmoid(eta), +-clip)``.
-    dyn_lr: the dynamics model's inner SGD step and the information gain's Adam step size.
-    dyn_outer_lr: Adam step size of the dynamics model's meta-update.
-    dyn_samples: Monte-Carlo draws of the model's ELBO.
-    likelihood_sd: sigma of the model's Gaussian likelihood of the next observation.
-    information_gain: ``"adam"`` (the reference's computation, batched) or ``"second_order"``
-        (VIME's approximation ``1/2 step^2 g^T H^-1 g``).
-    second_order_step: its step size lambda.
-"""
-
 
 class MIMEConfig(MetaGradientConfig):
-    __doc__ = "MIME's settings, then MAML's.\n\nSettings:" + SETTINGS
+    """MIME's settings, then MAML's (``SETTINGS``; docs/settings.md)."""
+
+    SETTINGS = (
+        Setting("use_vime", True, "add VIME's information gain to the reward (MAML + expl, MIME)."),
+        Setting("adapt_eta", True, "meta-learn the mixing weight from the extrinsic return (MIME)."),
+        Setting(
+            "reward_noise_std", 0.0, "N(0, std^2) noise added to the standardised reward (MAML + noise: 0.1).",
+            "a number >= 0", at_least(0),
+        ),
+        Setting(
+            "pre_epochs", 3, "meta-updates on the extrinsic reward alone before the mix starts.",
+            "an integer >= 0", at_least(0),
+        ),
+        Setting(
+            "eta_lr", 1000.0, "the mixing logit's step size: clip(eta_lr * grad / sigmoid(eta), +-eta_step_clip).",
+            "a number >= 0", at_least(0),
+        ),
+        Setting("eta_step_clip", 0.3, "the bound of the mixing logit's step.", "a number > 0", above(0)),
+        Setting(
+            "dyn_lr", 1e-4, "the dynamics model's inner SGD step and the information gain's Adam step size.",
+            "a number > 0", above(0),
+        ),
+        Setting(
+            "dyn_outer_lr", 1e-2, "Adam step size of the dynamics model's meta-update.", "a number > 0", above(0),
+        ),
+        Setting("dyn_samples", 3, "Monte-Carlo draws of the model's ELBO.", "an integer >= 1", at_least(1)),
+        Setting(
+            "likelihood_sd", 0.1, "sigma of the model's Gaussian likelihood of the next observation.",
+            "a number > 0", above(0),
+        ),
+        Setting(
+            "information_gain", "adam",
+            "\"adam\" (the reference's computation, batched) or \"second_order\" (VIME's approximation "
+            "1/2 step^2 g^T H^-1 g).",
+            f"one of {INFORMATION_GAINS}", one_of(*INFORMATION_GAINS),
+        ),
+        Setting("second_order_step", 0.01, "its step size lambda.", "a number > 0", above(0)),
+    )  # fmt: skip
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or MIME)
-        self.use_vime = True
-        self.adapt_eta = True
-        self.reward_noise_std = 0.0
-        self.pre_epochs = 3
-        self.eta_lr = 1000.0
-        self.eta_step_clip = 0.3
-        self.dyn_lr = 1e-4
-        self.dyn_outer_lr = 1e-2
-        self.dyn_samples = 3
-        self.likelihood_sd = 0.1
-        self.information_gain = "adam"
-        self.second_order_step = 0.01
         self.normalize_advantages = True
-
-    @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        use_vime: bool = NotProvided,
-        adapt_eta: bool = NotProvided,
-        reward_noise_std: float = NotProvided,
-        pre_epochs: int = NotProvided,
-        eta_lr: float = NotProvided,
-        eta_step_clip: float = NotProvided,
-        dyn_lr: float = NotProvided,
-        dyn_outer_lr: float = NotProvided,
-        dyn_samples: int = NotProvided,
-        likelihood_sd: float = NotProvided,
-        information_gain: str = NotProvided,
-        second_order_step: float = NotProvided,
-        **kwargs,
-    ) -> Self:
-        super().training(**kwargs)
-        set_provided(
-            self, use_vime=use_vime, adapt_eta=adapt_eta, reward_noise_std=reward_noise_std,
-            pre_epochs=pre_epochs, eta_lr=eta_lr, eta_step_clip=eta_step_clip, dyn_lr=dyn_lr,
-            dyn_outer_lr=dyn_outer_lr, dyn_samples=dyn_samples, likelihood_sd=likelihood_sd,
-            information_gain=information_gain, second_order_step=second_order_step,
-        )  # fmt: skip
-        return self
-
-    training.__doc__ = "MIME's settings, then MAML's.\n\nArgs:" + SETTINGS
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
@@ -100,20 +79,6 @@ class MIMEConfig(MetaGradientConfig):
             self.invalid(f"adapted_params={self.adapted_params!r} is invalid for mime: it adapts ['policy']")
         self.check(
             [
-                (self.reward_noise_std >= 0, "reward_noise_std", "a number >= 0"),
-                (self.pre_epochs >= 0, "pre_epochs", "an integer >= 0"),
-                (self.eta_lr >= 0, "eta_lr", "a number >= 0"),
-                (self.eta_step_clip > 0, "eta_step_clip", "a number > 0"),
-                (self.dyn_lr > 0, "dyn_lr", "a number > 0"),
-                (self.dyn_outer_lr > 0, "dyn_outer_lr", "a number > 0"),
-                (self.dyn_samples >= 1, "dyn_samples", "an integer >= 1"),
-                (self.likelihood_sd > 0, "likelihood_sd", "a number > 0"),
-                (
-                    self.information_gain in INFORMATION_GAINS,
-                    "information_gain",
-                    f"one of {INFORMATION_GAINS}",
-                ),
-                (self.second_order_step > 0, "second_order_step", "a number > 0"),
                 (
                     not self.adapt_eta or self.use_vime,
                     "adapt_eta",

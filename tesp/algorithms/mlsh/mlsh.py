@@ -24,11 +24,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
@@ -39,7 +39,8 @@ from tesp.algorithms.mlsh.mlsh_rl_module import MACRO_START, SUB_POLICY, MLSHMod
 from tesp.envs.base import Task
 from tesp.meta.rollout import Rollout
 from tesp.meta.sampler import SampleJob
-from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig, set_provided
+from tesp.meta.setting import Setting, above, at_least, between, one_of
+from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,104 +48,51 @@ MLSH = "mlsh"  # metric namespace
 RECENT_TASKS = 10
 
 
+BASELINES = ("value_function", "linear")
+
+
 class MLSHConfig(TaskAlgorithmConfig):
+    """MLSH's settings, then the sampling and RLlib ones (``SETTINGS``; docs/settings.md)."""
+
+    SETTINGS = (
+        Setting("num_subs", 2, "K, the shared sub-policies.", "an integer >= 1", at_least(1)),
+        Setting("macro_duration", 10, "N, env steps per master decision.", "an integer >= 1", at_least(1)),
+        Setting("warmup_iters", 60, "W, master-only iterations per task.", "an integer >= 0", at_least(0)),
+        Setting("joint_iters", 1, "U, master and sub-policy iterations per task.", "an integer >= 1", at_least(1)),
+        Setting(
+            "num_parallel_tasks", 2, "tasks trained at once, each with its own master.",
+            "an integer >= 1", at_least(1),
+        ),
+        Setting("master_lr", 0.01, "Adam step size of the masters.", "a number > 0", above(0)),
+        # the paper's value (the reference code used 3e-5, openai/mlsh#9)
+        Setting("sub_lr", 3e-4, "Adam step size of the sub-policies.", "a number > 0", above(0)),
+        Setting("num_epochs", 10, "PPO's passes over each batch (both phases).", "an integer >= 1", at_least(1)),
+        Setting("minibatch_size", 64, "PPO's minibatch size (both phases).", "an integer >= 1", at_least(1)),
+        Setting("clip_param", 0.2, "PPO's clip epsilon (both phases).", "a number > 0", above(0)),
+        Setting(
+            "random_sub_prob", 0.1, "probability that a master's choice is replaced by a random sub-policy.",
+            "a probability in [0, 1]", between(0, 1),
+        ),
+        Setting(
+            "sub_entropy_coeff", 0.0, "entropy bonus in the sub-policies' PPO loss.", "a number >= 0", at_least(0),
+        ),
+        Setting(
+            "baseline", "value_function",
+            "\"value_function\" (each master and sub-policy learns one, the reference's choice) or "
+            "\"linear\" (the linear feature baseline refit on every batch).",
+            "'value_function' or 'linear'", one_of(*BASELINES),
+        ),
+        Setting(
+            "obs_normalization", True, "a running mean/std filter on every network's input.",
+            "true or false", lambda v: isinstance(v, bool),
+        ),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or MLSHAlgorithm, connectors.env_to_module, connectors.module_to_env)
-        self.num_subs = 2  # K sub-policies
-        self.macro_duration = 10  # N: steps per master decision
-        self.warmup_iters = 60  # W: master-only iterations per task
-        self.joint_iters = 1  # U: master + sub-policy iterations per task
-        self.num_parallel_tasks = 2  # tasks trained at once, each with its own master
         self.episodes_per_task = 20  # episodes per slot per iteration
-        self.master_lr = 0.01
-        self.sub_lr = 3e-4  # the paper's value (the reference code used 3e-5, openai/mlsh#9)
-        self.num_epochs = 10  # PPO passes over each batch
-        self.minibatch_size = 64
-        self.clip_param = 0.2
-        self.random_sub_prob = 0.1  # the master's choice is replaced by a random sub-policy
         self.gae_lambda = 0.98
-        self.sub_entropy_coeff = 0.0  # entropy bonus in the sub-policies' PPO loss
-        # "value_function": each master and sub-policy learns a value function (the reference's
-        # choice); "linear": the linear feature baseline refit on every batch.
-        self.baseline = "value_function"
-        self.obs_normalization = True  # running mean/std filter on every network's input
         self.rl_module(model_config={"hidden": [64, 64], "activation": "tanh"})
-
-    @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        num_subs: int = NotProvided,
-        macro_duration: int = NotProvided,
-        warmup_iters: int = NotProvided,
-        joint_iters: int = NotProvided,
-        num_parallel_tasks: int = NotProvided,
-        master_lr: float = NotProvided,
-        sub_lr: float = NotProvided,
-        num_epochs: int = NotProvided,
-        minibatch_size: int = NotProvided,
-        clip_param: float = NotProvided,
-        random_sub_prob: float = NotProvided,
-        sub_entropy_coeff: float = NotProvided,
-        baseline: str = NotProvided,
-        obs_normalization: bool = NotProvided,
-        **kwargs,
-    ) -> Self:
-        """MLSH's settings, then the sampling and RLlib ones.
-
-        Args:
-            num_subs: K, the shared sub-policies.
-            macro_duration: N, env steps per master decision.
-            warmup_iters: W, master-only iterations per task.
-            joint_iters: U, master and sub-policy iterations per task.
-            num_parallel_tasks: tasks trained at once, each with its own master.
-            master_lr, sub_lr: Adam step sizes of the masters and of the sub-policies.
-            num_epochs, minibatch_size, clip_param: PPO's passes over each batch, minibatch
-                size and clip epsilon (both phases).
-            random_sub_prob: probability that a master's choice is replaced by a random one.
-            sub_entropy_coeff: entropy bonus in the sub-policies' PPO loss.
-            baseline: ``"value_function"`` (each master and sub-policy learns one) or
-                ``"linear"`` (the linear feature baseline refit on every batch).
-            obs_normalization: a running mean/std filter on every network's input.
-        """
-        super().training(**kwargs)
-        set_provided(
-            self,
-            num_subs=num_subs,
-            macro_duration=macro_duration,
-            warmup_iters=warmup_iters,
-            joint_iters=joint_iters,
-            num_parallel_tasks=num_parallel_tasks,
-            master_lr=master_lr,
-            sub_lr=sub_lr,
-            num_epochs=num_epochs,
-            minibatch_size=minibatch_size,
-            clip_param=clip_param,
-            random_sub_prob=random_sub_prob,
-            sub_entropy_coeff=sub_entropy_coeff,
-            baseline=baseline,
-            obs_normalization=obs_normalization,
-        )
-        return self
-
-    @override(AlgorithmConfig)
-    def validate(self) -> None:
-        checks = [
-            (self.num_subs >= 1, "num_subs", "an integer >= 1"),
-            (self.macro_duration >= 1, "macro_duration", "an integer >= 1"),
-            (self.warmup_iters >= 0, "warmup_iters", "an integer >= 0"),
-            (self.joint_iters >= 1, "joint_iters", "an integer >= 1"),
-            (self.num_parallel_tasks >= 1, "num_parallel_tasks", "an integer >= 1"),
-            (self.master_lr > 0 and self.sub_lr > 0, "master_lr", "a number > 0 (sub_lr too)"),
-            (self.num_epochs >= 1, "num_epochs", "an integer >= 1"),
-            (self.minibatch_size >= 1, "minibatch_size", "an integer >= 1"),
-            (0 <= self.random_sub_prob <= 1, "random_sub_prob", "a probability in [0, 1]"),
-            (self.sub_entropy_coeff >= 0, "sub_entropy_coeff", "a number >= 0"),
-            (self.baseline in ("value_function", "linear"), "baseline", "'value_function' or 'linear'"),
-            (isinstance(self.obs_normalization, bool), "obs_normalization", "true or false"),
-        ]
-        self.check(checks)
-        super().validate()
 
     @property
     @override(AlgorithmConfig)

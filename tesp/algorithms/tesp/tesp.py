@@ -34,11 +34,10 @@ buffer alone (a context encoder meta-trained end to end, as in context-based met
 from __future__ import annotations
 
 import time
-from typing import Self
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
@@ -49,49 +48,36 @@ from tesp.envs.base import Task
 from tesp.meta.meta_gradient import MetaGradientAlgorithm, MetaGradientConfig
 from tesp.meta.rollout import Rollout
 from tesp.meta.sampler import SampleResult
-from tesp.meta.task_algorithm import set_provided
+from tesp.meta.setting import Setting, at_least
 
 
 class TESPConfig(MetaGradientConfig):
+    SETTINGS = (
+        # eta (TESP supplement: 0.01 on wheeled and ant)
+        Setting(
+            "embedding_reg_coeff", 0.01, "eta, the weight of mean_j z_j^2 in the outer loss.",
+            "a number >= 0", at_least(0),
+        ),
+        Setting(
+            "buffer_size", 16, "M, the highest-return episodes each task's buffer keeps for the task encoder.",
+            "an integer >= 1", at_least(1),
+        ),
+        Setting(
+            "encoder_inputs", "distribution",
+            "what the encoder reads per step besides observation and reward: \"distribution\" (the "
+            "sampling policy's mean and log-std, the release) or \"action\" (the sampled action).",
+            f"one of {list(ENCODER_INPUTS)}", lambda v: v in ENCODER_INPUTS,
+        ),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class or TESP)
         self.adapted_params = ["encoder"]
         self.learn_step_sizes = True
         self.inner_lr = 0.001  # initial step size of every encoder element (TESP supplement, Table 1)
-        self.embedding_reg_coeff = 0.01  # eta (TESP supplement: 0.01 on wheeled and ant)
-        self.buffer_size = 16  # M, episodes kept per task for the task encoder
-        # What the encoder reads per step besides observation and reward: "distribution" (the
-        # sampling policy's mean and log-std, the release) or "action" (the sampled action).
-        self.encoder_inputs = "distribution"
         # The release's meta-gradient is first order; second order through the GRU is available
         # (second_order=True) and costs a double backward through every step.
         self.second_order = False
-
-    @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        embedding_reg_coeff: float = NotProvided,
-        buffer_size: int = NotProvided,
-        encoder_inputs: str = NotProvided,
-        **kwargs,
-    ) -> Self:
-        """TESP's settings, then the meta-learning loop's (:class:`MetaGradientConfig`).
-
-        Args:
-            embedding_reg_coeff: eta, the weight of ``mean_j z_j^2`` in the outer loss.
-            buffer_size: M, the highest-return episodes each task's buffer keeps.
-            encoder_inputs: ``"distribution"`` (the encoder reads the sampling policy's mean and
-                log-std per step) or ``"action"`` (the sampled action).
-        """
-        super().training(**kwargs)
-        set_provided(
-            self,
-            embedding_reg_coeff=embedding_reg_coeff,
-            buffer_size=buffer_size,
-            encoder_inputs=encoder_inputs,
-        )
-        return self
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
@@ -101,13 +87,6 @@ class TESPConfig(MetaGradientConfig):
                 f"adapted_params={self.adapted_params!r} is invalid for tesp: "
                 "must be ['encoder'] or ['encoder', 'policy']"
             )
-        self.check(
-            [
-                (self.embedding_reg_coeff >= 0, "embedding_reg_coeff", "a number >= 0"),
-                (self.buffer_size >= 1, "buffer_size", "an integer >= 1"),
-                (self.encoder_inputs in ENCODER_INPUTS, "encoder_inputs", f"one of {list(ENCODER_INPUTS)}"),
-            ]
-        )
         super().validate()
 
     @override(AlgorithmConfig)
