@@ -162,7 +162,7 @@ SHARED_EXCEPTIONS = {
         "tesp.meta.meta_gradient",
         "ppo",
     ): "the outer optimiser PPO (clipped surrogate), not the --alg ppo method",
-    ("tesp.meta.meta_learner", "ppo"): "the outer loss term of the PPO optimiser",
+    ("tesp.meta.outer", "ppo"): "the outer loss term of the PPO optimiser",
 }
 
 

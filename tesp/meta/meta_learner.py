@@ -10,7 +10,8 @@ The engine (:mod:`tesp.meta.meta_gradient`) calls three methods through
 - :meth:`MetaLearner.meta_update` evaluates the outer objective on the post-adaptation batches
   at parameters recomputed from theta (through the inner loop when ``second_order``; else
   ``theta - alpha G`` with the kept gradients G, or with the gradients taken again), and steps
-  the meta-parameters with PPO-clip Adam steps or one TRPO step.
+  the meta-parameters with PPO-clip Adam steps or one TRPO step (:mod:`tesp.meta.outer`: the
+  optimisers, the chunking over tasks and the all-reduce over Learners).
 
 All tasks are processed together (``torch.func.vmap`` over a leading task dimension); the loop
 itself is :mod:`tesp.meta.adaptation`. With several RLlib Learners (``num_learners`` > 1) each
@@ -42,17 +43,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from torch.func import vmap
 
+from tesp.meta import outer
 from tesp.meta.adaptation import StepSize, adapt, inner_step
 from tesp.meta.batch import TaskBatch, stack_tasks
 from tesp.meta.finite import check_finite
-from tesp.meta.losses import best_iterate, masked_mean, policy_gradient_surrogate, ppo_clip_loss
+from tesp.meta.losses import masked_mean, policy_gradient_surrogate, ppo_clip_loss
 from tesp.meta.mechanism import adam_rms_below_eps, step_size_stats, task_adaptation
-from tesp.meta.trpo import trpo_step
 from tesp.models.gaussian_policy import GaussianPolicyModule
 from tesp.nn.distributions import gaussian_kl, gaussian_logp
 from tesp.nn.params import Params
@@ -61,16 +61,6 @@ logger = logging.getLogger(__name__)
 
 TorchBatch = dict[str, torch.Tensor]
 Weights = dict[str, np.ndarray]
-CORE_TERMS = ("ppo", "ppo_policy", "pg", "kl", "inner_loss")  # other outer terms are logged as they are
-
-
-def world_size() -> int:
-    """Learners in the meta-update's process group (1: a single Learner)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def world_rank() -> int:
-    return dist.get_rank() if world_size() > 1 else 0
 
 
 class MetaLearner(TorchLearner):
@@ -156,10 +146,10 @@ class MetaLearner(TorchLearner):
         extra = self.task_penalties(params, latent)
         penalty = extra.pop("penalty", None)
         terms = {
-            "ppo": policy_loss if penalty is None else policy_loss + penalty,
-            "ppo_policy": policy_loss,
-            "pg": surrogate if penalty is None else surrogate + penalty,
-            "kl": masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
+            outer.PPO: policy_loss if penalty is None else policy_loss + penalty,
+            outer.PPO_POLICY: policy_loss,
+            outer.PG: surrogate if penalty is None else surrogate + penalty,
+            outer.KL: masked_mean(gaussian_kl(batch["dist_inputs"], new), mask),
         }
         return terms | extra
 
@@ -275,12 +265,25 @@ class MetaLearner(TorchLearner):
         if not cfg.second_order and cfg.first_order_mode == "fixed" and num_stages > 1:
             fixed = self.summed_inner_gradients()  # constants of the outer loss
         objective = partial(self._objective, stages, index, fixed)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
         if cfg.outer_optimizer == "trpo":
-            stats = self._trpo_update(objective)
+            stats = outer.trpo_update(objective, params, cfg)
         else:
-            stats = self._ppo_update(objective, len(task_index), self._global_count(len(task_index)))
+            stats = outer.ppo_update(
+                objective,
+                self.get_optimizer(),
+                params,
+                len(task_index),
+                outer.global_count(len(task_index)),
+                num_steps=cfg.num_outer_steps,
+                chunk=cfg.outer_task_chunk,
+                kl_target=cfg.best_iterate_kl_target,
+                check=lambda: check_finite(
+                    "outer gradient of", {n: p.grad for n, p in self.policy.named_parameters()}
+                ),
+            )
         if fixed is not None:
-            stats["inner_loss"] = inner_loss
+            stats[outer.INNER_LOSS] = inner_loss
         check_finite("meta-parameter after the update:", dict(self.policy.named_parameters()))
         self._weights_seq_no += 1  # EnvRunners only accept weights with a newer seq no.
         return stats | self._step_size_stats()
@@ -345,138 +348,16 @@ class MetaLearner(TorchLearner):
                     cfg.inner_grad_clip,
                     create_graph,
                 )
-            out["inner_loss"] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
+            out[outer.INNER_LOSS] = torch.stack(inner_losses).mean() if inner_losses else torch.zeros(())
         terms = vmap(self.task_outer_terms)(adapted, stages[-1])
         out |= {k: v.mean() for k, v in terms.items()}
         prior = self.prior_terms(theta, stages)
         penalty = prior.pop("penalty", None)
         out |= prior
         if penalty is not None:
-            out["ppo"], out["pg"] = out["ppo"] + penalty, out["pg"] + penalty
-        check_finite("outer loss", out["ppo"])
+            out[outer.PPO], out[outer.PG] = out[outer.PPO] + penalty, out[outer.PG] + penalty
+        check_finite("outer loss", out[outer.PPO])
         return out
-
-    def _chunked(self, objective, num_tasks: int, total: int, backward: bool) -> dict[str, float]:
-        """The objective's values over the meta-batch, evaluated ``outer_task_chunk`` of this
-        Learner's ``num_tasks`` tasks at a time (every term is a mean over tasks, so the chunks'
-        means weighted by their share of all ``total`` tasks add up to it; several Learners'
-        parts are summed by an all-reduce); with ``backward``, the gradient of the PPO loss is
-        accumulated chunk by chunk. Smaller chunks keep the intermediate tensors small: on this
-        project's machines freshly mapped memory for large tensors cost more than the arithmetic
-        (benchmarks/README.md)."""
-        size = self.config.outer_task_chunk or num_tasks
-        totals: dict[str, float] = {}
-        for start in range(0, num_tasks, size):
-            part = slice(start, min(start + size, num_tasks))
-            share = (part.stop - part.start) / total
-            out = objective(create_graph=None if backward else False, tasks=part)
-            if backward:
-                (share * out["ppo"]).backward()
-            for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + share * v.item()
-        if world_size() > 1:
-            if backward:
-                self._all_reduce_gradients()
-            keys = sorted(totals)
-            values = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
-            dist.all_reduce(values)
-            totals = dict(zip(keys, values.tolist(), strict=True))
-        return totals
-
-    @staticmethod
-    def _global_count(n: int) -> int:
-        """``n`` summed over the Learners."""
-        if world_size() == 1:
-            return n
-        count = torch.tensor([n], dtype=torch.int64)
-        dist.all_reduce(count)
-        return int(count.item())
-
-    def _all_reduce_gradients(self) -> None:
-        """Sum every parameter's gradient over the Learners, in one flat buffer. A parameter no
-        Learner has a gradient for (e.g. the latent of a task in no shard) keeps ``None``, so
-        Adam leaves it alone exactly as with one Learner."""
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
-        flat = torch.cat(
-            [has]
-            + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params]
-        )
-        dist.all_reduce(flat)
-        offset = len(params)
-        for i, p in enumerate(params):
-            n = p.numel()
-            grad = flat[offset : offset + n].view_as(p).to(p.dtype)
-            p.grad = grad.clone() if flat[i] > 0 else None
-            offset += n
-
-    def _ppo_update(self, objective, num_tasks: int, total: int) -> dict[str, float]:
-        """``num_outer_steps`` full-batch Adam steps on the PPO-clip loss (the gradient taken in
-        chunks of tasks, :meth:`_chunked`); with ``best_iterate_kl_target`` > 0, then the iterate
-        chosen by :func:`best_iterate` (its policy surrogate, without the regularisers), Adam's
-        moments not rolled back."""
-        cfg = self.config
-        optimizer = self.get_optimizer()
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        selecting = cfg.best_iterate_kl_target > 0
-        values, snapshots = [], []
-        for step in range(cfg.num_outer_steps + 1):
-            final = step == cfg.num_outer_steps
-            optimizer.zero_grad(set_to_none=True)
-            with torch.set_grad_enabled(not final):  # the last evaluation only reports
-                values.append(self._chunked(objective, num_tasks, total, backward=not final))
-            if selecting:
-                snapshots.append([p.detach().clone() for p in params])
-            if final:
-                break
-            check_finite("outer gradient of", {n: p.grad for n, p in self.policy.named_parameters()})
-            optimizer.step()
-        chosen = len(values) - 1
-        if selecting:
-            kls, losses = [v["kl"] for v in values], [v["ppo_policy"] for v in values]
-            chosen = best_iterate(kls, losses, cfg.best_iterate_kl_target)
-            with torch.no_grad():
-                for p, value in zip(params, snapshots[chosen], strict=True):
-                    p.copy_(value)
-        first, last = values[0], values[chosen]
-        stats = {
-            "inner_loss": first.get("inner_loss", float("nan")),
-            "outer_loss_before": first["ppo"],
-            "outer_loss_after": last["ppo"],
-            "kl": last["kl"],
-        }
-        if selecting:
-            stats["best_iterate"] = chosen
-        return stats | {k: v for k, v in last.items() if k not in CORE_TERMS}
-
-    def _trpo_update(self, objective) -> dict[str, float]:
-        cfg = self.config
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        first: dict[str, float] = {}
-        latest: dict[str, float] = {}  # of the last evaluation (the accepted step, if any)
-
-        def losses():
-            out = objective()
-            latest.update({k: v.item() for k, v in out.items()})
-            first.update({} if first else latest)
-            return out["pg"], out["kl"]
-
-        result = trpo_step(
-            params,
-            losses,
-            max_kl=cfg.max_kl,
-            damping=cfg.cg_damping,
-            cg_iters=cfg.cg_iters,
-            backtrack_ratio=cfg.ls_backtrack_ratio,
-            max_backtracks=cfg.ls_max_steps,
-        )
-        return {
-            "inner_loss": first.get("inner_loss", float("nan")),
-            "outer_loss_before": result.loss_before,
-            "outer_loss_after": result.loss_after,
-            "kl": result.kl,
-            "trpo_step_fraction": result.step_fraction,
-        } | {k: v for k, v in latest.items() if k not in CORE_TERMS}
 
 
 def _numpy(params: Sequence[Mapping[str, torch.Tensor]]) -> list[Weights]:

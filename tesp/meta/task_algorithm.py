@@ -204,7 +204,7 @@ class TaskAlgorithm(CompleteCheckpoints, Algorithm):
         refs = [ray.put([None if x is None else x[s] for x in per_task]) for s in shards]
 
         def call(learner):
-            from tesp.meta.meta_learner import world_rank
+            from tesp.meta.outer import world_rank
 
             rank = world_rank()
             return rank, fn(learner, *ray.get(refs[rank]))

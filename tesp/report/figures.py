@@ -88,7 +88,7 @@ def episode_panel(runs: Sequence[Run], env: str, method: str) -> Figure:
     for ax, (label, (_, steps, mean, low, high)) in zip(axes[0], curves, strict=True):
         ax.plot(steps, mean)
         ax.fill_between(steps, low, high, alpha=0.2, linewidth=0)
-        label(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")
+        label_axes(ax, "env steps", label, f"{env}: {method} ({len(runs)} seed(s))")
     fig.tight_layout()
     return fig
 
@@ -123,7 +123,7 @@ def learning_curves(
             if ref is not None:
                 ax.axhline(ref, color="grey", linestyle=":", label="still policy")
             title = f"{env}: {pool}" + ("" if pool == TRAINING else " (validation)")
-            label(ax, x_name, "mean episode return", title)
+            label_axes(ax, x_name, "mean episode return", title)
             if row == 0:
                 ax.xaxis.get_major_locator().set_params(integer=True)  # iterations are whole
     # One legend for the figure, below the panels, never over the data.
@@ -167,7 +167,7 @@ def mechanism_panel(runs: Mapping[str, Sequence[Run]], env: str) -> Figure | Non
             ax.fill_between(its, low, high, color=colors[method], alpha=0.2, linewidth=0)
         if log:
             ax.set_yscale("log")
-        label(ax, "meta-iteration", label, f"{env}: {key}")
+        label_axes(ax, "meta-iteration", label, f"{env}: {key}")
         ax.xaxis.get_major_locator().set_params(integer=True)
     legend(axes[0, 0])
     fig.tight_layout()
@@ -232,13 +232,13 @@ def aggregate(
         prof_ax.plot(taus, prof, color=colors[method], label=method)
         prof_ax.fill_between(taus, plo, phi, color=colors[method], alpha=0.2, linewidth=0)
     bar_ax.set_yticks(range(len(methods)), methods)
-    label(
+    label_axes(
         bar_ax,
         "IQM of normalised final return (95% stratified bootstrap CI)",
         "",
         f"{pool}: {', '.join(envs) or 'no env every method ran on'}",
     )
-    label(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
+    label_axes(prof_ax, "normalised return tau", "fraction of runs with score > tau", "performance profile")
     legend(prof_ax)
     fig.tight_layout()
     return fig, summary
@@ -260,7 +260,7 @@ def noise_panel(evaluations: Sequence[Evaluation], env: str, method: str) -> Fig
                     points.setdefault(e.iteration, []).append(value)
             its = sorted(points)
             ax.plot(its, [np.mean(points[i]) for i in its], "o-", label=f"sigma {sigma}")
-        label(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
+        label_axes(ax, "meta-iteration", "post-adaptation return", f"{env} {method}: {pool}")
         legend(ax)
     fig.tight_layout()
     return fig
@@ -287,7 +287,7 @@ def trajectory_panel(evaluations: Mapping[str, Evaluation], env: str, pool: str)
     return fig
 
 
-def label(ax, xlabel: str, ylabel: str, title: str) -> None:
+def label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
     """Axis labels, a grid, and the title wrapped to the panel's width (never clipped)."""
     import textwrap
 

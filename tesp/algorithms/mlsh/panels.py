@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from tesp.report.figures import label, legend, mean_curve
+from tesp.report.figures import label_axes, legend, mean_curve
 from tesp.report.runs import Run
 
 
@@ -22,7 +22,7 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
             tasks = np.nanmean(np.stack([r.at(its, "mlsh", "tasks_done") for r in runs]), axis=0)
             ret_ax.plot(tasks, mean, label=name)
             ret_ax.fill_between(tasks, low, high, alpha=0.2, linewidth=0)
-    label(ret_ax, "tasks done", "mean episode return", f"{env}: mlsh ({len(runs)} seed(s))")
+    label_axes(ret_ax, "tasks done", "mean episode return", f"{env}: mlsh ({len(runs)} seed(s))")
     legend(ret_ax)
     subs = sorted(
         {k for r in runs for row in r.rows for k in row.get("mlsh", {}) if k.startswith("sub_choice_freq_")}
@@ -31,7 +31,7 @@ def mlsh_panel(runs: Sequence[Run], env: str) -> Figure:
         its, _, mean, low, high = mean_curve(runs, ("mlsh", key))
         sub_ax.plot(its, mean, label=f"sub-policy {key.rsplit('_', 1)[1]}")
         sub_ax.fill_between(its, low, high, alpha=0.2, linewidth=0)
-    label(sub_ax, "iteration", "share of macro steps", "sub-policy choices")
+    label_axes(sub_ax, "iteration", "share of macro steps", "sub-policy choices")
     legend(sub_ax)
     fig.tight_layout()
     return fig
