@@ -36,9 +36,10 @@ from typing import Any
 
 from tesp import limits
 from tesp.checkpoints import find_checkpoint, saved_config
-from tesp.commands.train import ConfigError, OneLineParser, connect_ray, fail
+from tesp.commands.ray_connection import connect_ray
 from tesp.config_overrides import parse_set
 from tesp.envs.base import POOLS
+from tesp.errors import ConfigError, OneLineParser, fail
 
 FRESH = "fresh"  # the pool name for tasks drawn from the distribution of an env without pools
 NUM_FRESH = 20

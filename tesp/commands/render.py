@@ -28,7 +28,8 @@ import numpy as np
 from tesp import limits
 from tesp.checkpoints import find_checkpoint, saved_config
 from tesp.commands.evaluate import FRESH, fresh_tasks
-from tesp.commands.train import ConfigError, OneLineParser, connect_ray, fail
+from tesp.commands.ray_connection import connect_ray
+from tesp.errors import ConfigError, OneLineParser, fail
 from tesp.viz.video import write_video
 
 

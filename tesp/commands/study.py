@@ -33,15 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tesp.commands.train import (
-    ConfigError,
-    OneLineParser,
-    check_fits_locally,
-    check_writable,
-    connect_ray,
-    fail,
-)
+from tesp.commands.ray_connection import check_fits_locally, connect_ray
 from tesp.config_overrides import load_yaml, read_mapping
+from tesp.errors import ConfigError, OneLineParser, check_writable, fail
 from tesp.settings import CONFIG_DIR, Settings, check, resolve
 
 STUDY_DIR = CONFIG_DIR / "studies"

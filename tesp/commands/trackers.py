@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tesp.commands.progress import tracked_scalars
 
@@ -103,3 +104,16 @@ def wandb_mode_line(project: str) -> str:
         f"W&B: project {project!r}, offline (no API key found): runs go to each trial's wandb/ folder; "
         "upload them with `wandb sync TRIAL/wandb/offline-run-*`"
     )
+
+
+def tracker_callbacks(flags: dict[str, Any], storage_path: str, name: str) -> list:
+    """Tune's W&B and MLflow callbacks for ``--wandb`` / ``--mlflow`` (:mod:`tesp.commands.trackers`)."""
+    out = []
+    if flags.get("wandb") is not None:
+        print(wandb_mode_line(flags["wandb"]))
+        out.append(wandb_callback(flags["wandb"]))
+    if flags.get("mlflow") is not None:
+        uri = mlflow_uri(flags["mlflow"], storage_path)
+        print(f"MLflow: {uri}, experiment {name!r}")
+        out.append(mlflow_callback(uri, name))
+    return out

@@ -12,17 +12,23 @@ import argparse
 import json
 import logging
 import os
-import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray.tune.stopper import Stopper
-
 from tesp import settings as tesp_settings
+from tesp.commands.ending import (  # noqa: F401 - IterationStop: pickled in experiments' Tune state
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    IterationStop,
+    catch_sigterm,
+    cause_line,
+    report,
+    short_of,
+)
+from tesp.commands.ray_connection import check_fits_locally, connect_ray, private_token  # noqa: F401
 from tesp.config_overrides import RUN_DEFAULTS, ConfigError, parse_set
 from tesp.errors import EXIT_BAD_INPUT, OneLineParser, check_writable, fail  # noqa: F401
 from tesp.registry import (
@@ -348,77 +354,24 @@ def write_experiment(path: str, flags: dict[str, Any], stop_iters: int) -> None:
     )
 
 
-def check_address(address: str) -> None:
-    """Fail fast with one line when a HOST:PORT cannot be reached (ray.init would retry for minutes)."""
-    if address == "auto":
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--address {address!r} is not 'auto' or HOST:PORT")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
-            pass
-    except OSError as e:
-        raise ConfigError(
-            f"--address {address!r} is unreachable ({e.strerror or e}); start the cluster first or omit --address for a local Ray"
-        ) from None
+def check_trackers(args: argparse.Namespace) -> None:
+    """``--wandb`` / ``--mlflow`` need their package; say which before Ray starts."""
+    import importlib.util
 
-
-def check_fits_locally(settings) -> None:
-    """A trial that asks for more CPUs than the local Ray has would wait forever: refuse it."""
-    from tesp.settings import grid_variants
-
-    have = os.cpu_count() or 1
-    for variant in grid_variants(settings.config, settings.groups):
-        need = variant.algo_class.default_resource_request(variant).required_resources.get("CPU", 0)
-        if need > have:
-            parts = [
-                f"main process {variant.num_cpus_for_main_process:g}",
-                f"EnvRunners {variant.num_env_runners} x {variant.num_cpus_per_env_runner:g}",
-            ]
-            if variant.num_learners:
-                per = variant.num_cpus_per_learner
-                parts.append(f"Learners {variant.num_learners} x {1 if per == 'auto' else per:g}")
+    for flag, package, install in (("wandb", "wandb", "wandb"), ("mlflow", "mlflow", "mlflow-skinny")):
+        if getattr(args, flag, None) is not None and importlib.util.find_spec(package) is None:
             raise ConfigError(
-                f"a trial needs {need:g} CPUs ({', '.join(parts)}) but the local Ray has {have}; lower "
-                "num_env_runners, num_cpus_per_env_runner, num_learners or num_cpus_per_learner, "
-                "or join a cluster with --address"
+                f"--{flag} needs the {package} package, which is not installed: pip install {install}"
             )
 
 
-def connect_ray(address: str | None, dashboard: bool) -> None:
-    import ray
+def trackers(flags: dict[str, Any], plan: Plan) -> list:
+    """The W&B / MLflow callbacks the flags ask for (their Ray integrations load only then)."""
+    if flags.get("wandb") is None and flags.get("mlflow") is None:
+        return []
+    from tesp.commands.trackers import tracker_callbacks
 
-    from tesp.commands.console import ray_init_options
-
-    options = ray_init_options(sys.argv[1:])
-    if address is not None:
-        check_address(address)
-        try:
-            ray.init(address=address, **{"log_to_driver": True, **options})
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(
-                f"--address {address!r}: could not join the Ray cluster ({str(e).splitlines()[0]})"
-            ) from None
-    else:
-        context = ray.init(include_dashboard=dashboard, **options)
-        private_token()
-        if dashboard and getattr(context, "dashboard_url", None):
-            token = "the RAY_AUTH_TOKEN variable" if os.environ.get("RAY_AUTH_TOKEN") else "~/.ray/auth_token"
-            print(
-                f"Ray dashboard: http://{context.dashboard_url} (it asks for the token: paste the content of {token})"
-            )
-
-
-def private_token(path: str = "~/.ray/auth_token") -> None:
-    """Ray 2.60 writes the local cluster's auth token readable by everyone (0644); a token is a
-    password: make it its owner's only (0600)."""
-    token = Path(os.path.expanduser(path))
-    try:
-        if token.is_file() and token.stat().st_mode & 0o077:
-            token.chmod(0o600)
-    except OSError:
-        pass
+    return tracker_callbacks(flags, plan.storage_path, plan.name)
 
 
 def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags: dict[str, Any]) -> int:
@@ -481,7 +434,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
                 CsvLogger(),
                 TensorBoardLogger(),
                 StateBackup(),
-                *tracker_callbacks(flags, plan),
+                *trackers(flags, plan),
             ],
         )
         tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
@@ -503,154 +456,6 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     if code == EXIT_INTERRUPTED:
         code = EXIT_TERMINATED if signals.get("term") else EXIT_INTERRUPTED
     return code
-
-
-def check_trackers(args: argparse.Namespace) -> None:
-    """``--wandb`` / ``--mlflow`` need their package; say which before Ray starts."""
-    import importlib.util
-
-    for flag, package, install in (("wandb", "wandb", "wandb"), ("mlflow", "mlflow", "mlflow-skinny")):
-        if getattr(args, flag, None) is not None and importlib.util.find_spec(package) is None:
-            raise ConfigError(
-                f"--{flag} needs the {package} package, which is not installed: pip install {install}"
-            )
-
-
-def tracker_callbacks(flags: dict[str, Any], plan: Plan) -> list:
-    """Tune's W&B and MLflow callbacks for ``--wandb`` / ``--mlflow`` (:mod:`tesp.commands.trackers`)."""
-    out = []
-    if flags.get("wandb") is not None:
-        from tesp.commands.trackers import wandb_callback, wandb_mode_line
-
-        print(wandb_mode_line(flags["wandb"]))
-        out.append(wandb_callback(flags["wandb"]))
-    if flags.get("mlflow") is not None:
-        from tesp.commands.trackers import mlflow_callback, mlflow_uri
-
-        uri = mlflow_uri(flags["mlflow"], plan.storage_path)
-        print(f"MLflow: {uri}, experiment {plan.name!r}")
-        out.append(mlflow_callback(uri, plan.name))
-    return out
-
-
-def short_of(experiment: str, target: int) -> bool:
-    """Whether some trial of the experiment logged fewer than ``target`` iterations."""
-    for result in Path(experiment).glob("*/result.json"):
-        last = 0
-        for line in result.read_text(errors="replace").splitlines():
-            try:
-                last = max(last, int(json.loads(line)["training_iteration"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-        if last < target:
-            return True
-    return False
-
-
-EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
-EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
-
-
-def catch_sigterm() -> dict[str, bool]:
-    """Make SIGTERM stop the run as Ctrl+C does (Tune ends the trials and saves its state, and
-    the summary and the resume command are printed) instead of killing the driver: it raises
-    SIGUSR1, which Tune treats as Ctrl+C. Returns a dict whose ``"term"`` says it came."""
-    seen: dict[str, bool] = {}
-
-    def on_term(signum, frame):
-        seen["term"] = True
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGTERM, on_term)
-    return seen
-
-
-class IterationStop(Stopper):
-    """Stop a trial at ``target`` training iterations. The driver's :attr:`target` (set by the
-    command that runs, e.g. a resume with a larger ``--stop-iters``) wins over the one pickled
-    with the experiment, so a resumed experiment can be made longer."""
-
-    target: int | None = None
-
-    def __init__(self, stop_iters: int) -> None:
-        self.stop_iters = stop_iters
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        limit = IterationStop.target or self.stop_iters
-        return result.get("training_iteration", 0) >= limit
-
-    def stop_all(self) -> bool:
-        return False
-
-
-def cause_line(error: BaseException | None, path: str | None = None) -> str:
-    """The first line of what really stopped a trial or the driver: the original exception in a
-    Ray task's error (not ``ray::MAML.train() (pid=...)``), and, when the results folder's disk
-    is full, that (a full disk can leave the error itself unwritten)."""
-    text = ""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, BaseException) and cause is not error:
-            error = cause
-            continue
-        text = f"{type(error).__name__}: {error}".strip()
-        break
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # A traceback flattened into the message: its last "SomeError: ..." line is the cause.
-    errors = [
-        line for line in lines if ":" in line and line.split(":", 1)[0].endswith(("Error", "Exception"))
-    ]
-    line = errors[-1] if errors else (lines[0] if lines else "unknown error")
-    if path is not None:
-        free = disk_free(path)
-        if free is not None and free < 1 << 20:
-            line = f"no space left on the device of {path} ({free} bytes free); {line}"
-    return line
-
-
-def disk_free(path: str) -> int | None:
-    import shutil
-
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        return shutil.disk_usage(probe).free
-    except OSError:
-        return None
-
-
-def report(results, experiment_path: str, summary, target: int) -> int:
-    """The end-of-run block: per trial, how it ended (finished, FAILED with its cause, or
-    interrupted at iteration N), where its results and newest complete checkpoint are; then the
-    resume command. Returns the exit code (1: a trial failed; 130: interrupted)."""
-    from tesp import checkpoints
-
-    failed = interrupted = 0
-    print(f"\nExperiment: {experiment_path}")
-    for result in results:
-        metrics = result.metrics or {}
-        iters = metrics.get("training_iteration", 0)
-        if result.error is not None:
-            failed += 1
-            print(f"  trial FAILED after {iters} iterations: {cause_line(result.error, str(result.path))}")
-        elif iters < target:
-            interrupted += 1
-            done = f": {summary(metrics).splitlines()[0]}" if iters else " (before its first result)"
-            print(f"  trial interrupted at iteration {iters} of {target}{done}")
-        else:
-            print(f"  trial finished {iters} iterations: {summary(metrics).splitlines()[0]}")
-        print(f"    results (progress.csv, result.json, TensorBoard): {result.path}")
-        newest = checkpoints.newest_complete(result.path) if result.path else None
-        if newest is not None:
-            print(f"    last checkpoint: {newest}")
-    print(f"Resume with: python main_train.py --resume {experiment_path}")
-    if failed:
-        return 1
-    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:
