@@ -8,6 +8,7 @@ from typing import Any
 from tesp.envs.bandits import AntBanditsEnv, MovementBanditsEnv
 from tesp.envs.base import Task, TaskEnv
 from tesp.envs.goal_mujoco import AntEnv, Reacher2LinkEnv, Reacher4LinkEnv, WheeledEnv
+from tesp.envs.locomotion import AntDirEnv, HalfCheetahDirEnv, HalfCheetahVelEnv
 from tesp.envs.metaworld_ml10 import ML10Env
 from tesp.envs.pendulum import PendulumEnv, SparsePendulumEnv
 from tesp.envs.point import PointNavEnv
@@ -17,6 +18,9 @@ from tesp.envs.walker import WalkerCrawlEnv, WalkerForwardEnv, WalkerJumpEnv, Wa
 ENVS: dict[str, type[TaskEnv]] = {
     "ant": AntEnv,
     "ant_bandits": AntBanditsEnv,
+    "ant_dir": AntDirEnv,
+    "half_cheetah_dir": HalfCheetahDirEnv,
+    "half_cheetah_vel": HalfCheetahVelEnv,
     "ml10": ML10Env,
     "movement_bandits": MovementBanditsEnv,
     "nav_close_ring": CloseRingNavEnv,
