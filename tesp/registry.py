@@ -28,8 +28,13 @@ def canonical(name: str) -> str:
 
 
 def method_of(algo_class: type) -> Method | None:
-    """The method whose Algorithm class ``algo_class`` is (None: not a registered one)."""
-    return next((m for m in METHODS.values() if m.algo_class is algo_class), None)
+    """The method whose Algorithm class ``algo_class`` is (None: not a registered one). By the
+    class's module and name: a checkpoint's class can come back as a copy (RLlib's cloudpickle
+    may pickle it by value), not the very object."""
+    key = (algo_class.__module__, algo_class.__qualname__)
+    return next(
+        (m for m in METHODS.values() if (m.algo_class.__module__, m.algo_class.__qualname__) == key), None
+    )
 
 
 def method_names() -> dict[str, str]:

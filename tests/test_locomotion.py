@@ -4,12 +4,16 @@ Gymnasium's checker, and a short MAML run through main_train.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tesp.envs import make_env
 
+from .conftest import REPO
 from .runner import results, run_main_train, trial_dirs
 
 FAMILIES = ["half_cheetah_vel", "half_cheetah_dir", "ant_dir"]
@@ -114,3 +118,17 @@ def test_maml_runs_on_half_cheetah_vel_from_the_command_line(tmp_path):
     (row,) = results(trial)
     assert sorted(row["validation"]) == ["D'", "D''"]
     assert row["meta"]["env_steps"] == 2 * 2 * 2 * 20  # tasks x episodes x stages x steps
+    # main_test.py on its pools and main_render.py's video (the replay starts from each
+    # episode's recorded first state: the cheetah's reset is random)
+    test = subprocess.run(
+        [sys.executable, str(REPO / "main_test.py"), str(tmp_path / "hc"), "--pool-size", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "D'' sigma 0.0" in test.stdout
+    render = subprocess.run(
+        [sys.executable, str(REPO / "main_render.py"), str(tmp_path / "hc"), "--out", str(tmp_path / "v.mp4")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr[-3000:]
+    assert (tmp_path / "v.mp4").stat().st_size > 0 and (tmp_path / "v.gif").stat().st_size > 0

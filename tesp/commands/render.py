@@ -104,37 +104,48 @@ def episode(batch, index: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     return batch.obs[index, :n], batch.actions[index, :n], float(batch.episode_returns[index])
 
 
-def replay(env, task: dict, actions: np.ndarray, progress=None) -> tuple[list[np.ndarray], float]:
-    """Frames and return of ``actions`` replayed from the env's reset state on ``task``, with
-    the goal drawn as a red sphere and the camera following the agent (:func:`framing`)."""
+def replay(
+    env, task: dict, actions: np.ndarray, progress=None, first_obs: np.ndarray | None = None
+) -> tuple[list[np.ndarray], float]:
+    """Frames and return of ``actions`` replayed from the env's reset state on ``task`` (or from
+    the state of ``first_obs``, for envs with a random reset: :meth:`TaskEnv.start_from`), with
+    the goal drawn as a red sphere where the task has one and the camera following the agent
+    (:func:`framing`)."""
     import mujoco
 
     env.set_task(dict(task, obs_noise_std=0.0))
     env.reset(seed=0)
-    goal = np.asarray(task["goal"], np.float64)
-    reach = max(1.5, float(np.linalg.norm(goal)) + 0.5)
+    if first_obs is not None:
+        env.start_from(first_obs)
+    has_goal = "goal" in task
+    tracked = getattr(env, "tracked", None)  # the agent's body: the camera follows it
+    agent = env.data.xpos[tracked][:2].copy() if tracked is not None else np.zeros(2)
+    goal = np.asarray(task["goal"], np.float64)[:2] if has_goal else agent
+    reach = max(1.5, float(np.linalg.norm(goal)) + 0.5) if has_goal else 1.5
     env.mujoco_renderer.default_cam_config = {
         "lookat": np.array([goal[0] / 2, goal[1] / 2, 0.0]),
         "distance": 2.2 * reach,
-        "elevation": -60.0,
+        "elevation": -60.0 if has_goal else -20.0,
         "azimuth": 90.0,
     }
     viewer = env.mujoco_renderer._get_viewer("rgb_array")  # gymnasium's offscreen viewer
     frames, total = [], 0.0
-    tracked = getattr(env, "tracked", None)  # the agent's body: the camera follows it
 
     def frame():
         nonlocal reach
         if tracked is not None:
-            lookat, viewer.cam.distance, reach = framing(env.data.xpos[tracked][:2].copy(), goal, reach)
+            position = env.data.xpos[tracked][:2].copy()
+            # with a goal: it and the agent in view; without: the agent, at a fixed distance
+            lookat, viewer.cam.distance, reach = framing(position, goal if has_goal else position, reach)
             viewer.cam.lookat[:] = lookat
-        viewer.add_marker(
-            pos=np.array([goal[0], goal[1], 0.05]),
-            size=np.full(3, 0.06),
-            rgba=np.array([0.9, 0.1, 0.1, 1.0]),
-            type=mujoco.mjtGeom.mjGEOM_SPHERE,
-            label="",
-        )
+        if has_goal:
+            viewer.add_marker(
+                pos=np.array([goal[0], goal[1], 0.05]),
+                size=np.full(3, 0.06),
+                rgba=np.array([0.9, 0.1, 0.1, 1.0]),
+                type=mujoco.mjtGeom.mjGEOM_SPHERE,
+                label="",
+            )
         frames.append(env.render().copy())
 
     frame()
@@ -233,8 +244,8 @@ def render(algo, env_name: str, env_config: dict, pool: str, args, stem: Path) -
     episodes = [episode(first[0].batch), episode(last[0].batch)]
     clips = []
     with tqdm(total=sum(len(a) for _, a, _ in episodes), unit="frame", desc="rendering") as bar:
-        for (_, actions, recorded), _stage in zip(episodes, stages, strict=True):
-            frames, total = replay(viewer_env, tasks[0], actions, progress=bar.update)
+        for (obs, actions, recorded), _stage in zip(episodes, stages, strict=True):
+            frames, total = replay(viewer_env, tasks[0], actions, progress=bar.update, first_obs=obs[0])
             if not tasks[0].get("obs_noise_std") and not np.isclose(total, recorded, rtol=1e-4, atol=1e-3):
                 raise RuntimeError(
                     f"replay diverged from the sampled episode: return {total:.3f} vs {recorded:.3f}"

@@ -75,6 +75,12 @@ class TaskEnv(gym.Env):
         By default the task's ``"goal"``."""
         return np.asarray(task["goal"], np.float64)[None, :2], np.zeros((0, 2))
 
+    def start_from(self, obs: np.ndarray) -> None:
+        """After ``reset``: put the env in the state an episode started from, given that
+        episode's first observation (so that ``main_render.py`` can replay its actions). For
+        envs whose reset is random but whose observation holds the state; others start the same
+        way at every reset and need nothing."""
+
     # -- test-time observation noise (docs/original_release.md#evaluation), for envs that support it --------------------
     def init_noise(self, obs_noise_std: float) -> None:
         """The env's default noise level; a task's ``"obs_noise_std"`` overrides it while set."""

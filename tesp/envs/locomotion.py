@@ -41,6 +41,7 @@ class LocomotionTaskEnv(TaskEnv):
     :meth:`task_reward`, :meth:`draw_tasks`, :meth:`test_pools`)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    ROOT_POSITIONS_SKIPPED = 1  # leading qpos entries the observation leaves out (the root's x)
 
     def __init__(
         self,
@@ -54,7 +55,9 @@ class LocomotionTaskEnv(TaskEnv):
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if pool_size < 0 or test_pool_size < 1:
-            raise ValueError(f"pool_size must be >= 0 and test_pool_size >= 1, got {pool_size}, {test_pool_size}")
+            raise ValueError(
+                f"pool_size must be >= 0 and test_pool_size >= 1, got {pool_size}, {test_pool_size}"
+            )
         self.init_noise(obs_noise_std)
         self.horizon = int(horizon)
         self.render_mode = render_mode
@@ -65,7 +68,9 @@ class LocomotionTaskEnv(TaskEnv):
         rng = np.random.default_rng(int(pool_seed))
         self._pools = self.test_pools(rng, int(test_pool_size))
         if pool_size:
-            self._pools = {"D": [t | {"index": i} for i, t in enumerate(self.draws(rng, int(pool_size)))]} | self._pools
+            self._pools = {
+                "D": [t | {"index": i} for i, t in enumerate(self.draws(rng, int(pool_size)))]
+            } | self._pools
         self._task: Task = self.draws(np.random.default_rng(0), 1)[0]
         self._t = 0
 
@@ -115,6 +120,25 @@ class LocomotionTaskEnv(TaskEnv):
         truncated = self._t >= self.horizon and not terminated
         return self.noisy(obs), float(reward), bool(terminated), bool(truncated), info
 
+    def start_from(self, obs: np.ndarray) -> None:
+        """The observation is the state without the root's horizontal position (the dynamics and
+        the rewards do not depend on it; Gymnasium's v5 observations): set the rest."""
+        model, skipped = self.env.model, self.ROOT_POSITIONS_SKIPPED
+        nq = model.nq - skipped
+        qpos = np.concatenate([np.zeros(skipped), obs[:nq]])
+        self.env.set_state(qpos, np.asarray(obs[nq : nq + model.nv], dtype=np.float64))
+
+    # -- rendering: the inner env's renderer and the body the camera follows ---------------
+    tracked = 1  # the torso
+
+    @property
+    def data(self):
+        return self.env.data
+
+    @property
+    def mujoco_renderer(self):
+        return self.env.mujoco_renderer
+
     def render(self):
         return self.env.render()
 
@@ -134,7 +158,10 @@ class HalfCheetahVelEnv(LocomotionTaskEnv):
         return [{"velocity": float(v)} for v in rng.uniform(0.0, 2.0, size=n)]
 
     def test_pools(self, rng, n):
-        return {"D'": self.draws(rng, n), "D''": [{"velocity": float(v)} for v in rng.uniform(2.0, 3.0, size=n)]}
+        return {
+            "D'": self.draws(rng, n),
+            "D''": [{"velocity": float(v)} for v in rng.uniform(2.0, 3.0, size=n)],
+        }
 
     def task_reward(self, info, action):
         return -abs(info["x_velocity"] - self._task["velocity"]) - self.CTRL_COST * float(action @ action)
@@ -162,6 +189,7 @@ class AntDirEnv(LocomotionTaskEnv):
     """``two_d``: directions are unit vectors at an angle U[0, 2 pi) (ProMP's 2-D variant)."""
 
     CTRL_COST, CONTACT_COST, SURVIVE = 0.005, 0.0005, 0.05
+    ROOT_POSITIONS_SKIPPED = 2  # the torso's x and y
 
     def __init__(self, two_d: bool = False, **options: Any) -> None:
         self.two_d = bool(two_d)
