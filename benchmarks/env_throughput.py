@@ -28,6 +28,7 @@ import numpy as np
 from common import sampler_rate, start_ray
 
 SUITE = ["wheeled", "ant", "reacher_2_link", "reacher_4_link"]
+LOCOMOTION = ["half_cheetah_vel", "ant_dir"]  # --envs half_cheetah_vel ant_dir
 
 
 def physics_rate(name: str, seconds: float = 2.0) -> tuple[float, float, float]:
@@ -38,7 +39,7 @@ def physics_rate(name: str, seconds: float = 2.0) -> tuple[float, float, float]:
     from tesp.envs import make_env
 
     env = make_env(name)
-    env.set_task(env.task_pools()["D"][0])
+    env.set_task(env.task_pools().get("D", env.task_pools().get("D'"))[0])
     env.reset(seed=0)
     model, data = env.model, env.data
     n, start = 0, time.perf_counter()

@@ -136,6 +136,19 @@ class LocomotionTaskEnv(TaskEnv):
         return self.env.data
 
     @property
+    def model(self):
+        return self.env.model
+
+    @property
+    def frame_skip(self) -> int:
+        return self.env.frame_skip
+
+    @property
+    def ctrl_max(self) -> np.ndarray:
+        """The actuators' upper control bounds (the policy's actions are sent to them as they are)."""
+        return self.env.model.actuator_ctrlrange[:, 1].copy()
+
+    @property
     def mujoco_renderer(self):
         return self.env.mujoco_renderer
 
