@@ -168,7 +168,7 @@ def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys):
     [
         (
             ["--env", "nope", "--alg", "maml"],
-            "unknown --env 'nope'; choose from: ant, ant_bandits, ml10, movement_bandits",
+            "unknown --env 'nope'; choose from: ant, ant_bandits, ant_dir, half_cheetah_dir, half_cheetah_vel, ml10",
         ),
         (
             ["--env", "point", "--alg", "maml", "--address", "127.0.0.1:9"],
@@ -190,7 +190,8 @@ def test_help_lists_envs_and_algorithms(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert (
-        "registered envs: ant, ant_bandits, ml10, movement_bandits, nav_close_ring, nav_dog_feeding, "
+        "registered envs: ant, ant_bandits, ant_dir, half_cheetah_dir, half_cheetah_vel, ml10, "
+        "movement_bandits, nav_close_ring, nav_dog_feeding, "
         "nav_hard_exploration, nav_wide_ring, pendulum_dense, pendulum_sparse, point, reacher_2_link, "
         "reacher_4_link, walker_crawl, walker_forward, walker_jump, walker_obstacle_course, wheeled" in out
     )

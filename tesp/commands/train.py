@@ -9,7 +9,6 @@ a method's own flags come from its registry entry. Bad input ends the program wi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -28,176 +27,21 @@ from tesp.commands.ending import (  # noqa: F401 - IterationStop: pickled in exp
     report,
     short_of,
 )
+from tesp.commands.experiment import (  # noqa: F401
+    EXPERIMENT_FILE,
+    KEPT_ON_RESUME,
+    read_experiment,
+    recorded_flags,
+    resume_args,
+    write_experiment,
+)
 from tesp.commands.ray_connection import check_fits_locally, connect_ray, private_token  # noqa: F401
-from tesp.config_overrides import RUN_DEFAULTS, ConfigError, parse_set
+from tesp.commands.train_flags import _flag_value, dest, make_parser, method_flags, resolve_variant  # noqa: F401
+from tesp.config_overrides import ConfigError, parse_set
 from tesp.errors import EXIT_BAD_INPUT, OneLineParser, check_writable, fail  # noqa: F401
-from tesp.registry import (
-    ALGS,
-    ALIASES,
-    ENV_ALIASES,
-    ENVS,
-    METHODS,
-    VARIANT_BASES,
-    VARIANT_SWITCHES,
-    VARIANTS,
-    Flag,
-    canonical,
-    canonical_env,
-)  # fmt: skip
+from tesp.registry import ALGS, ALIASES, canonical, canonical_env
 
 logger = logging.getLogger("tesp")
-
-
-def method_flags() -> dict[tuple[str, ...], tuple[Flag, list[str]]]:
-    """Every method's own flags, by their names, with the methods that take each."""
-    out: dict[tuple[str, ...], tuple[Flag, list[str]]] = {}
-    for name, method in METHODS.items():
-        for flag in method.flags:
-            out.setdefault(flag.names, (flag, []))[1].append(name)
-    return out
-
-
-def dest(flag: Flag) -> str:
-    return "flag_" + flag.names[-1].lstrip("-").replace("-", "_")
-
-
-def make_parser() -> argparse.ArgumentParser:
-    algs = ", ".join(sorted(ALGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
-    envs = ", ".join(sorted(ENVS) + [f"{a} (= {c})" for a, c in ENV_ALIASES.items()])
-    parser = OneLineParser(
-        prog="main_train.py",
-        description="Meta-train a meta-RL method on a family of tasks, with Ray Tune.",
-        epilog=f"registered envs: {envs}\nregistered algorithms: {algs}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--env", default=None, help="task family (see the list below)")
-    parser.add_argument("--alg", default=None, help="meta-learning method (see the list below)")
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local Ray)",
-    )
-    parser.add_argument(
-        "--stop-iters",
-        type=int,
-        default=None,
-        help=f"meta-iterations per trial (default: the config's run.stop_iters, else {RUN_DEFAULTS['stop_iters']})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="random seed for tasks, sampling and initialisation (default: the config's seed, 0): "
-        "the same seed repeats a run exactly",
-    )
-    parser.add_argument(
-        "--num-env-runners",
-        type=int,
-        default=None,
-        help="remote EnvRunners sampling tasks (0: sample in the trial's own process)",
-    )
-    parser.add_argument(
-        "--storage-path", default=None, help="where Tune writes results (default ~/ray_results)"
-    )
-    parser.add_argument("--name", default=None, help="experiment name (default ALG-ENV-TIMESTAMP)")
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="PATH",
-        help="continue the experiment at PATH from its last complete checkpoints, with its own "
-        "settings (--stop-iters may raise its length)",
-    )
-    parser.add_argument(
-        "--checkpoint-freq",
-        type=int,
-        default=None,
-        help=f"checkpoint every N iterations, and at the end (default: run.checkpoint_freq, else {RUN_DEFAULTS['checkpoint_freq']})",
-    )
-    parser.add_argument(
-        "--config", action="append", default=[], metavar="FILE", help="YAML file of settings (repeatable)"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting, e.g. --set inner_lr=0.05 --set env_config.horizon=50",
-    )
-    groups: dict[str, Any] = {}
-    for flag, algs in method_flags().values():
-        title = ", ".join(algs)
-        group = groups.setdefault(title, parser.add_argument_group(f"{title} (--alg {' / '.join(algs)})"))
-        if flag.type is None:
-            group.add_argument(*flag.names, dest=dest(flag), action="store_true", help=flag.help)
-        else:
-            group.add_argument(
-                *flag.names, dest=dest(flag), type=flag.type, default=None, metavar="N", help=flag.help
-            )
-    bases = " / ".join(VARIANT_BASES)
-    group = parser.add_argument_group(
-        f"{bases} variants (other methods' spellings as switches; --alg {bases})"
-    )
-    for switch, text in VARIANT_SWITCHES.items():
-        group.add_argument(f"--{switch}", dest=variant_dest(switch), action="store_true", help=text)
-    parser.add_argument(
-        "--wandb",
-        nargs="?",
-        const="tesp",
-        default=None,
-        metavar="PROJECT",
-        help="also log to Weights & Biases, project PROJECT (default tesp); offline into each trial's "
-        "folder when no API key is found (upload later with `wandb sync`)",
-    )
-    parser.add_argument(
-        "--mlflow",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="URI",
-        help="also log to MLflow at URI (default: the file store STORAGE_PATH/mlruns), one run per trial",
-    )
-    parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local Ray")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show Ray's and Tune's own log lines (hidden by default)"
-    )
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print every setting of the run, resolved (YAML that --config reads back), and exit",
-    )
-    return parser
-
-
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def variant_dest(switch: str) -> str:
-    return "variant_" + switch.replace("-", "_")
-
-
-def resolve_variant(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The method and settings that ``--alg`` with the variant switches name."""
-    on = frozenset(s for s in VARIANT_SWITCHES if getattr(args, variant_dest(s), False))
-    if not on:
-        return args.alg, {}
-    spelled = " ".join(f"--{s}" for s in sorted(on))
-    alg = canonical(args.alg)
-    mine = [v for v in VARIANTS if v.base == alg]
-    if not mine:
-        raise ConfigError(
-            f"{spelled} only applies to --alg {' / '.join(VARIANT_BASES)}, not --alg {args.alg!r}"
-        )
-    for variant in mine:
-        if frozenset(variant.switches) == on:
-            return variant.alg, dict(variant.settings)
-    valid = " | ".join(" ".join(f"--{s}" for s in sorted(v.switches)) for v in mine)
-    raise ConfigError(f"{spelled} is not a method; choose one of: {valid}")
 
 
 @dataclass
@@ -250,108 +94,6 @@ def check_name(name: str) -> None:
     """An experiment name is one folder name under the storage path."""
     if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
         raise ConfigError(f"--name {name!r} must be a single folder name (no '/', not '.' or '..')")
-
-
-#: The flags a resumed experiment keeps from its start (everything that shapes its settings).
-KEPT_ON_RESUME = (
-    "env",
-    "alg",
-    "set",
-    "config",
-    "seed",
-    "num_env_runners",
-    "checkpoint_freq",
-    "wandb",
-    "mlflow",
-)
-
-
-def recorded_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags :data:`KEPT_ON_RESUME`, the method flags and the variant switches of ``args``,
-    as JSON values (written to the experiment's :data:`EXPERIMENT_FILE`)."""
-    keys = [*KEPT_ON_RESUME, *(dest(f) for f, _ in method_flags().values())]
-    keys += [variant_dest(s) for s in VARIANT_SWITCHES]
-    out = {k: getattr(args, k, None) for k in keys}
-    out["config"] = [os.path.abspath(os.path.expanduser(c)) for c in out["config"]]
-    return json.loads(json.dumps(out, default=str))
-
-
-def _given(value) -> bool:
-    return value not in (None, [], False)
-
-
-def resume_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any] | None]:
-    """``args`` for ``--resume PATH``: the experiment's recorded flags filled in; a flag given
-    that differs from the recorded one, or --name, is refused (one line naming it). Returns the
-    args and the recorded experiment (None for one from before tesp recorded it)."""
-    path = os.path.abspath(os.path.expanduser(args.resume))
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"--resume {args.resume!r} does not exist (expected an experiment folder like ~/ray_results/NAME)"
-        )
-    if not os.path.isdir(path):
-        raise ConfigError(f"--resume {args.resume!r} is a file, not an experiment folder")
-    from ray import tune
-
-    if not tune.Tuner.can_restore(path):
-        raise ConfigError(
-            f"--resume {args.resume!r}: no Tune experiment there (expected a folder like ~/ray_results/NAME)"
-        )
-    args.resume = path
-    if args.name is not None:
-        raise ConfigError(f"--name {args.name!r} does not go with --resume (the experiment keeps its folder)")
-    recorded = read_experiment(path)
-    if recorded is None:  # an experiment from before tesp recorded its flags
-        if args.env is None or args.alg is None:
-            raise ConfigError(
-                f"--resume {args.resume!r}: the experiment does not record its --env and --alg "
-                f"({EXPERIMENT_FILE} is missing; it was started by an older tesp): give them as it was started"
-            )
-        return args, None
-    given_flags = recorded_flags(args)
-    for key, value in recorded["flags"].items():
-        given = getattr(args, key, None)
-        if _given(given):
-            same = given_flags.get(key) == value
-            if key in ("env", "alg"):  # an alias names the same env or method
-                normal = canonical if key == "alg" else canonical_env
-                same = normal(str(given)) == normal(str(value))
-            if not same:
-                flag = "--" + key.removeprefix("flag_").removeprefix("variant_").replace("_", "-")
-                raise ConfigError(
-                    f"{flag} {given!r} differs from the resumed experiment's {value!r}; a resumed "
-                    "experiment keeps its settings (only --stop-iters may raise its length): "
-                    "start a new --name to change them"
-                )
-        setattr(args, key, value)
-    target = recorded["stop_iters"]
-    if args.stop_iters is not None and args.stop_iters < target:
-        raise ConfigError(
-            f"--stop-iters {args.stop_iters} is below the experiment's {target}; a resume can only raise it"
-        )
-    args.stop_iters = target if args.stop_iters is None else args.stop_iters
-    return args, recorded
-
-
-EXPERIMENT_FILE = "tesp_experiment.json"  # in the experiment folder: what --resume reads
-
-
-def read_experiment(path: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(Path(path, EXPERIMENT_FILE).read_text())
-        return data if isinstance(data, dict) and "flags" in data and "stop_iters" in data else None
-    except (OSError, ValueError):
-        return None
-
-
-def write_experiment(path: str, flags: dict[str, Any], stop_iters: int) -> None:
-    """Write (tmp, then rename) the experiment's record: its flags and its length."""
-    from tesp.checkpoints import write_atomically
-
-    os.makedirs(path, exist_ok=True)
-    write_atomically(
-        Path(path, EXPERIMENT_FILE), json.dumps({"flags": flags, "stop_iters": int(stop_iters)}, indent=1)
-    )
 
 
 def check_trackers(args: argparse.Namespace) -> None:
