@@ -198,7 +198,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_resume_continues_after_space
         assert kept is not None and f"last checkpoint: {kept}" in proc.stdout
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         resumed = run_main_train("--resume", str(exp))
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert "trial finished 20 iterations" in resumed.stdout, resumed.stdout[-3000:]
         rows = results(trial)
         assert [r["training_iteration"] for r in rows] == list(range(1, 21))  # each once, none lost
