@@ -7,6 +7,8 @@ Every tesp Algorithm mixes :class:`CompleteCheckpoints` in:
 - ``restore`` of a checkpoint that is incomplete restores the newest complete older one of the
   same trial (with a one-line warning), so a resume after a failed write continues from the last
   complete checkpoint;
+- ``restore`` of a complete checkpoint that is not the trial's newest complete one restores the
+  newest (Tune's state can name an older one when it was written before the newer ones);
 - ``restore`` of a checkpoint that is missing restores the newest complete *newer* one: Tune
   deletes a trial's older checkpoints as soon as it registers a newer one
   (``CheckpointConfig(num_to_keep)``), but writes the experiment state that names the checkpoint
@@ -82,6 +84,14 @@ class CompleteCheckpoints:
         named = Path(checkpoint.path)
         why = checkpoints.problem(named)
         if why is None:
+            newest = checkpoints.newest_complete(named.parent)
+            if newest is not None and newest.name > named.name:
+                # Tune named an older checkpoint than the trial's newest complete one (its state
+                # was written before the newer ones: a driver that died, e.g. on a full disk)
+                logger.warning(
+                    "checkpoint %s is not the trial's newest complete one; restoring %s", named, newest
+                )
+                return self._restore_replacing(checkpoint_path, newest)
             return super().restore(checkpoint_path)
         if named.exists():  # cut short: the newest complete one before it
             candidates = [c for c in sorted(named.parent.glob("checkpoint_[0-9]*")) if c.name < named.name]
@@ -92,9 +102,12 @@ class CompleteCheckpoints:
             if problem is not None:
                 logger.warning("skipped checkpoint %s: %s", candidate, problem)
                 continue
-            replacement = Checkpoint.from_directory(str(candidate))
-            if hasattr(checkpoint_path, "metrics"):  # a training result: keep its metrics
-                replacement = type(checkpoint_path)(checkpoint=replacement, metrics=checkpoint_path.metrics)
             logger.warning("checkpoint %s cannot be restored (%s); restoring %s", named, why, candidate)
-            return super().restore(replacement)
+            return self._restore_replacing(checkpoint_path, candidate)
         return super().restore(checkpoint_path)  # nothing better: Tune's own error
+
+    def _restore_replacing(self, checkpoint_path, folder: Path):
+        replacement = Checkpoint.from_directory(str(folder))
+        if hasattr(checkpoint_path, "metrics"):  # a training result: keep its metrics
+            replacement = type(checkpoint_path)(checkpoint=replacement, metrics=checkpoint_path.metrics)
+        return super().restore(replacement)

@@ -234,6 +234,50 @@ def newest_state(experiment: Path) -> Path | None:
     return states[-1] if states else None
 
 
+def reopen_short_trials(experiment: Path, target: int) -> list[str]:
+    """Before a resume: mark as paused (unfinished) every trial that Tune's newest state calls
+    finished although its ``result.json`` stops short of ``target`` iterations. A driver that
+    failed (a full disk) can leave a trial marked finished mid-run; Tune resumed such a trial
+    for one iteration and then ended it (exit 130, 2 of 3 runs on 2026-12-07). Returns the
+    trials reopened."""
+    state = newest_state(experiment)
+    if state is None:
+        return []
+    try:
+        data = json.loads(state.read_text())
+        trials = data["trial_data"]
+    except (OSError, ValueError, KeyError):
+        return []
+    reopened = []
+    for entry in trials:
+        try:
+            trial = json.loads(entry[0])
+        except (ValueError, TypeError, IndexError):
+            continue
+        folder = experiment / str(trial.get("relative_logdir", ""))
+        if trial.get("status") == "TERMINATED" and _last_iteration(folder / "result.json") < target:
+            trial["status"] = "PAUSED"
+            entry[0] = json.dumps(trial)
+            reopened.append(str(trial.get("trial_id")))
+    if reopened:
+        write_atomically(state, json.dumps(data))
+    return reopened
+
+
+def _last_iteration(result_file: Path) -> int:
+    last = 0
+    try:
+        text = result_file.read_text(errors="replace")
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        try:
+            last = max(last, int(json.loads(line)["training_iteration"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return last
+
+
 def repair_state(experiment: Path) -> str | None:
     """Before a resume: if Tune's newest experiment state does not read and a copy does, put the
     copy in its place. Returns a one-line note of what was done (None: nothing to do)."""

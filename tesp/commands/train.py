@@ -126,6 +126,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
         Progress,
         StateBackup,
         TensorBoardLogger,
+        reopen_short_trials,
         repair_state,
     )
     from tesp.envs import register_envs
@@ -141,10 +142,11 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
         note = repair_state(Path(resume))
         if note:
             print(f"warning: {note}", file=sys.stderr)
-        # Finished trials continue when the target was raised, or when one stopped short of it
-        # (a run that ended on a failure of the driver, e.g. a full disk, can leave its trials
-        # marked finished in Tune's state).
-        raised = recorded is not None and (target > recorded["stop_iters"] or short_of(resume, target))
+        # Trials short of the target continue: Tune's state calls them paused (a run that ended
+        # on a failure of the driver, e.g. a full disk, can leave them marked finished), and
+        # finished ones when the target was raised.
+        reopen_short_trials(Path(resume), target)
+        raised = recorded is not None and target > recorded["stop_iters"]
         tuner = tune.Tuner.restore(
             resume,
             trainable=s.method.algo_class,
