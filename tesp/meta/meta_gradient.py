@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -280,22 +280,10 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         """Updates per task at test time: the inner steps."""
         return self.config.num_inner_steps
 
-    def evaluate_adaptation(
-        self,
-        tasks: list[Task],
-        chunk: int | None = None,
-        progress: Callable[[int], None] | None = None,
-        num_inner_steps: int | None = None,
-    ) -> list[Rollout]:
-        """Adapt to ``tasks`` in chunks of ``chunk`` (default ``meta_batch_size``) tasks at a time,
-        with ``num_inner_steps`` inner steps (default: the config's)."""
-        chunk = chunk or self.config.meta_batch_size
-        out = []
-        for start in range(0, len(tasks), chunk):
-            out.append(self.adapt_on_tasks(tasks[start : start + chunk], num_inner_steps))
-            if progress is not None:
-                progress(len(tasks[start : start + chunk]))
-        return out
+    @property
+    def adaptation_chunk(self) -> int:
+        """Tasks adapted at a time at test time: a meta-batch."""
+        return self.config.meta_batch_size
 
     def validate_pools(
         self,

@@ -180,6 +180,25 @@ class TaskAlgorithm(CompleteCheckpoints, Algorithm):
             # checkpoint, so the last one on disk holds the last good state.
             raise NonFiniteError(f"iteration {self.iteration + 1}: {e}") from None
 
+    def evaluate_adaptation(
+        self,
+        tasks: list,
+        chunk: int | None = None,
+        progress=None,
+        num_inner_steps: int | None = None,
+    ) -> list:
+        """The method's ``adapt_on_tasks`` over ``tasks``, ``chunk`` (default its
+        ``adaptation_chunk``) at a time, with ``num_inner_steps`` adaptation steps (default its
+        own: inner steps, MLSH's warm-up), as ``main_test.py`` evaluates every method;
+        ``progress(n)`` after each chunk."""
+        chunk = chunk or self.adaptation_chunk
+        out = []
+        for start in range(0, len(tasks), chunk):
+            out.append(self.adapt_on_tasks(tasks[start : start + chunk], num_inner_steps))
+            if progress is not None:
+                progress(len(tasks[start : start + chunk]))
+        return out
+
     def on_learner(self, fn):
         """Run ``fn(learner)`` on the (first) learner and return its result."""
         return next(iter(self.learner_group.foreach_learner(fn))).get()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -192,23 +191,10 @@ class MLSHAlgorithm(TaskAlgorithm):
         """Updates per task at test time: the master's warm-up."""
         return self.config.warmup_iters
 
-    def evaluate_adaptation(
-        self,
-        tasks: list[Task],
-        chunk: int | None = None,
-        progress: Callable[[int], None] | None = None,
-        num_inner_steps: int | None = None,
-    ) -> list[Rollout]:
-        """:meth:`adapt_on_tasks` over ``tasks``, ``chunk`` (default ``num_parallel_tasks``) at a
-        time, with ``num_inner_steps`` warm-up iterations (default ``warmup_iters``), as
-        ``main_test.py`` evaluates every method."""
-        chunk = chunk or self.config.num_parallel_tasks
-        out = []
-        for start in range(0, len(tasks), chunk):
-            out.append(self.adapt_on_tasks(tasks[start : start + chunk], num_inner_steps))
-            if progress is not None:
-                progress(len(tasks[start : start + chunk]))
-        return out
+    @property
+    def adaptation_chunk(self) -> int:
+        """Tasks adapted at a time at test time: one per slot."""
+        return self.config.num_parallel_tasks
 
     def adapt_on_tasks(self, tasks: list[Task], warmup_iters: int | None = None) -> Rollout:
         """MLSH's adaptation to new tasks (the paper's test): each task gets a fresh master that
