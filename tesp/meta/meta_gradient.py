@@ -35,7 +35,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 
 from tesp.envs.base import Task
 from tesp.meta import mechanism
-from tesp.meta.rollout import Rollout, pool_summary, stage_mean, task_success
+from tesp.meta.rollout import Rollout, Staged, pool_summary, stage_mean, task_success
 from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.meta.setting import Setting, above, at_least, one_of
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig
@@ -191,17 +191,14 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         tasks = self.task_env.sample_tasks(self.config.meta_batch_size)
         rollout = self.adapt_on_tasks(tasks)
         t0 = time.perf_counter()
-        task_batches = [[stage[i].batch for stage in rollout.stages] for i in range(len(tasks))]
+        stages = Staged([r.batch for r in stage] for stage in rollout.stages)
         inner_loss = float(np.mean(rollout.inner_losses)) if rollout.inner_losses else float("nan")
-        # stage_contexts is [stage][task]: a Learner's shard is [stage][its tasks].
-        per_stage = rollout.stage_contexts
-        contexts = [list(c) for c in zip(*per_stage, strict=True)] if per_stage[0] is not None else None
+        contexts = rollout.stage_contexts
+        contexts = Staged(contexts) if contexts and contexts[0] is not None else None
         stats = self.on_learner_shards(
-            lambda learner, b, i, c: learner.meta_update(
-                b, i, None if c is None else [list(s) for s in zip(*c, strict=True)], inner_loss
-            ),
+            lambda learner, b, i, c: learner.meta_update(b, i, c, inner_loss),
             len(tasks),
-            task_batches,
+            stages,
             rollout.index,
             contexts,
         )[0]  # every Learner took the same step

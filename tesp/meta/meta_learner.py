@@ -240,25 +240,21 @@ class MetaLearner(TorchLearner):
 
     def meta_update(
         self,
-        task_batches: Sequence[Sequence[TaskBatch]],
+        stage_batches: Sequence[Sequence[TaskBatch]],
         task_index: Sequence[int],
-        stage_contexts: Sequence[Sequence[Any] | None] | None = None,
+        stage_contexts: Sequence[Sequence[Any]] | None = None,
         inner_loss: float = float("nan"),
     ) -> dict[str, float]:
-        """Update the meta-parameters from each task's batches ``[D_0, ..., D_K]`` (D_K:
-        post-adaptation), its index in the training pool, and the contexts each stage was
-        sampled with, ``stage_contexts[k][task]``. The first-order ``"fixed"`` mode uses the
-        inner gradients :meth:`adapt_tasks` kept (their mean loss: ``inner_loss``)."""
+        """Update the meta-parameters from every stage's task batches ``[D_0, ..., D_K]``
+        (``stage_batches[k][task]``; D_K: post-adaptation), each task's index in the training
+        pool, and the contexts each stage was sampled with, ``stage_contexts[k][task]``. The
+        first-order ``"fixed"`` mode uses the inner gradients :meth:`adapt_tasks` kept (their
+        mean loss: ``inner_loss``)."""
         cfg = self.config
         check_finite("meta-parameter", dict(self.policy.named_parameters()))
-        num_stages = len(task_batches[0])
-        stages = [
-            self._stage(
-                [batches[k] for batches in task_batches],
-                None if not stage_contexts else stage_contexts[k],
-            )
-            for k in range(num_stages)
-        ]
+        num_stages = len(stage_batches)
+        contexts = stage_contexts or [None] * num_stages
+        stages = [self._stage(b, c) for b, c in zip(stage_batches, contexts, strict=True)]
         stages = self.prepare_stages(stages)
         index = torch.as_tensor(task_index)
         fixed = None

@@ -12,6 +12,11 @@ from tesp.meta import mechanism
 from tesp.meta.sampler import SampleResult
 
 
+class Staged(list):
+    """Per-task values of every stage, ``[stage][task]``: the order the stages are sampled in
+    and the learner reads them in. A Learner's shard of it is ``[stage][its tasks]``."""
+
+
 @dataclass
 class Rollout:
     """One adaptation pass over a list of tasks: what each stage sampled, per task."""

@@ -27,6 +27,7 @@ from tesp.checkpoints.resume import CompleteCheckpoints
 from tesp.envs import make_env
 from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
+from tesp.meta.rollout import Staged
 from tesp.meta.sampler import MultiTaskSampler
 from tesp.meta.setting import Setting, at_least, between, declared
 
@@ -212,15 +213,16 @@ class TaskAlgorithm(CompleteCheckpoints, Algorithm):
         bounds = np.linspace(0, n, self.num_learner_shards + 1).round().astype(int)
         return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def on_learner_shards(self, fn, n: int, *per_task: list | None) -> list:
+    def on_learner_shards(self, fn, n: int, *per_task: list | Staged | None) -> list:
         """``fn(learner, *shard)`` on every Learner, where ``shard`` holds that Learner's slice
-        (:meth:`task_shards`) of each per-task list in ``per_task`` (None stays None); the
-        results in rank order. With one Learner, ``fn(learner, *per_task)``."""
+        (:meth:`task_shards`) of each per-task list in ``per_task`` (None stays None; a
+        :class:`Staged` list ``[stage][task]`` is sliced stage by stage); the results in rank
+        order. With one Learner, ``fn(learner, *per_task)``."""
         shards = self.task_shards(n)
         if len(shards) == 1:
             return [self.on_learner(lambda learner: fn(learner, *per_task))]
         # Each Learner fetches only its own shard from the object store.
-        refs = [ray.put([None if x is None else x[s] for x in per_task]) for s in shards]
+        refs = [ray.put([_shard(x, s) for x in per_task]) for s in shards]
 
         def call(learner):
             from tesp.meta.outer import world_rank
@@ -249,3 +251,11 @@ class TaskAlgorithm(CompleteCheckpoints, Algorithm):
             self.sampler.set_state(state["sampler"])
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
+
+
+def _shard(x: list | Staged | None, tasks: slice) -> list | Staged | None:
+    if x is None:
+        return None
+    if isinstance(x, Staged):
+        return Staged(stage[tasks] for stage in x)
+    return x[tasks]

@@ -309,22 +309,20 @@ class MIMELearner(MetaLearner):
         return out
 
     def meta_update(
-        self, task_batches, task_index, stage_contexts=None, inner_loss=float("nan")
+        self, stage_batches, task_index, stage_contexts=None, inner_loss=float("nan")
     ) -> dict[str, float]:
         cfg = self.config
-        num_stages = len(task_batches[0])
-        post = [b[-1] for b in task_batches]
+        num_stages = len(stage_batches)
         extras = self._extras[: num_stages - 1] + [
-            self.reward_extras(post, self._dynamics, salt=num_stages - 1)
+            self.reward_extras(stage_batches[-1], self._dynamics, salt=num_stages - 1)
         ]
-        by_stage = [self._with_extras([b[k] for b in task_batches], extras[k]) for k in range(num_stages)]
-        task_batches = [[by_stage[k][i] for k in range(num_stages)] for i in range(len(task_batches))]
+        stage_batches = [self._with_extras(b, e) for b, e in zip(stage_batches, extras, strict=True)]
         adapt_eta = cfg.adapt_eta and self.mixing_on and num_stages > 1
         grad_eta = 0.0
         if adapt_eta:
-            stages = [self._stage(s, None) for s in by_stage]
+            stages = [self._stage(s, None) for s in stage_batches]
             grad_eta = self.eta_gradient(stages, torch.as_tensor(task_index))
-        stats = super().meta_update(task_batches, task_index, stage_contexts, inner_loss)
+        stats = super().meta_update(stage_batches, task_index, stage_contexts, inner_loss)
         if adapt_eta:
             with torch.no_grad():
                 self.policy.eta.fill_(
@@ -332,13 +330,13 @@ class MIMELearner(MetaLearner):
                 )
             stats["eta_grad"] = grad_eta
         if cfg.use_vime:
-            rows = [self._transition_rows(s) for s in by_stage]
+            rows = [self._transition_rows(s) for s in stage_batches]
             stats["dynamics_loss"] = self.dynamics_update(rows, first=int(self.policy.meta_updates) == 0)
             stats["information_gain"] = float(
                 np.mean(
                     [
                         e["information_gain"][b.mask > 0].mean()
-                        for e, b in zip(extras[0], by_stage[0], strict=True)
+                        for e, b in zip(extras[0], stage_batches[0], strict=True)
                     ]
                 )
             )
