@@ -35,6 +35,10 @@ def documented(cls: type) -> dict[str, str]:
     return {s.name: s.doc for s in own(cls)}
 
 
+# An attribute whose --set / YAML name is RLlib's dict key (config.to_dict()), not its own.
+SET_NAMES = {"lambda_": "lambda"}  # a Python keyword
+
+
 def setting_groups(alg: str, env: str | None = None) -> list[tuple[str, list[tuple[str, Any, str]]]]:
     """[(group title, [(key, default, doc)])] for ``--alg alg`` (and ``--env env``'s options)."""
     from tesp.envs import ENVS
@@ -42,28 +46,37 @@ def setting_groups(alg: str, env: str | None = None) -> list[tuple[str, list[tup
 
     algo_class = ALGS[canonical(alg)]
     config = algo_class.get_default_config()
-    values = config.to_dict()
-    shared_classes = {"TaskAlgorithmConfig", "MetaGradientConfig"}
-    method, shared = {}, {}
+    # Each setting under the class that declares it last: the method's own classes, the
+    # engine's (tesp.meta), or another method's that this one builds on (e.g. PPO's).
+    own_module = type(config).__module__.rsplit(".", 1)[0]
+    titled: dict[str, dict[str, str]] = {f"{canonical(alg)}'s settings (--set NAME=VALUE)": {}}
     for cls in reversed(type(config).__mro__):
         if not cls.__module__.startswith("tesp."):
             continue  # RLlib's own settings: RLLIB_SAMPLING below
-        docs = documented(cls)
-        target = shared if cls.__name__ in shared_classes else method
-        for key, doc in docs.items():
-            shared.pop(key, None)
-            method.pop(key, None)
-            target[key] = doc
-    groups = [
-        (f"{canonical(alg)}'s settings (--set NAME=VALUE)", method),
-        ("shared by the gradient methods' engine", shared),
+        if cls.__module__.startswith(own_module):
+            title = f"{canonical(alg)}'s settings (--set NAME=VALUE)"
+        elif cls.__module__.startswith("tesp.meta."):
+            title = "shared by the gradient methods' engine"
+        else:
+            title = f"from {cls.__name__} (--set NAME=VALUE)"
+        for key, doc in documented(cls).items():
+            for docs in titled.values():
+                docs.pop(key, None)
+            titled.setdefault(title, {})[key] = doc
+    out = [
+        (title, [(SET_NAMES.get(k, k), getattr(config, k), d) for k, d in docs.items() if hasattr(config, k)])
+        for title, docs in titled.items()
     ]
-    out = [(title, [(k, values.get(k), d) for k, d in docs.items() if k in values]) for title, docs in groups]
     out.append(
-        ("RLlib sampling and resources", [(k, values.get(k), "") for k in RLLIB_SAMPLING if k in values])
+        (
+            "RLlib sampling and resources",
+            [(k, getattr(config, k), "") for k in RLLIB_SAMPLING if hasattr(config, k)],
+        )
     )
     module = config.get_default_rl_module_spec().module_class
-    model = getattr(module, "DEFAULT_MODEL_CONFIG", None) or {}
+    model = (
+        getattr(config, "DEFAULT_MODEL_CONFIG", None) or getattr(module, "DEFAULT_MODEL_CONFIG", None) or {}
+    )
     auto = set(getattr(config, "_model_config_auto_includes", {}) or {})
     out.append(
         ("model (--set model.NAME=VALUE)", [(f"model.{k}", v, "") for k, v in model.items() if k not in auto])
@@ -93,9 +106,12 @@ def resolved_settings(settings) -> str:
     back: the documented algorithm settings, the model's, the env's and the run's."""
     import yaml
 
-    values = settings.config.to_dict()
+    config = settings.config
     keys = [k for _, rows in setting_groups(settings.alg) for k, _, _ in rows if "." not in k]
-    out: dict[str, Any] = {k: values[k] for k in keys if k in values}
+    attr = {v: k for k, v in SET_NAMES.items()}
+    out: dict[str, Any] = {
+        k: getattr(config, attr.get(k, k)) for k in keys if hasattr(config, attr.get(k, k))
+    }
     out |= {k: v for k, v in settings.groups["algo"].items()}
     out["model"] = {k: v for k, v in (settings.config.model_config or {}).items()}
     out["env_config"] = dict(settings.config.env_config or {})

@@ -7,9 +7,12 @@ keyword, the range check in ``validate``, ``main_train.py --alg ALG --help`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import NotProvided
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,42 @@ def declared(cls: type) -> dict[str, Setting]:
     return out
 
 
+class DeclaredSettings:
+    """Mixin of an RLlib ``AlgorithmConfig`` (listed before it): the settings declared in
+    ``SETTINGS`` along the class hierarchy become attributes with their defaults
+    (:meth:`set_declared_defaults`, called in ``__init__``), ``training(**kwargs)`` keywords
+    and range checks (:meth:`declared_checks`)."""
+
+    SETTINGS: tuple[Setting, ...] = ()
+
+    def set_declared_defaults(self) -> None:
+        for setting in declared(type(self)).values():
+            setattr(self, setting.name, copy.deepcopy(setting.default))
+
+    def training(self, **kwargs):
+        """The declared settings, then RLlib's own ``training`` arguments (``gamma``, ``lr``,
+        ...); an unknown keyword is RLlib's error."""
+        names = declared(type(self))
+        mine = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        super().training(**kwargs)
+        for name, value in mine.items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    def declared_checks(self) -> Iterator[tuple[bool, str, str]]:
+        """``(ok, name, valid)`` for every declared setting with a check."""
+        for s in declared(type(self)).values():
+            if s.ok is not None:
+                yield s.ok(getattr(self, s.name)), s.name, s.valid
+
+    def check_declared(self) -> None:
+        """The first declared setting out of its range raises a one-line error."""
+        for ok, name, valid in self.declared_checks():
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+
+
 def at_least(low: float) -> Callable[[Any], bool]:
     return lambda v: v >= low
 
@@ -49,3 +88,11 @@ def between(low: float, high: float) -> Callable[[Any], bool]:
 
 def one_of(*choices: Any) -> Callable[[Any], bool]:
     return lambda v: v in choices
+
+
+def is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def positive_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0)

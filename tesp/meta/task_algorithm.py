@@ -10,16 +10,15 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
 import numpy as np
 import ray
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 from ray.util import log_once
 
@@ -29,17 +28,10 @@ from tesp.meta.env_runner import TaskEnvRunner
 from tesp.meta.finite import NonFiniteError
 from tesp.meta.rollout import Staged
 from tesp.meta.sampler import MultiTaskSampler
-from tesp.meta.setting import Setting, at_least, between, declared
+from tesp.meta.setting import DeclaredSettings, Setting, at_least, between
 
 
-def set_provided(config: AlgorithmConfig, **values: Any) -> None:
-    """Set each given setting that is not RLlib's ``NotProvided`` marker (``training()`` helpers)."""
-    for name, value in values.items():
-        if value is not NotProvided:
-            setattr(config, name, value)
-
-
-class TaskAlgorithmConfig(AlgorithmConfig):
+class TaskAlgorithmConfig(DeclaredSettings, AlgorithmConfig):
     """Settings every tesp method shares; a subclass declares its own in ``SETTINGS``
     (:mod:`tesp.meta.setting`), which become its attributes, ``training()`` keywords, range
     checks and documentation."""
@@ -67,8 +59,7 @@ class TaskAlgorithmConfig(AlgorithmConfig):
 
     def __init__(self, algo_class: type, env_to_module, module_to_env) -> None:
         super().__init__(algo_class=algo_class)
-        for setting in declared(type(self)).values():
-            setattr(self, setting.name, copy.deepcopy(setting.default))
+        self.set_declared_defaults()
         self.gamma = 0.99
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 20
@@ -89,26 +80,12 @@ class TaskAlgorithmConfig(AlgorithmConfig):
         )
 
     @override(AlgorithmConfig)
-    def training(self, **kwargs) -> Self:
-        """The method's declared settings (``SETTINGS`` along its classes), then RLlib's own
-        ``training`` arguments (``gamma``, ``lr``, ...); an unknown keyword is RLlib's error."""
-        names = declared(type(self))
-        mine = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        super().training(**kwargs)
-        set_provided(self, **mine)
-        return self
-
-    @override(AlgorithmConfig)
     def validate(self) -> None:
         # tesp only runs on the new API stack; silence RLlib's once-per-class notice about it.
         log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         self.check(
             [
-                *(
-                    (s.ok(getattr(self, s.name)), s.name, s.valid)
-                    for s in declared(type(self)).values()
-                    if s.ok is not None
-                ),
+                *self.declared_checks(),
                 (0 <= self.gamma <= 1, "gamma", "a number in [0, 1]"),
                 (self.num_env_runners >= 0, "num_env_runners", "an integer >= 0"),
                 (self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "an integer >= 1"),

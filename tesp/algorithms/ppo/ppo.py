@@ -45,6 +45,7 @@ from tesp.algorithms.ppo.mean_std_filter import MeanStdFilter
 from tesp.algorithms.ppo.ppo_rl_module import PPOModule
 from tesp.checkpoints.resume import CompleteCheckpoints
 from tesp.envs.base import EPISODE_METRICS
+from tesp.meta.setting import DeclaredSettings, Setting, above, at_least, between
 
 
 class EpisodeMetrics(RLlibCallback):
@@ -86,9 +87,10 @@ class PPOLearner(PPOTorchLearner):
             self._learner_connector.insert_before(GeneralAdvantageEstimation, ScaleRewards(scale=scale))
 
 
-class PPOConfig(RLlibPPOConfig):
-    """RLlib's PPO settings (``lr``, ``clip_param``, ``lambda_``, ``entropy_coeff``, ...) with
-    the defaults of the module docstring; ``model.*`` are RLlib's ``DefaultModelConfig`` keys."""
+class PPOConfig(DeclaredSettings, RLlibPPOConfig):
+    """RLlib's PPO with tesp's defaults (module docstring); ``model.*`` are RLlib's
+    ``DefaultModelConfig`` keys. The settings below are RLlib's own (its PPO documents them)
+    with tesp's defaults, and tesp's ``reward_scale`` and ``init_from``."""
 
     DEFAULT_MODEL_CONFIG: dict[str, Any] = {
         "fcnet_hiddens": [64, 64],
@@ -98,21 +100,34 @@ class PPOConfig(RLlibPPOConfig):
         "pi_last_layer_scale": 0.01,  # with initial_log_std: the policy's last layer scaled by this
     }
 
+    SETTINGS = (
+        Setting("train_batch_size", 8000, "env steps sampled per iteration (one local Learner).",
+                "an integer >= 1", at_least(1)),
+        Setting("minibatch_size", 512, "env steps per SGD minibatch.", "an integer >= 1", at_least(1)),
+        Setting("num_epochs", 10, "passes over each iteration's batch.", "an integer >= 1", at_least(1)),
+        Setting("lambda_", 0.95, "GAE's lambda (Schulman et al. 2016).", "a number in [0, 1]", between(0, 1)),
+        Setting("clip_param", 0.3, "PPO's clip epsilon (RLlib's default).", "a number > 0", above(0)),
+        Setting("vf_clip_param", 1e4,
+                "clip of the value loss; large: the course's returns reach thousands, not clipped.",
+                "a number > 0", above(0)),
+        Setting("entropy_coeff", 0.0, "weight of the entropy bonus.", "a number >= 0", at_least(0)),
+        Setting("reward_scale", 1.0,
+                "rewards times this constant before GAE, in the Learner (logged returns stay the env's).",
+                "a number > 0", above(0)),
+        Setting("init_from", None,
+                "a policy's checkpoint or an exported skill to start from (weights and observation filter).",
+                "a checkpoint path or null", lambda v: v is None or isinstance(v, str)),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or PPO)
         self.seed = 0
         self.num_env_runners = 1
         self.num_envs_per_env_runner = 8
         self.num_cpus_per_env_runner = 0.5
-        self.train_batch_size = 8000  # env steps per iteration (one local Learner)
-        self.minibatch_size = 512
-        self.num_epochs = 10
         self.lr = 3e-4
         self.gamma = 0.99
-        self.lambda_ = 0.95
-        self.vf_clip_param = 1e4  # the course's returns reach thousands: do not clip the value loss
-        self.reward_scale = 1.0  # (module docstring)
-        self.init_from: str | None = None  # (module docstring)
+        self.set_declared_defaults()
         self.callbacks(EpisodeMetrics)
         self.env_runners(env_to_module_connector=mean_std_filter)
         self.rl_module(model_config=dict(self.DEFAULT_MODEL_CONFIG))
@@ -126,9 +141,8 @@ class PPOConfig(RLlibPPOConfig):
     def validate(self) -> None:
         if self.init_from and isinstance(self.env, str):  # before RLlib's own checks print warnings
             self._check_init_from()
+        self.check_declared()
         super().validate()
-        if not self.reward_scale > 0:
-            self._value_error(f"reward_scale={self.reward_scale!r} is invalid: must be > 0")
         log_std = self._model_config.get("initial_log_std")
         if log_std is not None and (isinstance(log_std, bool) or not isinstance(log_std, int | float)):
             self._value_error(f"model.initial_log_std={log_std!r} is invalid: must be a number or null")

@@ -43,6 +43,7 @@ from tesp.algorithms.primitives.primitives_env import (
 )
 from tesp.algorithms.primitives.primitives_learner import PrimitivesLearner
 from tesp.checkpoints.policies import observation_normalizer, policy_checkpoint
+from tesp.meta.setting import Setting, at_least, is_bool, one_of, positive_or_none
 
 
 class PrimitivesMetrics(RLlibCallback):
@@ -98,60 +99,42 @@ def meta_observation_filter(env, spaces, device) -> MetaObservationFilter:
 
 
 class PrimitivesConfig(PPOConfig):
-    """PPO settings for the meta-policy (and the fine-tuned primitives), plus:
-
-    - ``primitives``: ``{name: checkpoint}``, the skills in the meta-policy's action order;
-    - ``switch_period``: N, env steps between the meta-policy's decisions;
-    - ``finetune``: ``"none"``, ``"transitions"`` or ``"all"`` (module docstring);
-    - ``transition_window``: env steps after a switch that fine-tune the new primitive;
-    - ``meta_obs_filter``: ``"running"``, the meta-agent's own running mean/std of its
-      observations (:class:`MetaObservationFilter`), or ``"first_primitive"``, the first
-      primitive's frozen statistics;
-    - ``switch_on_terrain``: also decide whenever the env's ``terrain_state()`` changes
-      (:mod:`~tesp.algorithms.primitives.primitives_env`);
-    - ``meta_entropy_coeff``: the meta-policy's entropy bonus (RLlib's per-module override of
-      ``entropy_coeff``, which stays the fine-tuned primitives' coefficient);
-    - ``finetune_lr``: the fine-tuned primitives' learning rate (a per-module override; ``None``:
-      ``lr``, the meta-policy's).
-    """
+    """PPO settings for the meta-policy (and the fine-tuned primitives), plus the skills, when
+    the meta-policy decides and what is fine-tuned (module docstring)."""
 
     NONE_DEFAULT_TYPES = {"finetune_lr": 0.0}  # settings whose default is None: an example value
 
+    SETTINGS = (
+        Setting("primitives", {}, "{name: checkpoint}, the skills in the meta-policy's action order (--primitives).",
+                "at least one NAME=CHECKPOINT (--primitives)", bool),
+        Setting("switch_period", 30,
+                "N, env steps between the meta-policy's decisions (youngwoon/transition's fixed --meta_duration).",
+                "an integer >= 1", at_least(1)),
+        Setting("finetune", "transitions",
+                "fine-tune the primitives: none, transitions (the steps after a switch) or all.",
+                f"one of {', '.join(FINETUNE)}", one_of(*FINETUNE)),
+        Setting("transition_window", 10, "env steps after a switch that fine-tune the new primitive.",
+                "an integer >= 1", at_least(1)),
+        Setting("switch_on_terrain", False, "also decide whenever the env's terrain_state() changes.",
+                "true or false", is_bool),
+        Setting("meta_obs_filter", "running",
+                "the meta-agent's observation statistics: its own running mean/std (running) or the "
+                "first primitive's frozen ones (first_primitive).",
+                f"one of {', '.join(META_OBS_FILTERS)}", one_of(*META_OBS_FILTERS)),
+        Setting("meta_entropy_coeff", 0.0,
+                "the meta-policy's entropy bonus (entropy_coeff stays the fine-tuned primitives').",
+                "a number >= 0", at_least(0)),
+        Setting("finetune_lr", None, "the fine-tuned primitives' learning rate (null: lr, the meta-policy's).",
+                "a number > 0 or null", positive_or_none),
+    )  # fmt: skip
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or Primitives)
-        self.primitives: dict[str, str] = {}
-        self.switch_period = 30  # youngwoon/transition's fixed --meta_duration
-        self.finetune = "transitions"
-        self.transition_window = 10
-        self.switch_on_terrain = False
-        self.meta_obs_filter = "running"
-        self.meta_entropy_coeff = 0.0
-        self.finetune_lr: float | None = None
         self._learner_class = PrimitivesLearner
         self.callbacks(PrimitivesMetrics)
 
     def validate(self) -> None:
-        for name, ok, valid in (
-            ("primitives", bool(self.primitives), "at least one NAME=CHECKPOINT (--primitives)"),
-            ("switch_period", self.switch_period >= 1, "an integer >= 1"),
-            ("finetune", self.finetune in FINETUNE, f"one of {', '.join(FINETUNE)}"),
-            ("transition_window", self.transition_window >= 1, "an integer >= 1"),
-            ("switch_on_terrain", isinstance(self.switch_on_terrain, bool), "true or false"),
-            (
-                "meta_obs_filter",
-                self.meta_obs_filter in META_OBS_FILTERS,
-                f"one of {', '.join(META_OBS_FILTERS)}",
-            ),
-            ("meta_entropy_coeff", self.meta_entropy_coeff >= 0, "a number >= 0"),
-            (
-                "finetune_lr",
-                self.finetune_lr is None
-                or (isinstance(self.finetune_lr, int | float) and self.finetune_lr > 0),
-                "a number > 0 or null",
-            ),
-        ):
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        self.check_declared()
         checkpoints = {
             name: policy_checkpoint(path, what="primitives") for name, path in self.primitives.items()
         }
