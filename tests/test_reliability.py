@@ -97,6 +97,32 @@ class _TaskError(Exception):
         self.cause = cause
 
 
+def test_tunes_state_files_cut_by_a_full_disk_are_restored_from_their_copies(tmp_path):
+    import ray.cloudpickle
+
+    from tesp.commands.progress import STATES, repair_state
+
+    good = {
+        "experiment_state-*.json": json.dumps({"trial_data": [["{}", "{}"]]}).encode(),
+        "basic-variant-state-*.json": ray.cloudpickle.dumps({"counter": 1}),
+    }
+    for pattern, (copy, _) in STATES.items():
+        (tmp_path / pattern.replace("*", "2026-12-07_10-00-00")).write_bytes(good[pattern][:9])  # cut
+        (tmp_path / copy).write_bytes(good[pattern])
+    notes = repair_state(tmp_path)
+    assert len(notes) == 2 and all("restored its last good copy" in n for n in notes), notes
+    for pattern in STATES:
+        (state,) = tmp_path.glob(pattern)
+        assert state.read_bytes() == good[pattern]
+    assert repair_state(tmp_path) == []  # nothing left to repair
+    (tmp_path / STATES["basic-variant-state-*.json"][0]).write_bytes(b"")
+    (state,) = tmp_path.glob("basic-variant-state-*.json")
+    state.write_bytes(b"x")
+    assert repair_state(tmp_path) == [
+        f"{state.name} is unreadable and no copy of it reads; Tune's own error follows"
+    ]
+
+
 def test_summary_names_the_real_cause_of_a_failed_trial(tmp_path):
     from tesp.meta.finite import NonFiniteError
 

@@ -31,12 +31,12 @@ class IncompleteCheckpoint(ValueError):
     """A checkpoint folder that was not completely written."""
 
 
-def write_atomically(path: str | os.PathLike, text: str) -> None:
+def write_atomically(path: str | os.PathLike, text: str | bytes) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never a
     part: to a temporary name beside it, flushed to disk, then renamed over it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

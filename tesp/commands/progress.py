@@ -188,13 +188,30 @@ class CsvLogger(_ResultFile, CSVLoggerCallback):
         self._trial_csv[trial] = None
 
 
-BACKUP = ".tesp_experiment_state.json"  # in the experiment folder: the newest state that read
+def _reads_as_json(data: bytes) -> None:
+    json.loads(data)
+
+
+def _reads_as_pickle(data: bytes) -> None:
+    import ray.cloudpickle
+
+    ray.cloudpickle.loads(data)
+
+
+# Tune's files that a resume reads, each with the copy kept of its newest version that read (in
+# the experiment folder) and how it must read: the experiment state (the trials) and the search
+# algorithm's state (which trials were generated; without it a resume generates them anew).
+STATES = {
+    "experiment_state-*.json": (".tesp_experiment_state.json", _reads_as_json),
+    "basic-variant-state-*.json": (".tesp_search_state.pkl", _reads_as_pickle),
+}
 
 
 class StateBackup(tune.Callback):
-    """Keeps a copy of Tune's newest experiment state that reads as JSON (written to a temporary
-    name, then renamed). A full disk can leave Tune's own ``experiment_state-*.json`` empty or
-    cut, and Tune cannot resume from that; :func:`repair_state` puts the copy back."""
+    """Keeps a copy of the newest version of each of Tune's state files (:data:`STATES`) that
+    reads (written to a temporary name, then renamed). A full disk can leave Tune's own files
+    empty or cut, and Tune cannot resume from them (it starts the trials anew);
+    :func:`repair_state` puts the copies back."""
 
     def __init__(self) -> None:
         self._copied: dict[Path, float] = {}
@@ -207,30 +224,32 @@ class StateBackup(tune.Callback):
 
     def _backup(self, trial) -> None:
         # Tune writes its files in a staging folder and copies them to the results folder; the
-        # copy kept here goes straight to the results folder (local storage only), so that
-        # Tune's copying, cut short by a full disk, cannot cut it too.
+        # copies kept here go straight to the results folder (local storage only), so that
+        # Tune's copying, cut short by a full disk, cannot cut them too.
         storage = trial.storage
         if storage.storage_filesystem.type_name != "local":
             return
         experiment = Path(storage.experiment_fs_path)
-        # The driver's own copy is the freshest (the results folder's is copied from it later).
-        state = newest_state(Path(storage.experiment_driver_staging_path)) or newest_state(experiment)
-        if state is None:
-            return
-        try:
-            mtime = state.stat().st_mtime
-            if self._copied.get(state) == mtime:
-                return
-            text = state.read_text()
-            json.loads(text)
-            write_atomically(experiment / BACKUP, text)
-            self._copied[state] = mtime
-        except (OSError, ValueError):
-            pass  # a state being written, or no room for the copy: keep the older copy
+        staging = Path(storage.experiment_driver_staging_path)
+        for pattern, (copy, check) in STATES.items():
+            # The driver's own file is the freshest (the results folder's is copied from it later).
+            state = newest_state(staging, pattern) or newest_state(experiment, pattern)
+            if state is None:
+                continue
+            try:
+                mtime = state.stat().st_mtime
+                if self._copied.get(state) == mtime:
+                    continue
+                data = state.read_bytes()
+                check(data)
+                write_atomically(experiment / copy, data)
+                self._copied[state] = mtime
+            except Exception:  # a file being written, or no room for the copy: keep the older copy
+                pass
 
 
-def newest_state(experiment: Path) -> Path | None:
-    states = sorted(experiment.glob("experiment_state-*.json"))
+def newest_state(experiment: Path, pattern: str = "experiment_state-*.json") -> Path | None:
+    states = sorted(experiment.glob(pattern))
     return states[-1] if states else None
 
 
@@ -278,24 +297,30 @@ def _last_iteration(result_file: Path) -> int:
     return last
 
 
-def repair_state(experiment: Path) -> str | None:
-    """Before a resume: if Tune's newest experiment state does not read and a copy does, put the
-    copy in its place. Returns a one-line note of what was done (None: nothing to do)."""
-    state = newest_state(experiment)
-    if state is None:
-        return None
-    try:
-        json.loads(state.read_text())
-        return None
-    except (OSError, ValueError):
-        pass
-    backup = experiment / BACKUP
-    try:
-        json.loads(backup.read_text())
-    except (OSError, ValueError):
-        return f"{state.name} is unreadable and no copy of it reads; Tune's own error follows"
-    write_atomically(state, backup.read_text())
-    return f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"
+def repair_state(experiment: Path) -> list[str]:
+    """Before a resume: each of Tune's newest state files (:data:`STATES`) that does not read is
+    replaced by its copy if that reads. Returns one line per file repaired or left broken."""
+    notes = []
+    for pattern, (copy, check) in STATES.items():
+        state = newest_state(experiment, pattern)
+        if state is None:
+            continue
+        try:
+            check(state.read_bytes())
+            continue
+        except Exception:
+            pass
+        try:
+            data = (experiment / copy).read_bytes()
+            check(data)
+        except Exception:
+            notes.append(f"{state.name} is unreadable and no copy of it reads; Tune's own error follows")
+            continue
+        write_atomically(state, data)
+        notes.append(
+            f"{state.name} was unreadable (cut short by a failed write); restored its last good copy"
+        )
+    return notes
 
 
 #: Result sections that are Tune's and RLlib's bookkeeping (under ``ray/`` in TensorBoard); every

@@ -139,8 +139,7 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
         if recorded is not None and target != recorded["stop_iters"]:
             write_experiment(path, recorded["flags"], target)
         IterationStop.target = target
-        note = repair_state(Path(resume))
-        if note:
+        for note in repair_state(Path(resume)):
             print(f"warning: {note}", file=sys.stderr)
         # Trials short of the target continue: Tune's state calls them paused (a run that ended
         # on a failure of the driver, e.g. a full disk, can leave them marked finished), and
