@@ -135,16 +135,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     With ``--resume``, the study, scale, seeds, methods and envs are the ones the folder's
     ``study.json`` recorded when the study started."""
     if args.resume is not None:
-        saved = Path(os.path.expanduser(args.resume)) / STUDY_FILE
-        if not saved.exists():
-            raise ConfigError(f"--resume {args.resume!r}: no study there (expected {STUDY_FILE} in it)")
-        recorded = read_mapping(saved, "study record")
-        bad = sorted(set(recorded) - set(RECORDED))
-        if bad or not all(isinstance(v, str | bool | None) for v in recorded.values()):
-            raise ConfigError(
-                f"--resume {args.resume!r}: {STUDY_FILE} is malformed (keys {sorted(recorded)})"
-            )
-        vars(args).update(recorded)
+        vars(args).update(_recorded_choices(args.resume))
     if args.study is None:
         known = sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
         raise ConfigError(f"name a study (choose from: {', '.join(known)}) or --resume a study's folder")
@@ -153,52 +144,23 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     if args.scale not in scales:
         raise ConfigError(f"unknown --scale {args.scale!r}; choose from: {', '.join(scales)}")
     scale = scales[args.scale]
-    try:
-        seeds = [int(s) for s in _names(args.seeds, study["seeds"], "--seeds")]
-    except ValueError:
-        raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0") from None
-    if any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers >= 0")
+    seeds = _seeds(args.seeds, study["seeds"])
     if args.iters is not None and not (args.iters.strip().isdigit() and int(args.iters) >= 1):
         raise ConfigError(f"--iters {args.iters!r} must be an integer >= 1")
     # --iters: every trial's length, over the scale's and its env settings'
     iters = {} if args.iters is None else {"run.stop_iters": int(args.iters)}
-    variants = study["variants"]
-    choices = study["algs"] + list(variants)
-    algs = _names(args.algs, choices, "--algs", choices)
-    sweep = study.get("noise_sweep")
-    # --envs picks from the study's envs and the noise sweep's (naming only the latter runs the
-    # sweep alone); the sweep runs unless --no-noise-sweep or an --envs that leaves its env out.
-    valid_envs = study["envs"] + ([sweep["env"]] if sweep and sweep["env"] not in study["envs"] else [])
-    envs = _names(args.envs, study["envs"], "--envs", valid_envs)
-    pairs = [(alg, env) for env in envs if env in study["envs"] for alg in algs]
-    if sweep and not args.no_noise_sweep and (args.envs is None or sweep["env"] in envs):
-        pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
-    if not pairs:
-        swept = f"; its noise sweep: {', '.join(sweep['algs'])} on {sweep['env']}" if sweep else ""
-        raise ConfigError(
-            f"--algs {args.algs!r} and --envs {args.envs!r} leave no trial in this study "
-            f"(its methods: {', '.join(choices)}; its envs: {', '.join(study['envs'])}{swept})"
-        )
+    algs = _names(
+        args.algs, study["algs"] + list(study["variants"]), "--algs", study["algs"] + list(study["variants"])
+    )
+    pairs = _pairs(args, study, algs)
     trials, names = [], []
     for name, env in pairs:
-        alg = variants[name]["alg"] if name in variants else name
-        overrides = {
-            **scale.get("settings", {}),
-            **scale.get("method_settings", {}).get(alg, {}),
-            **(variants[name].get("settings", {}) if name in variants else {}),
-            **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
-            **scale.get("env_settings", {}).get(env, {}),
-            **iters,
-            "run.keep_checkpoints": None,  # every checkpoint is evaluated
-            "seed": {"grid_search": seeds},
-        }
-        settings = resolve(alg, env, overrides)
-        names.append(name if name in variants else settings.method.algo_class.__name__)
+        settings, label = _trial(study, scale, name, env, iters | {"seed": {"grid_search": seeds}})
         check(settings)
         if args.address is None:
             check_fits_locally(settings)
         trials.append(settings)
+        names.append(label)
     # What --resume repeats: the choices as resolved now, so that a study file edited later (e.g.
     # an env added) does not change what a resumed experiment trains.
     recorded = {k: getattr(args, k) for k in RECORDED} | {
@@ -224,6 +186,67 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         args.resume is not None, recorded,
         int(study["eval_inner_steps"]) if "eval_inner_steps" in study else None,
     )  # fmt: skip
+
+
+def _recorded_choices(resume: str) -> dict:
+    """The choices ``study.json`` recorded in the study folder ``resume``."""
+    saved = Path(os.path.expanduser(resume)) / STUDY_FILE
+    if not saved.exists():
+        raise ConfigError(f"--resume {resume!r}: no study there (expected {STUDY_FILE} in it)")
+    recorded = read_mapping(saved, "study record")
+    bad = sorted(set(recorded) - set(RECORDED))
+    if bad or not all(isinstance(v, str | bool | None) for v in recorded.values()):
+        raise ConfigError(f"--resume {resume!r}: {STUDY_FILE} is malformed (keys {sorted(recorded)})")
+    return recorded
+
+
+def _seeds(given: str | None, default) -> list[int]:
+    try:
+        seeds = [int(s) for s in _names(given, default, "--seeds")]
+    except ValueError:
+        raise ConfigError(f"--seeds {given!r} must be comma-separated integers >= 0") from None
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds {given!r} must be comma-separated integers >= 0")
+    return seeds
+
+
+def _pairs(args: argparse.Namespace, study: dict, algs: list[str]) -> list[tuple[str, str]]:
+    """The (method, env) pairs to train. ``--envs`` picks from the study's envs and the noise
+    sweep's (naming only the latter runs the sweep alone); the sweep runs unless
+    ``--no-noise-sweep`` or an ``--envs`` that leaves its env out."""
+    sweep = study.get("noise_sweep")
+    valid_envs = study["envs"] + ([sweep["env"]] if sweep and sweep["env"] not in study["envs"] else [])
+    envs = _names(args.envs, study["envs"], "--envs", valid_envs)
+    pairs = [(alg, env) for env in envs if env in study["envs"] for alg in algs]
+    if sweep and not args.no_noise_sweep and (args.envs is None or sweep["env"] in envs):
+        pairs += [(alg, sweep["env"]) for alg in sweep["algs"] if alg in algs]
+    if not pairs:
+        swept = f"; its noise sweep: {', '.join(sweep['algs'])} on {sweep['env']}" if sweep else ""
+        choices = study["algs"] + list(study["variants"])
+        raise ConfigError(
+            f"--algs {args.algs!r} and --envs {args.envs!r} leave no trial in this study "
+            f"(its methods: {', '.join(choices)}; its envs: {', '.join(study['envs'])}{swept})"
+        )
+    return pairs
+
+
+def _trial(study: dict, scale: dict, name: str, env: str, last: dict):
+    """One (method or variant, env) pair's resolved settings and its label in the report; the
+    settings by precedence: the scale's, its method's, the variant's, its run's, its env's, then
+    ``last`` (--iters, the seeds)."""
+    variants = study["variants"]
+    alg = variants[name]["alg"] if name in variants else name
+    overrides = {
+        **scale.get("settings", {}),
+        **scale.get("method_settings", {}).get(alg, {}),
+        **(variants[name].get("settings", {}) if name in variants else {}),
+        **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
+        **scale.get("env_settings", {}).get(env, {}),
+        "run.keep_checkpoints": None,  # every checkpoint is evaluated
+        **last,
+    }
+    settings = resolve(alg, env, overrides)
+    return settings, (name if name in variants else settings.method.algo_class.__name__)
 
 
 def train(plan: StudyPlan) -> tuple[list[str], list[str]]:

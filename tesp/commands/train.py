@@ -117,18 +117,7 @@ def trackers(flags: dict[str, Any], plan: Plan) -> list:
 
 
 def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags: dict[str, Any]) -> int:
-    from ray import tune
-    from ray.tune import ResumeConfig
-
-    from tesp.commands.progress import (
-        CsvLogger,
-        JsonLogger,
-        Progress,
-        StateBackup,
-        TensorBoardLogger,
-        reopen_short_trials,
-        repair_state,
-    )
+    from tesp.commands.progress import Progress
     from tesp.envs import register_envs
 
     register_envs()
@@ -136,51 +125,11 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     target = s.run["stop_iters"]
     path = resume or os.path.join(plan.storage_path, plan.name)
     if resume is not None:
-        if recorded is not None and target != recorded["stop_iters"]:
-            write_experiment(path, recorded["flags"], target)
-        IterationStop.target = target
-        for note in repair_state(Path(resume)):
-            print(f"warning: {note}", file=sys.stderr)
-        # Trials short of the target continue: Tune's state calls them paused (a run that ended
-        # on a failure of the driver, e.g. a full disk, can leave them marked finished), and
-        # finished ones when the target was raised.
-        reopen_short_trials(Path(resume), target)
-        raised = recorded is not None and target > recorded["stop_iters"]
-        tuner = tune.Tuner.restore(
-            resume,
-            trainable=s.method.algo_class,
-            _resume_config=ResumeConfig(
-                finished=ResumeConfig.ResumeType.RESUME if raised else ResumeConfig.ResumeType.SKIP,
-                unfinished=ResumeConfig.ResumeType.RESUME,
-                errored=ResumeConfig.ResumeType.RESUME,
-            ),
-        )
+        tuner = _restored_tuner(plan, resume, recorded, target)
     else:
         write_experiment(path, flags, target)
-        IterationStop.target = target
-        run_config = tune.RunConfig(
-            name=plan.name,
-            storage_path=plan.storage_path,
-            stop=IterationStop(target),
-            checkpoint_config=tune.CheckpointConfig(
-                checkpoint_frequency=s.run["checkpoint_freq"],
-                checkpoint_at_end=True,
-                # Tune syncs its experiment state (which checkpoint to resume from, and the
-                # result files) to storage every `num_to_keep` trial checkpoints, else only
-                # every >= 10 s. Keeping 1 makes every checkpoint a consistent resume point.
-                num_to_keep=s.run["keep_checkpoints"],
-            ),
-            verbose=0,  # Progress prints one line per iteration instead
-            callbacks=[
-                Progress(s.method.summary),
-                JsonLogger(),
-                CsvLogger(),
-                TensorBoardLogger(),
-                StateBackup(),
-                *trackers(flags, plan),
-            ],
-        )
-        tuner = tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
+        tuner = _new_tuner(plan, flags, target)
+    IterationStop.target = target
     Progress.stop_at = target
     signals = catch_sigterm()
     try:
@@ -199,6 +148,64 @@ def run_experiment(plan: Plan, resume: str | None, recorded: dict | None, flags:
     if code == EXIT_INTERRUPTED:
         code = EXIT_TERMINATED if signals.get("term") else EXIT_INTERRUPTED
     return code
+
+
+def _new_tuner(plan: Plan, flags: dict[str, Any], target: int):
+    from ray import tune
+
+    from tesp.commands.progress import CsvLogger, JsonLogger, Progress, StateBackup, TensorBoardLogger
+
+    s = plan.settings
+    run_config = tune.RunConfig(
+        name=plan.name,
+        storage_path=plan.storage_path,
+        stop=IterationStop(target),
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=s.run["checkpoint_freq"],
+            checkpoint_at_end=True,
+            # Tune syncs its experiment state (which checkpoint to resume from, and the result
+            # files) to storage every `num_to_keep` trial checkpoints, else only every >= 10 s.
+            # Keeping 1 makes every checkpoint a consistent resume point.
+            num_to_keep=s.run["keep_checkpoints"],
+        ),
+        verbose=0,  # Progress prints one line per iteration instead
+        callbacks=[
+            Progress(s.method.summary),
+            JsonLogger(),
+            CsvLogger(),
+            TensorBoardLogger(),
+            StateBackup(),
+            *trackers(flags, plan),
+        ],
+    )
+    return tune.Tuner(s.method.algo_class, param_space=s.config, run_config=run_config)
+
+
+def _restored_tuner(plan: Plan, resume: str, recorded: dict | None, target: int):
+    """The experiment ``resume`` restored, its state files repaired first; trials short of the
+    target continue: Tune's state calls them paused (a run that ended on a failure of the driver,
+    e.g. a full disk, can leave them marked finished), and finished ones when the target was
+    raised."""
+    from ray import tune
+    from ray.tune import ResumeConfig
+
+    from tesp.commands.progress import reopen_short_trials, repair_state
+
+    if recorded is not None and target != recorded["stop_iters"]:
+        write_experiment(resume, recorded["flags"], target)
+    for note in repair_state(Path(resume)):
+        print(f"warning: {note}", file=sys.stderr)
+    reopen_short_trials(Path(resume), target)
+    raised = recorded is not None and target > recorded["stop_iters"]
+    return tune.Tuner.restore(
+        resume,
+        trainable=plan.settings.method.algo_class,
+        _resume_config=ResumeConfig(
+            finished=ResumeConfig.ResumeType.RESUME if raised else ResumeConfig.ResumeType.SKIP,
+            unfinished=ResumeConfig.ResumeType.RESUME,
+            errored=ResumeConfig.ResumeType.RESUME,
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,22 @@ def still_returns(env: str, env_config: dict | None = None) -> dict[str, float]:
 Panel = Callable[[list[Run], str], "plt.Figure"]
 
 
+class Pages:
+    """The report as it is written: its figures (saved by name) and its Markdown lines."""
+
+    def __init__(self, md: list[str]) -> None:
+        self.figures: list[tuple[str, plt.Figure]] = []
+        self.md = md
+
+    def figure(self, name: str, fig: plt.Figure, heading: str, alt: str, *caption: str) -> None:
+        """A section: its heading, the caption's lines (if any), then the figure."""
+        self.figures.append((name, fig))
+        self.md += [heading, ""] + ([*caption, ""] if caption else []) + [f"![{alt}]({name}.png)", ""]
+
+    def text(self, *lines: str) -> None:
+        self.md += list(lines)
+
+
 def build(
     roots: list[str],
     out: Path,
@@ -81,71 +97,102 @@ def build(
     still = {
         env: _still(env, next(iter(ms.values()))[0].config.get("env_config")) for env, ms in by_env.items()
     }
-    pages: list[tuple[str, plt.Figure]] = []
-    md = [f"# {title}", "", tables.provenance(REPO), "", f"Results: {', '.join(roots)}", ""]
-
+    pages = Pages([f"# {title}", "", tables.provenance(REPO), "", f"Results: {', '.join(roots)}", ""])
     for env, methods in sorted(by_env.items()):
-        meta_methods = {m: rs for m, rs in methods.items() if (env, m) in gradient}
-        if meta_methods:
-            fig = figures.learning_curves(meta_methods, env, still[env])
-            seeds = ", ".join(f"{m} {len(rs)}" for m, rs in meta_methods.items())
-            pages.append((f"curves_{env}", fig))
-            md += [
-                f"## {env}",
-                "",
-                f"Mean return per pool, pre- (dashed) and post-adaptation (solid), mean over seeds "
-                f"({seeds}) with 95% bootstrap bands; dotted: the still policy.",
-                "",
-                f"![{env}](curves_{env}.png)",
-                "",
-            ]
-            mechanism = figures.mechanism_panel(meta_methods, env)
-            if mechanism is not None:
-                pages.append((f"mechanism_{env}", mechanism))
-                md += [
-                    f"## {env}: mechanism",
-                    "",
-                    "Is each method's adaptation at work? Per meta-iteration on the training batches, mean over "
-                    "seeds with 95% bootstrap bands: the KL between the policy before and after the inner steps, "
-                    "the KL the task latent makes (z = 0 against the adapted z), the latent's inner move over "
-                    "its spread between tasks, the learned step sizes' 90th percentile and the fraction of them "
-                    "Adam barely moves (docs/supplement.md).",
-                    "",
-                    f"![mechanism {env}](mechanism_{env}.png)",
-                    "",
-                ]
-        for method, rs in sorted(methods.items()):
-            for panel_title, panel in (panels or {}).get(method, {}).items():
-                name = f"{_slug(method)}_{_slug(panel_title)}_{env}"
-                pages.append((name, panel(rs, env)))
-                md += [f"## {env}: {panel_title}", "", f"![{panel_title} {env}]({name}.png)", ""]
-        for method, rs in sorted(methods.items()):
-            if (env, method) not in gradient and any(
-                "episode_return_mean" in r.rows[0].get("env_runners", {}) for r in rs
-            ):
-                name = f"episodes_{env}_{_slug(method)}"
-                pages.append((name, figures.episode_panel(rs, env, method)))
-                md += [f"## {env}: {method}", "", f"![{method} {env}]({name}.png)", ""]
-
+        _env_sections(pages, env, methods, {m for e, m in gradient if e == env}, still[env], panels or {})
     if gradient:
-        md += ["## Across envs", ""]
-        for pool in figures.pools_of([r for rs in gradient.values() for r in rs]):
-            fig, summary = figures.aggregate(gradient, still, pool)
-            name = f"aggregate_{_slug(pool)}"
-            pages.append((name, fig))
-            md += [
-                f"### {pool}",
-                "",
-                "IQM of final post-adaptation returns normalised per env (0: still policy, or the "
-                "lowest run without one; 1: the best run), 95% stratified-bootstrap intervals:",
-                "",
-                *[f"- {m}: {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for m, v in summary.items()],
-                "",
-                f"![aggregate {pool}]({name}.png)",
-                "",
-            ]
-
+        _aggregate_sections(pages, gradient, still)
     evaluations = load_evaluations(roots, names)
+    _evaluation_sections(pages, evaluations)
+    pages.text(
+        "## Results",
+        "",
+        "Final values of training (validation: the first `validation_pool_size` tasks of each pool),",
+        "mean [95% bootstrap CI] over seeds.",
+        "",
+        tables.results_table(tables.results_rows(groups)),
+        "",
+    )
+    pages.text("## Settings", "", tables.settings_table(groups), "")
+
+    for name, fig in pages.figures:
+        fig.savefig(out / f"{name}.png", dpi=110)
+        fig.savefig(out / f"{name}.svg")
+    report = out / "report.md"
+    report.write_text("\n".join(pages.md))
+    pdf.write(out / "report.pdf", title, pages.md, out)
+    for _, fig in pages.figures:
+        plt.close(fig)
+    return report
+
+
+def _env_sections(
+    pages: Pages,
+    env: str,
+    methods: Mapping[str, list[Run]],
+    gradient: set[str],
+    still: Mapping[str, float],
+    panels: Mapping[str, Mapping[str, Panel]],
+) -> None:
+    """One env: the gradient methods' curves and mechanism panel, each method's own panels, and
+    the episode returns of the methods without meta-iterations."""
+    meta_methods = {m: rs for m, rs in methods.items() if m in gradient}
+    if meta_methods:
+        seeds = ", ".join(f"{m} {len(rs)}" for m, rs in meta_methods.items())
+        pages.figure(
+            f"curves_{env}",
+            figures.learning_curves(meta_methods, env, still),
+            f"## {env}",
+            env,
+            f"Mean return per pool, pre- (dashed) and post-adaptation (solid), mean over seeds "
+            f"({seeds}) with 95% bootstrap bands; dotted: the still policy.",
+        )
+        mechanism = figures.mechanism_panel(meta_methods, env)
+        if mechanism is not None:
+            pages.figure(
+                f"mechanism_{env}",
+                mechanism,
+                f"## {env}: mechanism",
+                f"mechanism {env}",
+                "Is each method's adaptation at work? Per meta-iteration on the training batches, mean over "
+                "seeds with 95% bootstrap bands: the KL between the policy before and after the inner steps, "
+                "the KL the task latent makes (z = 0 against the adapted z), the latent's inner move over "
+                "its spread between tasks, the learned step sizes' 90th percentile and the fraction of them "
+                "Adam barely moves (docs/supplement.md).",
+            )
+    for method, rs in sorted(methods.items()):
+        for panel_title, panel in panels.get(method, {}).items():
+            name = f"{_slug(method)}_{_slug(panel_title)}_{env}"
+            pages.figure(name, panel(rs, env), f"## {env}: {panel_title}", f"{panel_title} {env}")
+    for method, rs in sorted(methods.items()):
+        if method not in gradient and any(
+            "episode_return_mean" in r.rows[0].get("env_runners", {}) for r in rs
+        ):
+            name = f"episodes_{env}_{_slug(method)}"
+            pages.figure(
+                name, figures.episode_panel(rs, env, method), f"## {env}: {method}", f"{method} {env}"
+            )
+
+
+def _aggregate_sections(pages: Pages, gradient: Mapping, still: Mapping[str, Mapping[str, float]]) -> None:
+    """Across envs, per pool: the IQM of normalised final returns with its intervals."""
+    pages.text("## Across envs", "")
+    for pool in figures.pools_of([r for rs in gradient.values() for r in rs]):
+        fig, summary = figures.aggregate(gradient, still, pool)
+        pages.figure(
+            f"aggregate_{_slug(pool)}",
+            fig,
+            f"### {pool}",
+            f"aggregate {pool}",
+            "IQM of final post-adaptation returns normalised per env (0: still policy, or the "
+            "lowest run without one; 1: the best run), 95% stratified-bootstrap intervals:",
+            "",
+            *[f"- {m}: {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for m, v in summary.items()],
+        )
+
+
+def _evaluation_sections(pages: Pages, evaluations: list[Evaluation]) -> None:
+    """From ``main_test.py``'s outputs: the noise panels, the 2D trajectories and the tables."""
     by_trial_group: dict[tuple[str, str], list] = defaultdict(list)
     for e in evaluations:
         by_trial_group[(e.env, e.method)].append(e)
@@ -153,65 +200,41 @@ def build(
         if len({s for e in evs for by in e.pools.values() for s in by}) < 2:
             continue  # evaluated without noise only: nothing to compare
         name = f"noise_{env}_{method}"
-        pages.append((name, figures.noise_panel(evs, env, method)))
-        md += [f"## Observation noise: {env} {method}", "", f"![noise]({name}.png)", ""]
-
+        pages.figure(
+            name, figures.noise_panel(evs, env, method), f"## Observation noise: {env} {method}", "noise"
+        )
     for env, firsts in sorted(_trajectory_evaluations(evaluations).items()):
         for pool in next(iter(firsts.values())).trajectories["pools"]:
-            name = f"trajectories_{env}_{_slug(pool)}"
-            pages.append((name, figures.trajectory_panel(firsts, env, pool)))
-            md += [
+            pages.figure(
+                f"trajectories_{env}_{_slug(pool)}",
+                figures.trajectory_panel(firsts, env, pool),
                 f"## Trajectories: {env}, pool {pool}",
-                "",
+                "trajectories",
                 "One episode on each of the pool's first tasks (goals marked in the task's colour) before "
                 "and after adaptation, each method's first trial at its last evaluated checkpoint.",
-                "",
-                f"![trajectories]({name}.png)",
-                "",
-            ]
-
-    if evaluations:
-        md += [
-            "## Evaluation",
-            "",
-            "`main_test.py` on each trial's last evaluated checkpoint: post-adaptation return (and success",
-            "rate), mean [95% bootstrap CI] over seeds.",
-            "",
-            tables.results_table(tables.evaluation_rows(evaluations)),
-            "",
-        ]
-        by_checkpoint = tables.checkpoint_rows(evaluations)
-        if by_checkpoint:
-            md += [
-                "## Evaluation by checkpoint",
-                "",
-                "`main_test.py` on every evaluated checkpoint, without noise: post-adaptation return (and",
-                "success rate) against meta-iterations, mean [95% bootstrap CI] over seeds.",
-                "",
-                tables.results_table(by_checkpoint),
-                "",
-            ]
-    rows = tables.results_rows(groups)
-    md += [
-        "## Results",
+            )
+    if not evaluations:
+        return
+    pages.text(
+        "## Evaluation",
         "",
-        "Final values of training (validation: the first `validation_pool_size` tasks of each pool),",
-        "mean [95% bootstrap CI] over seeds.",
+        "`main_test.py` on each trial's last evaluated checkpoint: post-adaptation return (and success",
+        "rate), mean [95% bootstrap CI] over seeds.",
         "",
-        tables.results_table(rows),
+        tables.results_table(tables.evaluation_rows(evaluations)),
         "",
-    ]
-    md += ["## Settings", "", tables.settings_table(groups), ""]
-
-    for name, fig in pages:
-        fig.savefig(out / f"{name}.png", dpi=110)
-        fig.savefig(out / f"{name}.svg")
-    report = out / "report.md"
-    report.write_text("\n".join(md))
-    pdf.write(out / "report.pdf", title, md, out)
-    for _, fig in pages:
-        plt.close(fig)
-    return report
+    )
+    by_checkpoint = tables.checkpoint_rows(evaluations)
+    if by_checkpoint:
+        pages.text(
+            "## Evaluation by checkpoint",
+            "",
+            "`main_test.py` on every evaluated checkpoint, without noise: post-adaptation return (and",
+            "success rate) against meta-iterations, mean [95% bootstrap CI] over seeds.",
+            "",
+            tables.results_table(by_checkpoint),
+            "",
+        )
 
 
 def _trajectory_evaluations(evaluations) -> dict[str, dict[str, Evaluation]]:
