@@ -123,6 +123,22 @@ def test_tunes_state_files_cut_by_a_full_disk_are_restored_from_their_copies(tmp
     ]
 
 
+def test_decisions_tune_held_when_the_driver_stopped_are_dropped_before_a_resume(tmp_path):
+    from tesp.commands.progress import drop_stale_decisions
+
+    state = tmp_path / "experiment_state-2026-12-07_11-11-48.json"
+    runner = {
+        "_cached_trial_decisions": {"fe1a3_00000": "STOP"},
+        "_queued_trial_decisions": {},
+        "_iteration": 307,
+    }
+    state.write_text(json.dumps({"trial_data": [], "runner_data": runner}))
+    assert drop_stale_decisions(tmp_path) == ["fe1a3_00000"]
+    kept = json.loads(state.read_text())["runner_data"]
+    assert kept == runner | {"_cached_trial_decisions": {}}
+    assert drop_stale_decisions(tmp_path) == []
+
+
 def test_summary_names_the_real_cause_of_a_failed_trial(tmp_path):
     from tesp.meta.finite import NonFiniteError
 

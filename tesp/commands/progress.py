@@ -283,6 +283,30 @@ def reopen_short_trials(experiment: Path, target: int) -> list[str]:
     return reopened
 
 
+def drop_stale_decisions(experiment: Path) -> list[str]:
+    """Before a resume: forget the decisions (continue, pause, stop) Tune's newest state holds
+    for trials whose checkpoint was being saved when the driver stopped. Tune restores them with
+    the state and acts on them after the resumed trial's first checkpoint: a trial that had
+    failed on a full disk was stopped again after one iteration (exit 130; 1 run in 3 of the
+    full-disk test, 2026-12-07). Returns the trials whose decision was dropped."""
+    state = newest_state(experiment)
+    if state is None:
+        return []
+    try:
+        data = json.loads(state.read_text())
+        runner = data["runner_data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    dropped = []
+    for key in ("_cached_trial_decisions", "_queued_trial_decisions"):
+        if isinstance(runner.get(key), dict) and runner[key]:
+            dropped += list(runner[key])
+            runner[key] = {}
+    if dropped:
+        write_atomically(state, json.dumps(data))
+    return dropped
+
+
 def _last_iteration(result_file: Path) -> int:
     last = 0
     try:

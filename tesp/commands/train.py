@@ -189,13 +189,14 @@ def _restored_tuner(plan: Plan, resume: str, recorded: dict | None, target: int)
     from ray import tune
     from ray.tune import ResumeConfig
 
-    from tesp.commands.progress import reopen_short_trials, repair_state
+    from tesp.commands.progress import drop_stale_decisions, reopen_short_trials, repair_state
 
     if recorded is not None and target != recorded["stop_iters"]:
         write_experiment(resume, recorded["flags"], target)
     for note in repair_state(Path(resume)):
         print(f"warning: {note}", file=sys.stderr)
     reopen_short_trials(Path(resume), target)
+    drop_stale_decisions(Path(resume))
     raised = recorded is not None and target > recorded["stop_iters"]
     return tune.Tuner.restore(
         resume,
