@@ -101,3 +101,9 @@ def test_rl2_trains_on_point_logs_each_episode_of_its_trials_and_main_test_evalu
     stats = next(iter(next(iter(pools.values())).values()))
     assert {f"return_stage_{k}" for k in range(episodes)} <= set(stats)
     assert stats["num_tasks"] == 3
+    drawn = subprocess.run(
+        [sys.executable, str(REPO / "main_render.py"), str(tmp_path / "rl2"), "--out", str(tmp_path / "paths")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert drawn.returncode == 0, drawn.stdout[-3000:] + drawn.stderr[-3000:]
+    assert (tmp_path / "paths.png").stat().st_size > 0

@@ -165,21 +165,29 @@ class RL2(PPO):
             self._task_env = make_env(self.config.env, dict(self.config.env_config))
         return self._task_env
 
-    def evaluate_adaptation(self, tasks: list, chunk=None, progress=None, num_inner_steps: int | None = None):
+    def adapt_on_tasks(self, tasks: list, num_inner_steps: int | None = None):
         """Per task, one trial on each of the EnvRunner's sub-envs (``num_envs_per_env_runner``
         trials of ``num_inner_steps`` + 1 episodes, default the trained length), the policy
-        sampling as in training; as the gradient methods' :class:`~tesp.meta.rollout.Rollout`,
-        one per task, whose stage k holds every trial's episode k + 1."""
+        sampling as in training; as the gradient methods'
+        :class:`~tesp.meta.rollout.Rollout`, whose stage k holds, per task, every trial's
+        episode k + 1."""
         from tesp.meta.rollout import Rollout
 
         episodes = self.config.episodes_per_trial if num_inner_steps is None else num_inner_steps + 1
         trials = max(1, self.config.num_envs_per_env_runner)
         obs_dim = self.task_env.observation_space.shape[0]
+        sampled = [
+            self._on_sampler(lambda runner, task=task: run_trials(runner, task, episodes, trials))
+            for task in tasks
+        ]
+        stages = [[_Result(task_batch(s, k, obs_dim)) for s in sampled] for k in range(episodes)]
+        return Rollout(index=[-1] * len(tasks), theta={}, stages=stages)
+
+    def evaluate_adaptation(self, tasks: list, chunk=None, progress=None, num_inner_steps: int | None = None):
+        """:meth:`adapt_on_tasks` one task at a time (``progress(1)`` after each)."""
         out = []
         for task in tasks:
-            results = self._on_sampler(lambda runner, task=task: run_trials(runner, task, episodes, trials))
-            stages = [[_Result(task_batch(results, k, obs_dim))] for k in range(episodes)]
-            out.append(Rollout(index=[-1], theta={}, stages=stages))
+            out.append(self.adapt_on_tasks([task], num_inner_steps))
             if progress is not None:
                 progress(1)
         return out
