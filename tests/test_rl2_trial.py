@@ -58,3 +58,11 @@ def test_a_trial_repeats_exactly_from_its_seed():
 
     assert all(np.array_equal(a, b) for a, b in zip(trial(3), trial(3), strict=True))
     assert not np.array_equal(trial(3)[-1], trial(4)[-1])
+
+
+def test_without_the_reward_input_the_previous_reward_reads_zero():
+    env = TrialEnv(make_env("point", {"horizon": 4}), episodes_per_trial=2, reward_input=False)
+    rows, steps, info, _ = run_trial(env)
+    assert all(reward < 0 for _, reward in steps)  # the env still pays its rewards
+    assert all(row[4] == 0.0 for row in rows)  # the policy does not see them
+    np.testing.assert_allclose(sum(info["episode_returns"]), sum(r for _, r in steps), rtol=1e-6)

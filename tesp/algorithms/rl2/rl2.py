@@ -35,15 +35,15 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 from tesp.algorithms.ppo.ppo import PPO, PPOConfig
 from tesp.algorithms.rl2.rl2_rl_module import RL2Module
 from tesp.algorithms.rl2.trial_env import TrialEnv
-from tesp.meta.setting import Setting, at_least
+from tesp.meta.setting import Setting, at_least, is_bool
 
 META = "meta"  # the gradient methods' metric namespace (tesp.meta.meta_gradient)
 
 
-def trial_env(name: str, env_config: dict, episodes_per_trial: int) -> TrialEnv:
+def trial_env(name: str, env_config: dict, episodes_per_trial: int, reward_input: bool = True) -> TrialEnv:
     from tesp.envs import make_env
 
-    return TrialEnv(make_env(name, env_config), episodes_per_trial)
+    return TrialEnv(make_env(name, env_config), episodes_per_trial, reward_input)
 
 
 class TrialEnvRunner(SingleAgentEnvRunner):
@@ -54,9 +54,9 @@ class TrialEnvRunner(SingleAgentEnvRunner):
         if self.env is not None:
             self.env.close()
         user = {k: v for k, v in dict(self.config.env_config).items() if k != "num_envs"}
-        name, episodes = self.config.env, self.config.episodes_per_trial
+        name, episodes, rewards = self.config.env, self.config.episodes_per_trial, self.config.reward_input
         env_id = "tesp-rl2-trial-v0"
-        gym.register(env_id, entry_point=lambda: trial_env(name, user, episodes))
+        gym.register(env_id, entry_point=lambda: trial_env(name, user, episodes, rewards))
         self.env = DictInfoToList(
             gym.make_vec(
                 env_id,
@@ -97,6 +97,9 @@ class RL2Config(PPOConfig):
         Setting("episodes_per_trial", 2,
                 "episodes of one task per trial, the hidden state kept across them (garage's example: 4).",
                 "an integer >= 1", at_least(1)),
+        Setting("reward_input", True,
+                "the previous reward in the policy's input; false: the control that cannot infer a task from its rewards.",
+                "true or false", is_bool),
     )  # fmt: skip
 
     def __init__(self, algo_class: type | None = None) -> None:

@@ -15,6 +15,9 @@ trial's end ``info["episode_returns"]`` holds its episodes' returns in order, an
 ``info["success"]`` per episode where the task env reports success: episode 1 is the return
 before any adaptation, the last one after the trial's adaptation (the same stage names as the
 gradient methods' inner steps).
+
+``reward_input=False`` shows 0 in place of the previous reward: the control that cannot tell
+the tasks apart from what it experiences where the tasks differ only in their rewards.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from tesp.envs.base import Task, TaskEnv
 
 
 class TrialEnv(gym.Env):
-    def __init__(self, task_env: TaskEnv, episodes_per_trial: int = 2) -> None:
+    def __init__(self, task_env: TaskEnv, episodes_per_trial: int = 2, reward_input: bool = True) -> None:
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
         self.task_env = task_env
         self.episodes_per_trial = int(episodes_per_trial)
+        self.reward_input = bool(reward_input)
         inner, actions = task_env.observation_space, task_env.action_space
         if not isinstance(inner, gym.spaces.Box) or not isinstance(actions, gym.spaces.Box):
             raise ValueError("RL²'s trials need Box observation and action spaces")
@@ -61,7 +65,7 @@ class TrialEnv(gym.Env):
             [
                 np.asarray(obs, np.float32),
                 np.asarray(action, np.float32),
-                [np.float32(reward), np.float32(first)],
+                [np.float32(reward if self.reward_input else 0.0), np.float32(first)],
             ]
         )
 
