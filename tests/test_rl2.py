@@ -10,6 +10,7 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
@@ -70,6 +71,8 @@ def test_a_trials_steps_are_split_into_its_episodes_by_the_start_flag():
     assert first.extras["success"].max() == 0 and second.extras["success"][0].max() == 1
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_rl2_trains_on_point_logs_each_episode_of_its_trials_and_main_test_evaluates_them(tmp_path):
     episodes = 3
     proc = run_main_train(
@@ -97,7 +100,7 @@ def test_rl2_trains_on_point_logs_each_episode_of_its_trials_and_main_test_evalu
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
     (summary_file,) = out.glob("*-eval.json")
     summary = json.loads(summary_file.read_text())
-    pools = summary["pools"] if "pools" in summary else summary
+    pools = summary["pools"]
     stats = next(iter(next(iter(pools.values())).values()))
     assert {f"return_stage_{k}" for k in range(episodes)} <= set(stats)
     assert stats["num_tasks"] == 3
