@@ -66,3 +66,11 @@ def test_without_the_reward_input_the_previous_reward_reads_zero():
     assert all(reward < 0 for _, reward in steps)  # the env still pays its rewards
     assert all(row[4] == 0.0 for row in rows)  # the policy does not see them
     np.testing.assert_allclose(sum(info["episode_returns"]), sum(r for _, r in steps), rtol=1e-6)
+
+
+def test_success_is_reported_only_for_a_family_that_has_it():
+    _, _, info, _ = run_trial(TrialEnv(make_env("point", {"horizon": 3}), episodes_per_trial=2))
+    assert "success" not in info  # point has no success: no success rates of 0 in the results
+    env = TrialEnv(make_env("nav_wide_ring", {}), episodes_per_trial=2)
+    _, _, info, _ = run_trial(env)
+    assert len(info["success"]) == 2

@@ -48,6 +48,7 @@ class TrialEnv(gym.Env):
         self._fixed: Task | None = None
         self._returns: list[float] = []
         self._successes: list[bool] = []
+        self._reports_success = False  # whether the task env's info has "success" at all
 
     # -- tasks ------------------------------------------------------------------------------
     def set_task(self, task: Task | None) -> None:
@@ -82,11 +83,14 @@ class TrialEnv(gym.Env):
         obs, reward, terminated, truncated, info = self.task_env.step(action)
         self._returns[-1] += float(reward)
         self._successes[-1] |= bool(info.get("success", False))
+        self._reports_success |= "success" in info
         first = False
         if terminated or truncated:
             if len(self._returns) == self.episodes_per_trial:
                 # the trial is over: its return is complete (a terminal state, not a cut)
-                out = {"episode_returns": list(self._returns), "success": list(self._successes)}
+                out = {"episode_returns": list(self._returns)}
+                if self._reports_success:
+                    out["success"] = list(self._successes)
                 return self._input(obs, action, reward, False), float(reward), True, False, out
             obs, _ = self.task_env.reset()
             self._returns.append(0.0)
