@@ -37,7 +37,7 @@ def test_scale_rewards_multiplies_only_the_rewards():
 @pytest.mark.parametrize("scale", [0.0, -1.0])
 def test_a_non_positive_scale_is_refused(scale):
     config = PPOConfig().environment("Pendulum-v1").update_from_dict({"reward_scale": scale})
-    with pytest.raises(ValueError, match=f"reward_scale={scale!r} is invalid: must be > 0"):
+    with pytest.raises(ValueError, match=f"reward_scale={scale!r} is invalid: must be a number > 0"):
         config.validate()
 
 
