@@ -259,13 +259,9 @@ def reopen_short_trials(experiment: Path, target: int) -> list[str]:
     failed (a full disk) can leave a trial marked finished mid-run; Tune resumed such a trial
     for one iteration and then ended it (exit 130, 2 of 3 runs on 2026-12-07). Returns the
     trials reopened."""
-    state = newest_state(experiment)
-    if state is None:
-        return []
-    try:
-        data = json.loads(state.read_text())
-        trials = data["trial_data"]
-    except (OSError, ValueError, KeyError):
+    state, data = _read_state(experiment)
+    trials = data.get("trial_data") if data else None
+    if not isinstance(trials, list):
         return []
     reopened = []
     for entry in trials:
@@ -287,15 +283,11 @@ def drop_stale_decisions(experiment: Path) -> list[str]:
     """Before a resume: forget the decisions (continue, pause, stop) Tune's newest state holds
     for trials whose checkpoint was being saved when the driver stopped. Tune restores them with
     the state and acts on them after the resumed trial's first checkpoint: a trial that had
-    failed on a full disk was stopped again after one iteration (exit 130; 1 run in 3 of the
+    failed on a full disk was stopped again after one iteration (exit 130; 1 run in 8 of the
     full-disk test, 2026-12-07). Returns the trials whose decision was dropped."""
-    state = newest_state(experiment)
-    if state is None:
-        return []
-    try:
-        data = json.loads(state.read_text())
-        runner = data["runner_data"]
-    except (OSError, ValueError, KeyError, TypeError):
+    state, data = _read_state(experiment)
+    runner = data.get("runner_data") if data else None
+    if not isinstance(runner, dict):
         return []
     dropped = []
     for key in ("_cached_trial_decisions", "_queued_trial_decisions"):
@@ -305,6 +297,19 @@ def drop_stale_decisions(experiment: Path) -> list[str]:
     if dropped:
         write_atomically(state, json.dumps(data))
     return dropped
+
+
+def _read_state(experiment: Path) -> tuple[Path | None, dict | None]:
+    """Tune's newest experiment state in ``experiment`` and its contents (None where it is
+    missing or does not read)."""
+    state = newest_state(experiment)
+    if state is None:
+        return None, None
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return state, None
+    return state, data if isinstance(data, dict) else None
 
 
 def _last_iteration(result_file: Path) -> int:

@@ -115,12 +115,10 @@ class RL2Config(PPOConfig):
 
     def validate(self) -> None:
         super().validate()
-        size = self._model_config.get("gru_size", 64)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            self._value_error(f"model.gru_size={size!r} is invalid: must be an integer >= 1")
-        seq = self._model_config.get("max_seq_len", 50)
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            self._value_error(f"model.max_seq_len={seq!r} is invalid: must be an integer >= 1")
+        for key in ("gru_size", "max_seq_len"):
+            value = self._model_config.get(key, self.DEFAULT_MODEL_CONFIG[key])
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self._value_error(f"model.{key}={value!r} is invalid: must be an integer >= 1")
 
 
 class RL2(PPO):
