@@ -80,6 +80,7 @@ def test_rl2_trains_on_point_logs_each_episode_of_its_trials_and_main_test_evalu
         "--set", f"episodes_per_trial={episodes}", "--set", "env_config.horizon=20",
         "--set", "train_batch_size=480", "--set", "minibatch_size=120", "--set", "num_epochs=2",
         "--set", "num_envs_per_env_runner=4", "--set", "model.max_seq_len=20",
+        "--set", "env_config.pool_size=3", "--set", "validation_freq=1", "--set", "validation_pool_size=2",
         "--storage-path", str(tmp_path), "--name", "rl2",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -92,6 +93,15 @@ def test_rl2_trains_on_point_logs_each_episode_of_its_trials_and_main_test_evalu
     assert meta["env_steps"] >= 480 and meta["env_steps_lifetime"] >= 960
     for k in range(episodes):  # an episode of 20 steps at most 0.1 per step from the origin
         assert -20 * 1.5 <= meta[f"return_stage_{k}"] <= 0
+    # validation on point's pools (env_config.pool_size) every iteration: trials of 2 tasks per pool (4 trials each, one per
+    # sub-env), each episode of the trial a stage; its 3 x 2 x 4 x 60 = 1440 env steps are not
+    # training's (iteration 2 samples its train batch of 480 only)
+    for row in rows:
+        assert sorted(row["validation"]) == ["D", "D'", "D''"]
+        for pool in row["validation"].values():
+            assert {f"return_stage_{k}" for k in range(episodes)} <= set(pool)
+            assert -20 * 1.5 <= pool["return_post"] <= 0
+    assert rows[1]["meta"]["env_steps"] < 480 + 1440
     out = tmp_path / "eval"
     tested = subprocess.run(
         [sys.executable, str(REPO / "main_test.py"), str(tmp_path / "rl2"), "--out", str(out), "--pool-size", "3"],

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,11 +33,12 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from tesp.envs.base import Task
-from tesp.meta import mechanism
-from tesp.meta.rollout import Rollout, Staged, pool_summary, stage_mean, task_success
+from tesp.meta import mechanism, validation
+from tesp.meta.rollout import Rollout, Staged, stage_mean, task_success
 from tesp.meta.sampler import SampleJob, SampleResult
 from tesp.meta.setting import Setting, above, at_least, one_of
 from tesp.meta.task_algorithm import TaskAlgorithm, TaskAlgorithmConfig
+from tesp.meta.validation import PoolValidation
 from tesp.models import connectors
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 OUTER_OPTIMIZERS = ("ppo", "trpo")
 FIRST_ORDER_MODES = ("fixed", "recompute")
 META = "meta"  # metric namespace
-VALIDATION = "validation"  # metric namespace: validation/<pool>/return_stage_<k>, ...
-VALIDATION_IMAGES = "validation_trajectories"  # validation_trajectories/<pool>: a trajectory plot
 
 
 class MetaGradientConfig(TaskAlgorithmConfig):
@@ -94,14 +92,7 @@ class MetaGradientConfig(TaskAlgorithmConfig):
         Setting(
             "normalize_advantages", False, "standardise advantages per batch in the inner and outer losses.",
         ),
-        Setting(
-            "validation_freq", 25, "every N iterations, adapt to the tasks of the pools D, D', D''; 0: never.",
-            "an integer >= 0 (0: never)", at_least(0),
-        ),
-        Setting(
-            "validation_pool_size", 0, "tasks per pool to validate on; 0: all of them.",
-            "an integer >= 0 (0: whole pools)", at_least(0),
-        ),
+        *validation.SETTINGS,
         Setting(
             "outer_optimizer", "ppo",
             "\"ppo\" (clipped surrogate, Adam steps) or \"trpo\" (one TRPO step).",
@@ -168,12 +159,11 @@ class MetaGradientConfig(TaskAlgorithmConfig):
         }
 
 
-class MetaGradientAlgorithm(TaskAlgorithm):
+class MetaGradientAlgorithm(PoolValidation, TaskAlgorithm):
     @override(Algorithm)
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         self._resampled = 0
-        self._validation_images: dict[str, np.ndarray] = {}
 
     # -- hooks -----------------------------------------------------------------------------
     def initial_contexts(self, tasks: list[Task], rollout: Rollout, weights: list) -> list[Any] | None:
@@ -212,10 +202,7 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         stats.update(rollout.warmup_stats())
         stats.update(mechanism.summarize(rollout.adaptation))
         self._log_iteration(rollout, stats)
-        # The iteration counter is incremented after training_step returns.
-        freq = self.config.validation_freq
-        if freq and (self.iteration + 1) % freq == 0:
-            self._validation = self.validate_pools(images=self._validation_images)
+        self.validate_if_due()
 
     def adapt_on_tasks(self, tasks: list[Task], num_inner_steps: int | None = None) -> Rollout:
         """Adapt to each task from the current meta-parameters and sample every stage: K inner
@@ -282,40 +269,6 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         """Tasks adapted at a time at test time: a meta-batch."""
         return self.config.meta_batch_size
 
-    def validate_pools(
-        self,
-        pools: Sequence[str] | None = None,
-        size: int | None = None,
-        obs_noise_std: float = 0.0,
-        images: dict[str, np.ndarray] | None = None,
-    ) -> dict[str, dict[str, float]]:
-        """Adapt to the first ``size`` tasks of each pool (default: ``validation_pool_size``;
-        every task when 0) and return, per pool, the mean episode return and length per stage.
-
-        ``images``, where the env's observations hold positions: filled per pool with a plot of
-        the post-adaptation episodes of (up to) the first 6 tasks, ``[3, H, W]`` uint8."""
-        size = self.config.validation_pool_size if size is None else size
-        out = {}
-        for name in pools or list(self.task_env.task_pools()):
-            tasks = self.task_env.task_pools().get(name, [])
-            tasks = [dict(t, obs_noise_std=obs_noise_std) for t in (tasks[:size] if size else tasks)]
-            if not tasks:
-                continue
-            rollouts = self.evaluate_adaptation(tasks)
-            out[name] = pool_summary(rollouts)
-            if (
-                images is not None
-                and self.task_env.positions(np.zeros(self.task_env.observation_space.shape)) is not None
-            ):
-                from tesp.viz.trajectories import trajectory_image
-
-                post = [r.batch for ro in rollouts for r in ro.stages[-1]][:6]
-                title = f"{name}: after adaptation, iteration {self.iteration + 1}"
-                # TensorBoard tags allow no quotes: D, Dp, Dpp
-                tag = name.replace("'", "p")
-                images[tag] = trajectory_image(tasks[: len(post)], post, self.task_env, title)
-        return out
-
     def sample_round(self, tasks: list[Task], weights: list) -> list[SampleResult]:
         """One sampling round: every task with its own weights; results in task order."""
         results = self.sampler.sample([SampleJob(i, t, weights[i]) for i, t in enumerate(tasks)])
@@ -348,17 +301,3 @@ class MetaGradientAlgorithm(TaskAlgorithm):
         log("env_steps_per_s", steps / max(rollout.timings["sample"], 1e-9))
         for phase, seconds in rollout.timings.items():
             log(f"time_{phase}_s", seconds)
-
-    @override(Algorithm)
-    def step(self) -> dict:
-        # Validation results go into the result of the iterations that ran one only (metrics
-        # logged through self.metrics would show as NaN in every other iteration).
-        self._validation = None
-        self._validation_images = {}
-        result = super().step()
-        if self._validation:
-            result[VALIDATION] = self._validation
-        if self._validation_images:
-            # Tune's TensorBoard logger writes a [3, H, W] array of the result as an image.
-            result[VALIDATION_IMAGES] = self._validation_images
-        return result

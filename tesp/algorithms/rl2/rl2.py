@@ -35,7 +35,9 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LI
 from tesp.algorithms.ppo.ppo import PPO, PPOConfig
 from tesp.algorithms.rl2.rl2_rl_module import RL2Module
 from tesp.algorithms.rl2.trial_env import TrialEnv
+from tesp.meta import validation
 from tesp.meta.setting import Setting, at_least, is_bool
+from tesp.meta.validation import PoolValidation
 
 META = "meta"  # the gradient methods' metric namespace (tesp.meta.meta_gradient)
 
@@ -100,6 +102,7 @@ class RL2Config(PPOConfig):
         Setting("reward_input", True,
                 "the previous reward in the policy's input; false: the control that cannot infer a task from its rewards.",
                 "true or false", is_bool),
+        *validation.SETTINGS,
     )  # fmt: skip
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -121,7 +124,7 @@ class RL2Config(PPOConfig):
                 self._value_error(f"model.{key}={value!r} is invalid: must be an integer >= 1")
 
 
-class RL2(PPO):
+class RL2(PoolValidation, PPO):
     @classmethod
     def get_default_config(cls) -> RL2Config:
         return RL2Config(cls)
@@ -148,6 +151,7 @@ class RL2(PPO):
         after = self._sampled_lifetime()
         self.metrics.log_value((META, "env_steps"), float(after - before), window=1)
         self.metrics.log_value((META, "env_steps_lifetime"), float(after), window=1)
+        self.validate_if_due()  # trials on the pools D, D', D'' (tesp.meta.validation)
 
     def _sampled_lifetime(self) -> float:
         return float(self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0) or 0)
@@ -217,12 +221,17 @@ def run_trials(runner, task: dict, episodes: int, trials: int) -> list[dict]:
     for env in envs:
         env.episodes_per_trial = episodes
         env.set_task(task)
+    lifetime = runner.num_env_steps_sampled_lifetime
     try:
         sampled = runner.sample(num_episodes=trials, explore=True, force_reset=True)
     finally:
         for env, (n, fixed) in zip(envs, kept, strict=True):
             env.episodes_per_trial = n
             env.set_task(fixed)
+        # An evaluation's trials are not training's: off the EnvRunner's metrics and step count
+        # (the next training sample starts new trials: RLlib resets after sampling by episodes).
+        runner.get_metrics()
+        runner.num_env_steps_sampled_lifetime = lifetime
     out = []
     for episode in sampled[:trials]:
         obs = np.asarray(episode.get_observations())[:-1]
