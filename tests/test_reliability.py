@@ -174,6 +174,28 @@ def test_trial_config_and_tensorboard_files_go_straight_to_the_results_folder(tm
     assert not Path(trial.local_path).exists() or not any(Path(trial.local_path).iterdir())
 
 
+def test_a_trials_lost_params_json_is_restored_from_tunes_experiment_state(tmp_path):
+    from tesp.commands.progress import restore_trial_params
+
+    pickled = {"_type": "CLOUDPICKLE_FALLBACK", "value": "8005"}  # never unpickled
+    trials = [
+        {"relative_logdir": "MAML_point_0", "config": {"env": "point", "seed": 0, "callbacks": pickled}},
+        {"relative_logdir": "MAML_point_1", "config": {"env": "point", "seed": 1}},
+        {"relative_logdir": "MAML_point_2", "config": {"env": "point", "seed": 2}},  # no folder
+    ]
+    state = {"trial_data": [[json.dumps(t), "{}"] for t in trials] + [["not json", "{}"]]}
+    (tmp_path / "experiment_state-2026-12-07_15-00-00.json").write_text(json.dumps(state))
+    for t in trials[:2]:
+        (tmp_path / t["relative_logdir"]).mkdir()
+    (tmp_path / "MAML_point_1" / "params.json").write_text('{"kept": true}')
+    assert restore_trial_params(tmp_path) == ["MAML_point_0"]
+    assert json.loads((tmp_path / "MAML_point_0" / "params.json").read_text()) == {
+        "env": "point", "seed": 0, "callbacks": "<a Python object in Tune's state>",
+    }  # fmt: skip
+    assert json.loads((tmp_path / "MAML_point_1" / "params.json").read_text()) == {"kept": True}
+    assert restore_trial_params(tmp_path) == [] and restore_trial_params(tmp_path / "MAML_point_1") == []
+
+
 def test_summary_names_the_real_cause_of_a_failed_trial(tmp_path):
     from tesp.meta.finite import NonFiniteError
 

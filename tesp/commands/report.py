@@ -27,10 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         fail(f"--out {args.out!r} is a file, not a folder")
+    from tesp.commands.progress import restore_trial_params
     from tesp.registry import method_names, report_panels
     from tesp.report.report import build
     from tesp.report.runs import ReportError
 
+    for given in map(Path, args.results):  # Tune experiments whose trials lost their params.json
+        given = given.expanduser()
+        for folder in [given, *(sorted(given.iterdir()) if given.is_dir() else [])]:
+            for name in restore_trial_params(folder):
+                print(f"restored {name}/params.json from Tune's experiment state", flush=True)
     try:
         check_writable(str(out), "--out")
         report = build(args.results, out, args.title, method_names(), report_panels())
