@@ -7,12 +7,12 @@ its own description (:mod:`tesp.method`). Adding a method is a folder under
 
 from __future__ import annotations
 
-from tesp.algorithms import adaptsv, e_maml, maesn, maml, meta_sgd, mime, mlsh, ppo, primitives, rl2
+from tesp.algorithms import adaptsv, e_maml, maesn, maml, meta_sgd, mime, mlsh, pearl, ppo, primitives, rl2
 from tesp.algorithms import tesp as tesp_methods
 from tesp.envs import ENV_ALIASES, ENVS, canonical_env
 from tesp.method import Flag, Method, Variant
 
-PACKAGES = (adaptsv, e_maml, maesn, maml, meta_sgd, mime, mlsh, ppo, primitives, rl2, tesp_methods)
+PACKAGES = (adaptsv, e_maml, maesn, maml, meta_sgd, mime, mlsh, pearl, ppo, primitives, rl2, tesp_methods)
 
 METHODS: dict[str, Method] = {m.name: m for package in PACKAGES for m in package.METHODS}
 ALGS: dict[str, type] = {name: m.algo_class for name, m in METHODS.items()}

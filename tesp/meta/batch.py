@@ -92,3 +92,36 @@ def make_batch(obs, actions, dist_inputs, rewards, mask, gamma: float, lam: floa
         advantages=advantages.astype(np.float32),
         extras=extras or {},
     )
+
+
+def episodes_batch(episodes: Sequence[dict], success: Sequence[bool] | None = None) -> TaskBatch:
+    """Evaluated episodes (each ``obs [t, obs_dim]``, ``actions [t, act_dim]``, ``rewards [t]``)
+    as one padded :class:`TaskBatch`, a row per episode, with each episode's ``success`` where
+    given; returns and advantages left at 0 (nothing is trained on it)."""
+    length = max(1, max(len(e["rewards"]) for e in episodes))
+
+    def pad(name: str) -> np.ndarray:
+        first = np.asarray(episodes[0][name])
+        out = np.zeros((len(episodes), length, *first.shape[1:]), dtype=np.float32)
+        for i, e in enumerate(episodes):
+            out[i, : len(e[name])] = e[name]
+        return out
+
+    mask = np.zeros((len(episodes), length), dtype=np.float32)
+    for i, e in enumerate(episodes):
+        mask[i, : len(e["rewards"])] = 1.0
+    actions = pad("actions")
+    extras = {}
+    if success is not None:
+        extras["success"] = mask * np.asarray(success, dtype=np.float32)[:, None]
+    zeros = np.zeros_like(mask)
+    return TaskBatch(
+        obs=pad("obs"),
+        actions=actions,
+        dist_inputs=np.zeros(actions.shape[:2] + (2 * actions.shape[-1],), dtype=np.float32),
+        rewards=pad("rewards"),
+        mask=mask,
+        returns=zeros,
+        advantages=zeros,
+        extras=extras,
+    )

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers.vector import DictInfoToList
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from tesp.algorithms.ppo.ppo import PPO, PPOConfig
@@ -38,6 +35,7 @@ from tesp.algorithms.rl2.trial_env import TrialEnv
 from tesp.meta import validation
 from tesp.meta.setting import Setting, at_least, is_bool
 from tesp.meta.validation import PoolValidation
+from tesp.meta.wrapped_env_runner import WrappedEnvRunner
 
 META = "meta"  # the gradient methods' metric namespace (tesp.meta.meta_gradient)
 
@@ -48,26 +46,14 @@ def trial_env(name: str, env_config: dict, episodes_per_trial: int, reward_input
     return TrialEnv(make_env(name, env_config), episodes_per_trial, reward_input)
 
 
-class TrialEnvRunner(SingleAgentEnvRunner):
-    """RLlib's EnvRunner whose sub-envs are trials of the config's task family (RLlib's own
-    ``make_env`` builds the env the config names; here that env inside a :class:`TrialEnv`)."""
+class TrialEnvRunner(WrappedEnvRunner):
+    """RLlib's EnvRunner whose sub-envs are trials of the config's task family."""
 
-    def make_env(self) -> None:
-        if self.env is not None:
-            self.env.close()
-        user = {k: v for k, v in dict(self.config.env_config).items() if k != "num_envs"}
-        name, episodes, rewards = self.config.env, self.config.episodes_per_trial, self.config.reward_input
-        env_id = "tesp-rl2-trial-v0"
-        gym.register(env_id, entry_point=lambda: trial_env(name, user, episodes, rewards))
-        self.env = DictInfoToList(
-            gym.make_vec(
-                env_id,
-                num_envs=self.config.num_envs_per_env_runner,
-                vectorization_mode=gym.VectorizeMode(self.config.gym_env_vectorize_mode),
-            )
-        )
-        self.num_envs = self.env.num_envs
-        self._needs_initial_reset = True
+    ENV_ID = "tesp-rl2-trial-v0"
+
+    @classmethod
+    def wrap_env(cls, config, name: str, env_config: dict) -> TrialEnv:
+        return trial_env(name, env_config, config.episodes_per_trial, config.reward_input)
 
 
 class TrialMetrics(RLlibCallback):
@@ -216,7 +202,7 @@ def run_trials(runner, task: dict, episodes: int, trials: int) -> list[dict]:
     """On an EnvRunner: ``trials`` trials of ``task`` (``episodes`` episodes each); per trial the
     raw observations, actions, rewards and the episode index of each step, and each episode's
     success."""
-    envs = [env.unwrapped for env in runner.env.unwrapped.envs]
+    envs = runner.sub_envs()
     kept = [(env.episodes_per_trial, env._fixed) for env in envs]
     for env in envs:
         env.episodes_per_trial = episodes
@@ -251,36 +237,15 @@ def run_trials(runner, task: dict, episodes: int, trials: int) -> list[dict]:
 def task_batch(trials: list[dict], k: int, obs_dim: int):
     """Episode k of every trial as one :class:`~tesp.meta.batch.TaskBatch` (the task env's own
     observations; returns and advantages left at 0: nothing is trained on it)."""
-    from tesp.meta.batch import TaskBatch
+    from tesp.meta.batch import episodes_batch
 
-    parts = [{key: t[key][t["episode"] == k] for key in ("obs", "actions", "rewards")} for t in trials]
-    length = max(1, max(len(p["rewards"]) for p in parts))
-
-    def pad(name: str, width: int | None) -> np.ndarray:
-        shape = (len(parts), length) + (() if width is None else (width,))
-        out = np.zeros(shape, dtype=np.float32)
-        for i, p in enumerate(parts):
-            values = p[name] if width is None else p[name][:, :width]
-            out[i, : len(values)] = values
-        return out
-
-    mask = np.zeros((len(parts), length), dtype=np.float32)
-    for i, p in enumerate(parts):
-        mask[i, : len(p["rewards"])] = 1.0
-    actions = pad("actions", trials[0]["actions"].shape[-1])
-    extras = {}
-    if all(len(t["success"]) > k for t in trials):
-        extras["success"] = (
-            mask * np.array([float(t["success"][k]) for t in trials], dtype=np.float32)[:, None]
-        )
-    zeros = np.zeros_like(mask)
-    return TaskBatch(
-        obs=pad("obs", obs_dim),
-        actions=actions,
-        dist_inputs=np.zeros(actions.shape[:2] + (2 * actions.shape[-1],), dtype=np.float32),
-        rewards=pad("rewards", None),
-        mask=mask,
-        returns=zeros,
-        advantages=zeros,
-        extras=extras,
-    )
+    parts = [
+        {
+            "obs": t["obs"][t["episode"] == k][:, :obs_dim],
+            "actions": t["actions"][t["episode"] == k],
+            "rewards": t["rewards"][t["episode"] == k],
+        }
+        for t in trials
+    ]
+    success = [float(t["success"][k]) for t in trials] if all(len(t["success"]) > k for t in trials) else None
+    return episodes_batch(parts, success)
