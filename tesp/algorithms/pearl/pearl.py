@@ -109,6 +109,10 @@ class PEARLConfig(DeclaredSettings, SACConfig):
         self.initial_alpha = 1.0
         self.gamma = 0.99
         self.tau = 0.005
+        # one training_step per iteration (RLlib's SAC repeats it for at least 1 s / 100 steps)
+        self.min_time_s_per_iteration = None
+        self.min_sample_timesteps_per_iteration = 0
+        self.min_train_timesteps_per_iteration = 0
         self.num_env_runners = 1
         self.num_envs_per_env_runner = 4
         self.num_cpus_per_env_runner = 0.5

@@ -1,0 +1,167 @@
+"""PEARL (tesp/algorithms/pearl): the posterior, the buffers, the gradient paths, a run."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from tesp.algorithms.pearl.context_encoder import kl_to_prior, product_of_gaussians
+from tesp.algorithms.pearl.task_replay import TaskReplay, context_array
+
+from .conftest import REPO
+from .runner import results, run_main_train, trial_dirs
+
+
+def test_the_posterior_is_the_product_of_the_factors_whatever_their_order():
+    mean = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [0.5, 1.0]]])
+    var = torch.tensor([[[1.0, 4.0], [0.5, 1.0], [2.0, 0.25]]])
+    post_mean, post_var = product_of_gaussians(mean, var)
+    precision = (1 / var).sum(dim=1)
+    torch.testing.assert_close(post_var, 1 / precision)
+    torch.testing.assert_close(post_mean, (mean / var).sum(dim=1) / precision)
+    order = torch.tensor([2, 0, 1])
+    shuffled = product_of_gaussians(mean[:, order], var[:, order])
+    torch.testing.assert_close(shuffled[0], post_mean)
+    # one factor: itself; more factors: a narrower posterior
+    one = product_of_gaussians(mean[:, :1], var[:, :1])
+    torch.testing.assert_close(one[0], mean[:, 0]) and torch.testing.assert_close(one[1], var[:, 0])
+    assert torch.all(post_var < var.min(dim=1).values)
+    assert kl_to_prior(torch.zeros(1, 5), torch.ones(1, 5)).item() == 0.0
+    assert kl_to_prior(torch.ones(1, 5), torch.ones(1, 5)).item() == pytest.approx(2.5)
+
+
+def test_a_task_buffer_keeps_its_newest_transitions_and_its_state():
+    buffer = TaskReplay(capacity=5, obs_dim=2, action_dim=1)
+
+    def steps(start: int, n: int) -> dict:
+        t = np.arange(start, start + n, dtype=np.float32)
+        return {"obs": np.stack([t, t], 1), "actions": t[:, None], "rewards": t, "next_obs": np.stack([t, t], 1) + 1,
+                "terminateds": np.zeros(n)}  # fmt: skip
+
+    buffer.add(steps(0, 3))
+    buffer.add(steps(3, 4))  # 7 added: 0 and 1 overwritten
+    assert buffer.size == 5 and sorted(buffer.data["rewards"]) == [2, 3, 4, 5, 6]
+    drawn = buffer.sample(50, np.random.default_rng(0))
+    assert set(drawn["rewards"]) <= {2, 3, 4, 5, 6} and np.all(
+        drawn["next_obs"][:, 0] == drawn["rewards"] + 1
+    )
+    copy = TaskReplay(capacity=5, obs_dim=2, action_dim=1)
+    copy.set_state(pickle.loads(pickle.dumps(buffer.get_state())))
+    assert all(np.array_equal(copy.data[k], buffer.data[k]) for k in buffer.data) and copy.next == buffer.next
+    context = context_array(drawn, next_obs=True)
+    assert context.shape == (50, 2 + 1 + 1 + 2)
+    assert context_array(drawn, next_obs=False).shape == (50, 4)
+    buffer.clear()
+    assert buffer.size == 0
+
+
+def _module():
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from tesp.algorithms.pearl.pearl_rl_module import PEARLModule
+
+    torch.manual_seed(0)
+    obs_dim, latent, act = 3, 2, 2
+    spec = RLModuleSpec(
+        module_class=PEARLModule,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim + latent,), np.float32),
+        action_space=gym.spaces.Box(-1, 1, (act,), np.float32),
+        model_config={
+            "fcnet_hiddens": [16],
+            "encoder_hiddens": [16],
+            "latent_size": latent,
+            "next_obs_in_context": True,
+            "twin_q": True,
+        },  # fmt: skip
+    )
+    module = spec.build()
+    module.make_target_networks()  # the Learner does this when it builds
+    return module, obs_dim, act
+
+
+def test_the_critic_trains_the_encoder_and_the_actor_does_not():
+    """The paper's gradient paths (Rakelly et al. 2019, §4.2): the critics read z with its
+    gradient, the actor a detached z."""
+    from ray.rllib.core.columns import Columns
+
+    module, obs_dim, act = _module()
+    tasks, rows, n_context = 2, 8, 5
+    batch = {
+        Columns.OBS: torch.randn(rows, obs_dim),
+        Columns.NEXT_OBS: torch.randn(rows, obs_dim),
+        Columns.ACTIONS: torch.rand(rows, act) * 2 - 1,
+        "task": torch.tensor([0, 1] * (rows // 2)),
+        "context": torch.randn(tasks, n_context, obs_dim + act + 1 + obs_dim),
+    }
+    encoder = list(module.context_encoder.parameters())
+
+    def encoder_grad(loss) -> float:
+        grads = torch.autograd.grad(loss, encoder, retain_graph=True, allow_unused=True)
+        return sum(0.0 if g is None else float(g.abs().sum()) for g in grads)
+
+    out = module._forward_train(batch)
+    assert encoder_grad(out["qf_preds"].sum()) > 0 and encoder_grad(out["qf_twin_preds"].sum()) > 0
+    assert encoder_grad(out["kl"]) > 0
+    assert encoder_grad(out["q_curr"].sum() + out["logp_resampled"].sum()) == 0  # the actor's loss
+    assert not out["q_target_next"].requires_grad
+    # z drawn per task: rows of one task share it (the posterior's sample), and a context that
+    # differs moves the critic's value
+    again = module._forward_train(batch | {"context": batch["context"] + 3.0})
+    assert not torch.allclose(again["qf_preds"], out["qf_preds"])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_pearl_trains_validates_resumes_with_its_buffers_and_main_test_evaluates_it(tmp_path):
+    common = [
+        "--set", "num_train_tasks=3", "--set", "meta_batch_size=2", "--set", "num_initial_steps=40",
+        "--set", "num_tasks_sample=2", "--set", "num_steps_prior=40", "--set", "num_extra_rl_steps_posterior=40",
+        "--set", "num_train_steps_per_itr=4", "--set", "batch_size=16", "--set", "embedding_batch_size=8",
+        "--set", "env_config.horizon=20", "--set", "env_config.pool_size=3", "--set", "validation_freq=2",
+        "--set", "validation_pool_size=2", "--set", "model.fcnet_hiddens=[32]", "--set", "model.encoder_hiddens=[32]",
+    ]  # fmt: skip
+    proc = run_main_train(
+        "--env", "point", "--alg", "pearl", "--stop-iters", "2", *common,
+        "--storage-path", str(tmp_path), "--name", "pearl",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "pearl")
+    rows = results(trial)
+    # iteration 1: every training task's initial steps (3 x 40), then 2 tasks x (40 prior + 40
+    # posterior), whole episodes of up to 20 steps (an episode that reaches its goal ends early)
+    steps = [r["meta"]["env_steps"] for r in rows]
+    assert 0.8 * (3 * 40 + 2 * 80) <= steps[0] <= 3 * 40 + 2 * 80 and 0.8 * 2 * 80 <= steps[1] <= 2 * 80
+    assert {"return_stage_0", "return_stage_1", "return_post"} <= set(rows[-1]["meta"])
+    assert sorted(rows[-1]["validation"]) == ["D", "D'", "D''"] and "validation" not in rows[0]
+    for pool in rows[-1]["validation"].values():  # the prior's stage and two posterior stages
+        assert {"return_stage_0", "return_stage_1", "return_stage_2"} <= set(pool)
+
+    def buffers(checkpoint) -> list[int]:
+        state = pickle.loads((checkpoint / "algorithm_state.pkl").read_bytes())["pearl"]
+        return [b["size"] for b in state["replay"]]
+
+    (first,) = trial.glob("checkpoint_*")
+    before = buffers(first)
+    assert sum(before) == rows[-1]["meta"]["env_steps_lifetime"] == sum(steps)
+    resumed = run_main_train("--resume", str(tmp_path / "pearl"), "--stop-iters", "3")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    last = sorted(trial.glob("checkpoint_*"))[-1]
+    added = results(trial)[-1]["meta"]["env_steps"]
+    assert sum(buffers(last)) == sum(before) + added  # the buffers came back with the checkpoint
+    assert results(trial)[-1]["meta"]["env_steps_lifetime"] == sum(before) + added
+    out = tmp_path / "eval"
+    tested = subprocess.run(
+        [sys.executable, str(REPO / "main_test.py"), str(tmp_path / "pearl"), "--out", str(out), "--pool-size", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+    (summary,) = out.glob("*-eval.json")
+    stats = next(iter(next(iter(json.loads(summary.read_text())["pools"].values())).values()))
+    assert stats["num_tasks"] == 2 and "return_stage_2" in stats
