@@ -61,6 +61,12 @@ class DeclaredSettings:
                 setattr(self, name, value)
         return self
 
+    def update_model_config(self, **values: Any) -> None:
+        """Add ``values`` to the user part of the RLModule's ``model_config`` (tesp's settings
+        call this; RLlib's ``model_config`` property also holds the algorithm's automatic
+        entries)."""
+        self.rl_module(model_config={**self._model_config, **values})
+
     def declared_checks(self) -> Iterator[tuple[bool, str, str]]:
         """``(ok, name, valid)`` for every declared setting with a check."""
         for s in declared(type(self)).values():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 import ray
@@ -99,11 +99,6 @@ class TaskAlgorithmConfig(DeclaredSettings, AlgorithmConfig):
             ]
         )
         super().validate()
-
-    def update_model_config(self, **values: Any) -> None:
-        """Add ``values`` to the user part of the RLModule's ``model_config`` (RLlib's
-        ``model_config`` property also holds the algorithm's automatic entries)."""
-        self.rl_module(model_config={**self._model_config, **values})
 
     def learner_threads(self) -> int | None:
         """The torch threads for the trial's process (None: leave torch's setting alone)."""

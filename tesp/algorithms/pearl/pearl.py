@@ -120,10 +120,6 @@ class PEARLConfig(DeclaredSettings, SACConfig):
         self.rl_module(model_config=dict(self.DEFAULT_MODEL_CONFIG))
         self.env_runners(env_runner_cls=LatentEnvRunner)
 
-    def update_model_config(self, **values: Any) -> None:
-        """Add ``values`` to the RLModule's model config (tesp's settings call this)."""
-        self.rl_module(model_config={**self._model_config, **values})
-
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=PEARLModule)
 

@@ -168,10 +168,6 @@ class PPOConfig(DeclaredSettings, RLlibPPOConfig):
                 f"init_from={self.init_from!r} is a policy for other observation or action spaces than env {self.env!r}"
             )
 
-    def update_model_config(self, **values: Any) -> None:
-        """Add ``values`` to the RLModule's model config (tesp's settings call this)."""
-        self.rl_module(model_config={**self._model_config, **values})
-
 
 class PPO(CompleteCheckpoints, RLlibPPO):
     @classmethod
