@@ -138,7 +138,10 @@ def test_pearl_trains_validates_resumes_with_its_buffers_and_main_test_evaluates
     # posterior), whole episodes of up to 20 steps (an episode that reaches its goal ends early)
     steps = [r["meta"]["env_steps"] for r in rows]
     assert 0.8 * (3 * 40 + 2 * 80) <= steps[0] <= 3 * 40 + 2 * 80 and 0.8 * 2 * 80 <= steps[1] <= 2 * 80
-    assert {"return_stage_0", "return_stage_1", "return_post"} <= set(rows[-1]["meta"])
+    meta = rows[-1]["meta"]
+    reported = {"return_stage_0", "return_stage_1", "return_post", "loss_qf_loss", "loss_policy_loss"}
+    assert reported <= set(meta)
+    assert meta["loss_kl_to_prior"] > 0  # the encoder's information cost, reported per iteration
     assert sorted(rows[-1]["validation"]) == ["D", "D'", "D''"] and "validation" not in rows[0]
     for pool in rows[-1]["validation"].values():  # the prior's stage and two posterior stages
         assert {"return_stage_0", "return_stage_1", "return_stage_2"} <= set(pool)
