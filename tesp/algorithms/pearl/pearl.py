@@ -95,6 +95,7 @@ class PEARLConfig(DeclaredSettings, SACConfig):
     #: the release's networks: 3 x 300 for the actor and critics, 3 x 200 for the encoder
     DEFAULT_MODEL_CONFIG: dict[str, Any] = {
         "fcnet_hiddens": [300, 300, 300],
+        "fcnet_activation": "relu",
         "encoder_hiddens": [200, 200, 200],
     }
 
