@@ -102,6 +102,7 @@ class PEARLConfig(DeclaredSettings, SACConfig):
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or PEARL)
         self.set_declared_defaults()
+        self.seed = 0  # as every tesp method: a run repeats unless --seed says otherwise
         # The release's SAC: networks 3 x 300, learning rates 3e-4, a fixed temperature of 1
         # (the reward scale sets the entropy's weight), soft target updates of 0.005.
         self.actor_lr = 3e-4
