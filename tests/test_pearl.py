@@ -119,7 +119,7 @@ def test_the_critic_trains_the_encoder_and_the_actor_does_not():
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_pearl_trains_validates_resumes_with_its_buffers_and_main_test_evaluates_it(tmp_path):
+def test_pearl_trains_validates_resumes_with_its_buffers_is_evaluated_and_rendered(tmp_path):
     common = [
         "--set", "num_train_tasks=3", "--set", "meta_batch_size=2", "--set", "num_initial_steps=40",
         "--set", "num_tasks_sample=2", "--set", "num_steps_prior=40", "--set", "num_extra_rl_steps_posterior=40",
@@ -168,3 +168,9 @@ def test_pearl_trains_validates_resumes_with_its_buffers_and_main_test_evaluates
     (summary,) = out.glob("*-eval.json")
     stats = next(iter(next(iter(json.loads(summary.read_text())["pools"].values())).values()))
     assert stats["num_tasks"] == 2 and "return_stage_2" in stats
+    drawn = subprocess.run(
+        [sys.executable, str(REPO / "main_render.py"), str(tmp_path / "pearl"), "--out", str(tmp_path / "paths")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert drawn.returncode == 0, drawn.stdout[-3000:] + drawn.stderr[-3000:]
+    assert (tmp_path / "paths.png").stat().st_size > 0
