@@ -73,7 +73,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
     [
         (
             ["nope"],
-            "unknown study 'nope'; choose from: exploration, tesp_ablations, tesp_outer_steps, tesp_paper",
+            "unknown study 'nope'; choose from: context_vs_gradient, exploration, tesp_ablations, tesp_outer_steps, tesp_paper",
         ),
         (["tesp_paper", "--scale", "huge"], "unknown --scale 'huge'; choose from: paper, laptop, smoke"),
         (["tesp_paper", "--iters", "0"], "--iters '0' must be an integer >= 1"),
@@ -85,7 +85,7 @@ def test_smoke_study_trains_evaluates_and_reports_every_method_and_resumes(tmp_p
         (["--resume", "/nonexistent"], "--resume '/nonexistent': no study there"),
         (
             [],
-            "name a study (choose from: exploration, tesp_ablations, tesp_outer_steps, tesp_paper) or --resume a study's folder",
+            "name a study (choose from: context_vs_gradient, exploration, tesp_ablations, tesp_outer_steps, tesp_paper) or --resume a study's folder",
         ),
         (
             ["tesp_ablations", "--algs", "tesp-k4"],
@@ -250,3 +250,24 @@ def test_resume_of_a_malformed_study_record_gives_one_line(tmp_path, capsys, con
     assert exc.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_pair_settings_give_each_method_and_env_its_own_budget():
+    # context_vs_gradient: equal env-step budgets need per-(method, env) iterations and sampling
+    from tesp.commands.study import build_plan, make_parser
+
+    plan = build_plan(
+        make_parser().parse_args(["context_vs_gradient", "--scale", "laptop", "--storage-path", "/tmp"])
+    )
+    by_pair = {(n, t.env): t for n, t in zip(plan.names, plan.trials, strict=True)}
+    assert by_pair[("RL2", "point")].run["stop_iters"] == 300
+    assert by_pair[("RL2", "half_cheetah_vel")].run["stop_iters"] == 250
+    maml_point, maml_cheetah = by_pair[("MAML", "point")], by_pair[("MAML", "half_cheetah_vel")]
+    assert (
+        maml_point.run["stop_iters"] == 15 and maml_point.config.meta_batch_size == 20
+    )  # the shipped config's
+    assert maml_cheetah.run["stop_iters"] == 100 and maml_cheetah.config.meta_batch_size == 10
+    assert maml_cheetah.config.max_kl == 0.01  # the optimisation stays the shipped one
+    assert all(
+        t.config.env_config.get("pool_size") == 40 for (_, env), t in by_pair.items() if env == "point"
+    )

@@ -5,8 +5,9 @@ levels of the evaluation, optional extra trials (``noise_sweep``: TESP on the an
 paper's study), optional ``variants`` (a method with settings of its own, trained and reported
 under the variant's name, e.g. ``tesp-k3: {alg: tesp, settings: {num_inner_steps: 3}}``) and its
 scales (settings over the shipped ``configs/<env>/<alg>.yaml``, per method in
-``method_settings``, per env in ``env_settings``, e.g. ``run.stop_iters``; ``scales_from: OTHER``
-takes another study's). The command then
+``method_settings``, per env in ``env_settings``, per method and env in ``pair_settings``
+(``{alg: {env: {...}}}``: e.g. equal env-step budgets for methods that sample differently), e.g.
+``run.stop_iters``; ``scales_from: OTHER`` takes another study's). The command then
 
 1. trains every (method, env, seed) as **one Tune experiment** (one ``tune.Experiment`` per
    (method, env), the seeds a grid, all under one experiment folder, so Tune runs the trials side
@@ -232,8 +233,8 @@ def _pairs(args: argparse.Namespace, study: dict, algs: list[str]) -> list[tuple
 
 def _trial(study: dict, scale: dict, name: str, env: str, last: dict):
     """One (method or variant, env) pair's resolved settings and its label in the report; the
-    settings by precedence: the scale's, its method's, the variant's, its run's, its env's, then
-    ``last`` (--iters, the seeds)."""
+    settings by precedence: the scale's, its method's, the variant's, its run's, its env's, its
+    (method, env) pair's, then ``last`` (--iters, the seeds)."""
     variants = study["variants"]
     alg = variants[name]["alg"] if name in variants else name
     overrides = {
@@ -242,6 +243,7 @@ def _trial(study: dict, scale: dict, name: str, env: str, last: dict):
         **(variants[name].get("settings", {}) if name in variants else {}),
         **{f"run.{k}": v for k, v in scale.get("run", {}).items()},
         **scale.get("env_settings", {}).get(env, {}),
+        **scale.get("pair_settings", {}).get(alg, {}).get(env, {}),
         "run.keep_checkpoints": None,  # every checkpoint is evaluated
         **last,
     }
