@@ -158,6 +158,10 @@ def test_normalised_scores_keep_the_order_of_returns_when_every_run_is_below_the
     assert np.all(scores < 0)
     above = stats.normalise(np.array([-200.0, -100.0]), -155.0, np.array([-200.0, -100.0]))
     np.testing.assert_allclose(above, [-45 / 55, 1.0])  # 1 at the best run when some run beats it
+    # a best run barely above the still policy does not blow up the others (the old span, best
+    # - still = 1e-4, scored -60 at -500,000): the span is the largest distance from it
+    mixed = stats.normalise(np.array([-60.0, -9.9999]), -10.0, np.array([-60.0, -9.9999]))
+    np.testing.assert_allclose(mixed, [-1.0, 1e-4 / 50], rtol=1e-6)
 
 
 def _fixed_runs(env, method, finals):

@@ -185,7 +185,8 @@ def _aggregate_sections(pages: Pages, gradient: Mapping, still: Mapping[str, Map
             f"### {pool}",
             f"aggregate {pool}",
             "IQM of final post-adaptation returns normalised per env (0: still policy, or the "
-            "lowest run without one; 1: the best run), 95% stratified-bootstrap intervals:",
+            "lowest run without one; +-1: the run farthest from it, so 1 is the best run when "
+            "every run beats the still policy), 95% stratified-bootstrap intervals:",
             "",
             *[f"- {m}: {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for m, v in summary.items()],
         )

@@ -10,8 +10,9 @@ learning at the edge of the statistical precipice", NeurIPS).
   threshold tau, with a stratified-bootstrap band.
 
 Scores are normalised per env before aggregating (:func:`normalise`): 0 is a reference that does
-nothing (the still policy), 1 the best final return any method reached on that env (or -1 the
-worst, when no run beats the reference); the scale never reverses the order of returns.
+nothing (the still policy), and the runs' largest distance from it is 1 (the best final return
+when every run beats the reference, -1 the worst when none does); the scale never reverses the
+order of returns.
 """
 
 from __future__ import annotations
@@ -89,11 +90,13 @@ def performance_profile(
 def normalise(score: np.ndarray, reference: float, runs: np.ndarray) -> np.ndarray:
     """Scores of an env's runs on a common scale, increasing with the return whatever the runs:
     ``(score - reference) / span`` with 0 at ``reference`` (the still policy, or the lowest run
-    where there is none), 1 at the best run when some run is above the reference, and else -1
-    at the worst run (every method below the still policy: all scores in [-1, 0]). ``span`` is
-    always > 0, so a lower return never gets a higher score (a negative span would flip the
-    order: a run at -300 scored 1.81 against a best of -235 with the still policy at -155)."""
+    where there is none) and ``span`` the runs' largest distance from it: 1 at the best run when
+    every run is above the reference, -1 at the worst when every run is below it, all scores in
+    [-1, 1] when runs lie on both sides. ``span`` is always > 0, so a lower return never gets a
+    higher score (a negative span would flip the order: a run at -300 scored 1.81 against a
+    best of -235 with the still policy at -155), and a best run barely above the reference does
+    not blow the others up (a smoke study scored runs at -58,000 against a best 1e-4 above it)."""
     runs = np.asarray(runs, np.float64)
     best, worst = float(runs.max()), float(runs.min())
-    span = best - reference if best > reference else reference - worst
+    span = max(best - reference, reference - worst)
     return (np.asarray(score, np.float64) - reference) / (span if span > 0 else 1.0)
