@@ -66,14 +66,19 @@ def physics_rate(name: str, seconds: float = 2.0) -> tuple[float, float, float]:
         n += env.horizon
     driven = n / elapsed
 
+    return rest, driven, step_rate(env, actions, seconds)
+
+
+def step_rate(env, actions: np.ndarray, seconds: float = 2.0) -> float:
+    """``env.step`` calls per second over ``actions`` (cycled), episodes restarted at their end."""
     env.reset(seed=0)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(actions[n % 1000])
+        _, _, terminated, truncated, _ = env.step(actions[n % len(actions)])
         n += 1
         if terminated or truncated:
             env.reset()
-    return rest, driven, n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start)
 
 
 def policy_seconds(name: str, sub_envs: int = 25, seconds: float = 2.0) -> float:

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 from common import sampler_rate, start_ray
-from env_throughput import physics_rate
+from env_throughput import physics_rate, step_rate
 
 
 def step_rates(name: str, seconds: float = 2.0) -> tuple[float, float]:
@@ -39,16 +39,8 @@ def step_rates(name: str, seconds: float = 2.0) -> tuple[float, float]:
 
     rates = []
     for env in (make_env(name), trial_env(name, {}, 2)):
-        env.reset(seed=0)
         actions = np.random.default_rng(0).uniform(-1, 1, size=(1000, *env.action_space.shape))
-        actions = actions.astype(env.action_space.dtype)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            _, _, terminated, truncated, _ = env.step(actions[n % 1000])
-            n += 1
-            if terminated or truncated:
-                env.reset()
-        rates.append(n / (time.perf_counter() - start))
+        rates.append(step_rate(env, actions.astype(env.action_space.dtype), seconds))
     return rates[0], rates[1]
 
 

@@ -41,6 +41,7 @@ from tesp.algorithms.pearl.pearl_rl_module import PEARLModule
 from tesp.algorithms.pearl.task_replay import TaskReplay, context_array
 from tesp.checkpoints.resume import CompleteCheckpoints
 from tesp.meta import validation
+from tesp.meta.episode_adaptation import EpisodeAdaptation, EvaluatedStage
 from tesp.meta.setting import DeclaredSettings, Setting, above, at_least, is_bool
 from tesp.meta.validation import PoolValidation
 from tesp.meta.wrapped_env_runner import WrappedEnvRunner
@@ -140,7 +141,7 @@ class PEARLConfig(DeclaredSettings, SACConfig):
         self.check_declared()
 
 
-class PEARL(PoolValidation, CompleteCheckpoints, SAC):
+class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
     @classmethod
     def get_default_config(cls) -> PEARLConfig:
         return PEARLConfig(cls)
@@ -191,10 +192,7 @@ class PEARL(PoolValidation, CompleteCheckpoints, SAC):
                 })  # fmt: skip
             return out
 
-        group = self.env_runner_group
-        if group.num_remote_env_runners() > 0:
-            return group.foreach_env_runner(run, remote_worker_ids=[1], local_env_runner=False)[0]
-        return run(group.local_env_runner)
+        return self.on_sampler(run)
 
     def _latents(self, context: np.ndarray | None) -> np.ndarray:
         n = max(1, self.config.num_envs_per_env_runner)
@@ -293,7 +291,7 @@ class PEARL(PoolValidation, CompleteCheckpoints, SAC):
             for k in range(stages_n):
                 episodes = self._sample(task, self._latents(context), per_stage)
                 success = [e["success"] for e in episodes] if episodes[0]["reports_success"] else None
-                stages[k].append(_Result(episodes_batch(episodes, success)))
+                stages[k].append(EvaluatedStage(episodes_batch(episodes, success)))
                 more = context_array(
                     {
                         f: np.concatenate([e[f] for e in episodes])
@@ -304,14 +302,6 @@ class PEARL(PoolValidation, CompleteCheckpoints, SAC):
                 )
                 context = more if context is None else np.concatenate([context, more])
         return Rollout(index=[-1] * len(tasks), theta={}, stages=stages)
-
-    def evaluate_adaptation(self, tasks: list, chunk=None, progress=None, num_inner_steps: int | None = None):
-        out = []
-        for task in tasks:
-            out.append(self.adapt_on_tasks([task], num_inner_steps))
-            if progress is not None:
-                progress(1)
-        return out
 
     # -- checkpoints: the buffers, the training tasks and the generator ------------------------
     def get_state(self, *args, **kwargs) -> dict:
@@ -336,10 +326,3 @@ class PEARL(PoolValidation, CompleteCheckpoints, SAC):
                 buffer.set_state(values)
         self.rng.bit_generator.state = saved["rng"]
         self.env_steps_lifetime = saved["env_steps_lifetime"]
-
-
-class _Result:
-    """What the evaluation's summaries read of a sampled stage: its batch."""
-
-    def __init__(self, batch) -> None:
-        self.batch = batch

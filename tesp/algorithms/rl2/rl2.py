@@ -33,6 +33,7 @@ from tesp.algorithms.ppo.ppo import PPO, PPOConfig
 from tesp.algorithms.rl2.rl2_rl_module import RL2Module
 from tesp.algorithms.rl2.trial_env import TrialEnv
 from tesp.meta import validation
+from tesp.meta.episode_adaptation import EpisodeAdaptation, EvaluatedStage
 from tesp.meta.setting import Setting, at_least, is_bool
 from tesp.meta.validation import PoolValidation
 from tesp.meta.wrapped_env_runner import WrappedEnvRunner
@@ -110,7 +111,7 @@ class RL2Config(PPOConfig):
                 self._value_error(f"model.{key}={value!r} is invalid: must be an integer >= 1")
 
 
-class RL2(PoolValidation, PPO):
+class RL2(EpisodeAdaptation, PoolValidation, PPO):
     @classmethod
     def get_default_config(cls) -> RL2Config:
         return RL2Config(cls)
@@ -168,34 +169,11 @@ class RL2(PoolValidation, PPO):
         trials = max(1, self.config.num_envs_per_env_runner)
         obs_dim = self.task_env.observation_space.shape[0]
         sampled = [
-            self._on_sampler(lambda runner, task=task: run_trials(runner, task, episodes, trials))
+            self.on_sampler(lambda runner, task=task: run_trials(runner, task, episodes, trials))
             for task in tasks
         ]
-        stages = [[_Result(task_batch(s, k, obs_dim)) for s in sampled] for k in range(episodes)]
+        stages = [[EvaluatedStage(task_batch(s, k, obs_dim)) for s in sampled] for k in range(episodes)]
         return Rollout(index=[-1] * len(tasks), theta={}, stages=stages)
-
-    def evaluate_adaptation(self, tasks: list, chunk=None, progress=None, num_inner_steps: int | None = None):
-        """:meth:`adapt_on_tasks` one task at a time (``progress(1)`` after each)."""
-        out = []
-        for task in tasks:
-            out.append(self.adapt_on_tasks([task], num_inner_steps))
-            if progress is not None:
-                progress(1)
-        return out
-
-    def _on_sampler(self, fn):
-        """``fn(runner)`` on the first remote EnvRunner, or the local one without remote ones."""
-        group = self.env_runner_group
-        if group.num_remote_env_runners() > 0:
-            return group.foreach_env_runner(fn, remote_worker_ids=[1], local_env_runner=False)[0]
-        return fn(group.local_env_runner)
-
-
-class _Result:
-    """What the evaluation's summaries read of a sampled stage: its batch."""
-
-    def __init__(self, batch) -> None:
-        self.batch = batch
 
 
 def run_trials(runner, task: dict, episodes: int, trials: int) -> list[dict]:
