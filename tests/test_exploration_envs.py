@@ -17,6 +17,7 @@ NEW_ENVS = [
     "nav_dog_feeding",
     "pendulum_dense",
     "pendulum_sparse",
+    "point_robot_sparse",
 ]
 
 
@@ -177,3 +178,37 @@ def test_pendulum_tasks():
     drawn = {(t["mass"], t["length"]) for t in env.draw_tasks(300)}
     assert drawn == {(t["mass"], t["length"]) for t in TRAIN_TASKS} and len(drawn) == 6
     assert env.task_pools()["test"] == TEST_TASKS and len(TEST_TASKS) == 4
+
+
+def test_sparse_point_robot_goals_pools_and_reward():
+    env = make_env("point_robot_sparse")
+    pools = env.task_pools()
+    assert [len(pools[k]) for k in ("D", "D'", "D''")] == [80, 20, 20]
+    goals = {k: np.array([t["goal"] for t in pools[k]]) for k in pools}
+    for k in pools:  # all on the unit circle; D and D' on its upper half, D'' on its lower half
+        np.testing.assert_allclose(np.linalg.norm(goals[k], axis=1), 1.0)
+    assert (goals["D"][:, 1] >= 0).all() and (goals["D'"][:, 1] >= 0).all() and (goals["D''"][:, 1] < 0).all()
+    # D and D' together are the 100 evenly spaced angles, shuffled (D' is not one end of the arc)
+    both = np.concatenate([goals["D"], goals["D'"]])
+    np.testing.assert_allclose(
+        np.sort(np.arctan2(both[:, 1], both[:, 0])), np.linspace(0, np.pi, 100), atol=1e-9
+    )
+    assert np.ptp(np.arctan2(goals["D'"][:, 1], goals["D'"][:, 0])) > np.pi / 2
+    env.reset(seed=0)
+    drawn = env.draw_tasks(50)
+    assert all(any(t is d for d in pools["D"]) for t in drawn)
+
+    env.set_task({"goal": np.array([0.95, 0.0])})
+    env.reset(seed=0)
+    rewards, successes = [], []
+    for _ in range(20):  # straight at the goal at full speed
+        _, r, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
+        rewards.append(r)
+        successes.append(info["success"])
+        assert not terminated
+    assert truncated
+    # x = 0.1 k is within 0.2 of the goal for k = 8..11 (distances 0.15, 0.05, 0.05, 0.15), else 0
+    expected = [1 - abs(0.95 - 0.1 * k) if 8 <= k <= 11 else 0.0 for k in range(1, 21)]
+    np.testing.assert_allclose(rewards, expected, atol=1e-9)
+    assert successes == [e > 0 for e in expected]
+    assert max(rewards) == pytest.approx(0.95)

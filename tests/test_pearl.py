@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tesp.algorithms.pearl.context_encoder import kl_to_prior, product_of_gaussians
+from tesp.algorithms.pearl.pearl import training_tasks
 from tesp.algorithms.pearl.task_replay import TaskReplay, context_array
 
 from .conftest import REPO
@@ -58,8 +59,20 @@ def test_a_task_buffer_keeps_its_newest_transitions_and_its_state():
     context = context_array(drawn, next_obs=True)
     assert context.shape == (50, 2 + 1 + 1 + 2)
     assert context_array(drawn, next_obs=False).shape == (50, 4)
+    np.testing.assert_array_equal(context[:, 3], drawn["rewards"])
+    hidden = context_array(drawn, next_obs=True, reward=False)
+    assert hidden.shape == context.shape and not hidden[:, 3].any()
+    np.testing.assert_array_equal(np.delete(hidden, 3, axis=1), np.delete(context, 3, axis=1))
     buffer.clear()
     assert buffer.size == 0
+
+
+def test_training_tasks_are_pool_d_or_an_even_spread_of_it():
+    pool = [{"class": i // 50, "index": i} for i in range(500)]  # ordered by class, as ML10's
+    assert training_tasks(None, 10) is None and training_tasks(pool[:80], 100) == pool[:80]
+    chosen = training_tasks(pool, 100)
+    assert len(chosen) == 100 and len({t["index"] for t in chosen}) == 100
+    assert [sum(t["class"] == c for t in chosen) for c in range(10)] == [10] * 10
 
 
 def _module():

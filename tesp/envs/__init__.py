@@ -12,7 +12,13 @@ from tesp.envs.locomotion import AntDirEnv, HalfCheetahDirEnv, HalfCheetahVelEnv
 from tesp.envs.metaworld_ml10 import ML10Env
 from tesp.envs.pendulum import PendulumEnv, SparsePendulumEnv
 from tesp.envs.point import PointNavEnv
-from tesp.envs.sparse_nav import CloseRingNavEnv, DogFeedingEnv, HardExplorationNavEnv, WideRingNavEnv
+from tesp.envs.sparse_nav import (
+    CloseRingNavEnv,
+    DogFeedingEnv,
+    HardExplorationNavEnv,
+    SparsePointRobotEnv,
+    WideRingNavEnv,
+)
 from tesp.envs.walker import WalkerCrawlEnv, WalkerForwardEnv, WalkerJumpEnv, WalkerObstacleCourseEnv
 
 ENVS: dict[str, type[TaskEnv]] = {
@@ -30,6 +36,7 @@ ENVS: dict[str, type[TaskEnv]] = {
     "pendulum_dense": PendulumEnv,
     "pendulum_sparse": SparsePendulumEnv,
     "point": PointNavEnv,
+    "point_robot_sparse": SparsePointRobotEnv,
     "reacher_2_link": Reacher2LinkEnv,
     "reacher_4_link": Reacher4LinkEnv,
     "walker_crawl": WalkerCrawlEnv,

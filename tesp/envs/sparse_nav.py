@@ -101,12 +101,17 @@ class _PointMass(TaskEnv):
         self._t = 0
         return self._observe(), {}
 
+    def reward(self, distance: float) -> float:
+        """The reward of a step that ends ``distance`` from the goal."""
+        return float(distance < self.goal_radius)
+
     def step(self, action):
         action = np.clip(np.asarray(action, np.float64), -self.action_bound, self.action_bound)
         self._move(self._pos + action)
         self._t += 1
-        near = bool(np.linalg.norm(self._pos - self._goal) < self.goal_radius)
-        return self._observe(), float(near), False, self._t >= self.horizon, {"success": near}
+        distance = float(np.linalg.norm(self._pos - self._goal))
+        near = distance < self.goal_radius
+        return self._observe(), self.reward(distance), False, self._t >= self.horizon, {"success": near}
 
 
 class SparseRingNavEnv(_PointMass):
@@ -154,6 +159,62 @@ class CloseRingNavEnv(SparseRingNavEnv):
 
     def __init__(self, ring_low=5.0, ring_high=5.5, test_radii=(5.25,), horizon=300, goal_radius=1.0) -> None:
         super().__init__(ring_low, ring_high, test_radii, horizon, goal_radius)
+
+
+class SparsePointRobotEnv(_PointMass):
+    """``point_robot_sparse``: PEARL's sparse 2-D navigation (Rakelly et al. 2019, §6.3).
+
+    - Observation: the position ``(x, y)``; start at the origin; action a velocity clipped to
+      ``[-0.1, 0.1]`` per axis; ``horizon`` 20 steps; no termination.
+    - Reward: ``1 - d`` for a step that ends within ``goal_radius`` (0.2) of the goal, ``d`` its
+      distance to it, else 0 (minus the distance, zeroed outside the radius and shifted by +1
+      inside, as the authors' release makes it positive); ``info["success"]`` on those steps.
+    - Tasks: ``n_tasks`` (100) goals evenly spaced on the upper half of the unit circle, shuffled
+      by ``task_seed``; the first ``n_train`` (80) are pool ``"D"`` (the training tasks; fresh
+      training tasks are drawn from it), the other 20 pool ``"D'"``; ``"D''"`` holds 20 goals
+      on the lower half of the circle, which no training task comes near.
+
+    A goal is 10 steps from the start, so an episode leaves 10 steps to search the half circle
+    before the reward comes; a policy that does not carry what it saw into the next episode
+    finds it only by chance. Facts (goal layout, counts, radius, reward shift, horizon) as the
+    paper's appendix and the authors' release use them.
+    """
+
+    def __init__(
+        self,
+        n_tasks: int = 100,
+        n_train: int = 80,
+        horizon: int = 20,
+        goal_radius: float = 0.2,
+        task_seed: int = 1337,
+    ) -> None:
+        if not 0 < n_train < n_tasks:
+            raise ValueError(f"need 0 < n_train < n_tasks, got n_train={n_train} and n_tasks={n_tasks}")
+        super().__init__(horizon, goal_radius, start=(0.0, 0.0))
+        reach = self.horizon * self.action_bound
+        self.observation_space = gym.spaces.Box(-reach, reach, shape=(2,), dtype=np.float32)
+        angles = np.linspace(0.0, np.pi, n_tasks)
+        np.random.default_rng(task_seed).shuffle(angles)
+        below = np.linspace(np.pi, 2 * np.pi, n_tasks - n_train + 2)[1:-1]
+        self._pools = {
+            "D": [{"goal": _on_circle(a), "index": i} for i, a in enumerate(angles[:n_train])],
+            "D'": [{"goal": _on_circle(a)} for a in angles[n_train:]],
+            "D''": [{"goal": _on_circle(a)} for a in below],
+        }
+
+    def reward(self, distance: float) -> float:
+        return 1.0 - distance if distance < self.goal_radius else 0.0
+
+    def draw_tasks(self, n: int) -> list[Task]:
+        train = self._pools["D"]
+        return [train[i] for i in self.np_random.integers(len(train), size=n)]
+
+    def task_pools(self) -> dict[str, list[Task]]:
+        return self._pools
+
+
+def _on_circle(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
 
 
 # The house: walls as rectangles (x0, y0, x1, y1) in a 10 x 10 world, 0.2 thick, doorways 1 wide.

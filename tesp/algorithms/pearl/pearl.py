@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 from ray.rllib.algorithms.sac.sac import SAC, SACConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
 
 from tesp.algorithms.pearl.latent_env import LatentEnv
 from tesp.algorithms.pearl.pearl_learner import PEARLLearner
@@ -70,8 +77,9 @@ class PEARLConfig(DeclaredSettings, SACConfig):
         Setting("reward_scale", 5.0, "rewards are multiplied by this in SAC's losses (the release: 5; "
                 "with a fixed temperature it sets the entropy's weight).", "a number > 0", above(0)),
         Setting("context_lr", 3e-4, "the encoder's Adam step size.", "a number > 0", above(0)),
-        Setting("num_train_tasks", 100, "training tasks drawn once when the family has no pool D "
-                "(PEARL trains on a fixed set; cheetah-vel: 100).", "an integer >= 1", at_least(1)),
+        Setting("num_train_tasks", 100, "training tasks (PEARL trains on a fixed set; cheetah-vel: "
+                "100): drawn once when the family has no pool D, else pool D, or that many evenly "
+                "spaced tasks of it when it is larger (ML10's 500: 10 per class at 100).", "an integer >= 1", at_least(1)),
         Setting("meta_batch_size", 16, "tasks per gradient step.", "an integer >= 1", at_least(1)),
         Setting("num_initial_steps", 2000, "env steps per training task with z from the prior before "
                 "the first iteration.", "an integer >= 0", at_least(0)),
@@ -88,6 +96,9 @@ class PEARLConfig(DeclaredSettings, SACConfig):
                 "buffer holds the same number).", "an integer >= 1", at_least(1)),
         Setting("next_obs_in_context", True, "the context transitions include s' (the issue's (s, a, "
                 "r, s'); the release's default leaves it out).", "true or false", is_bool),
+        Setting("reward_in_context", True, "the context transitions carry the reward; false gives the "
+                "control of the learning test (r replaced by 0: on point, whose tasks differ only in "
+                "their rewards, z then cannot tell the tasks apart).", "true or false", is_bool),
         Setting("context_episodes", 2, "episodes of context gathered at test time, each followed by "
                 "a posterior update (stages after the prior's).", "an integer >= 1", at_least(1)),
         *validation.SETTINGS,
@@ -154,7 +165,9 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
         self.task_env = make_env(cfg.env, dict(cfg.env_config))
         self.task_env.reset(seed=cfg.seed)
         pools = self.task_env.task_pools()
-        self.train_tasks = pools.get("D") or self.task_env.sample_tasks(cfg.num_train_tasks)
+        self.train_tasks = training_tasks(pools.get("D"), cfg.num_train_tasks) or self.task_env.sample_tasks(
+            cfg.num_train_tasks
+        )
         obs_dim = self.task_env.observation_space.shape[0]
         act_dim = self.task_env.action_space.shape[0]
         self.replay = [TaskReplay(cfg.replay_capacity, obs_dim, act_dim) for _ in self.train_tasks]
@@ -203,7 +216,7 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
         many, and the episodes' returns."""
         context = None
         if posterior and self.encoder_replay[index].size:
-            context = self._context(index, self.config.embedding_batch_size)
+            context = self._draw_context(index, self.config.embedding_batch_size)
         horizon = max(1, int(getattr(self.task_env, "horizon", 100)))
         episodes = self._sample(self.train_tasks[index], self._latents(context), math.ceil(steps / horizon))
         data = {
@@ -215,40 +228,50 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
             self.encoder_replay[index].add(data)
         return len(data["rewards"]), [float(e["rewards"].sum()) for e in episodes]
 
-    def _context(self, index: int, n: int) -> np.ndarray:
-        return context_array(self.encoder_replay[index].sample(n, self.rng), self.config.next_obs_in_context)
+    def _draw_context(self, index: int, n: int) -> np.ndarray:
+        return self._context(self.encoder_replay[index].sample(n, self.rng))
+
+    def _context(self, transitions: dict[str, np.ndarray]) -> np.ndarray:
+        return context_array(transitions, self.config.next_obs_in_context, self.config.reward_in_context)
 
     # -- one iteration ----------------------------------------------------------------------
     def training_step(self) -> None:
         cfg = self.config
         steps = 0
-        if self.iteration == 0 and cfg.num_initial_steps:
-            for i in range(len(self.train_tasks)):
-                steps += self._collect(i, cfg.num_initial_steps, posterior=False, to_encoder=True)[0]
         # the returns with z from the prior (stage 0) and from the posterior of that data (stage 1)
         returns: tuple[list[float], list[float]] = ([], [])
-        for i in self.rng.choice(len(self.train_tasks), size=cfg.num_tasks_sample):
-            self.encoder_replay[i].clear()
-            n, prior = self._collect(i, cfg.num_steps_prior, posterior=False, to_encoder=True)
-            steps += n
-            returns[0].extend(prior)
-            if cfg.num_extra_rl_steps_posterior:
-                n, post = self._collect(i, cfg.num_extra_rl_steps_posterior, posterior=True, to_encoder=False)
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            if self.iteration == 0 and cfg.num_initial_steps:
+                for i in range(len(self.train_tasks)):
+                    steps += self._collect(i, cfg.num_initial_steps, posterior=False, to_encoder=True)[0]
+            for i in self.rng.choice(len(self.train_tasks), size=cfg.num_tasks_sample):
+                self.encoder_replay[i].clear()
+                n, prior = self._collect(i, cfg.num_steps_prior, posterior=False, to_encoder=True)
                 steps += n
-                returns[1].extend(post)
+                returns[0].extend(prior)
+                if cfg.num_extra_rl_steps_posterior:
+                    n, post = self._collect(
+                        i, cfg.num_extra_rl_steps_posterior, posterior=True, to_encoder=False
+                    )
+                    steps += n
+                    returns[1].extend(post)
         losses: dict[str, list[float]] = {}
         ready = [
             i for i in range(len(self.train_tasks)) if self.replay[i].size and self.encoder_replay[i].size
         ]
-        for _ in range(cfg.num_train_steps_per_itr):
-            tasks = self.rng.choice(ready, size=cfg.meta_batch_size)
-            batch = self._meta_batch(tasks)
-            out = next(iter(self.learner_group.foreach_learner(lambda lr, b=batch: lr.pearl_update(b)))).get()
-            for key, value in out.items():
-                losses.setdefault(key, []).append(value)
-        self.env_runner_group.sync_weights(
-            from_worker_or_learner_group=self.learner_group, inference_only=True
-        )
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            for _ in range(cfg.num_train_steps_per_itr):
+                tasks = self.rng.choice(ready, size=cfg.meta_batch_size)
+                batch = self._meta_batch(tasks)
+                out = next(
+                    iter(self.learner_group.foreach_learner(lambda lr, b=batch: lr.pearl_update(b)))
+                ).get()
+                for key, value in out.items():
+                    losses.setdefault(key, []).append(value)
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group, inference_only=True
+            )
         self.env_steps_lifetime += steps
         self.metrics.log_value((META, "env_steps"), float(steps), window=1)
         self.metrics.log_value((META, "env_steps_lifetime"), float(self.env_steps_lifetime), window=1)
@@ -268,7 +291,7 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
         rl = [self.replay[i].sample(cfg.batch_size, self.rng) for i in tasks]
         batch = {k: np.concatenate([b[k] for b in rl]) for k in rl[0]}
         batch["task"] = np.repeat(np.arange(len(tasks)), cfg.batch_size)
-        batch["context"] = np.stack([self._context(i, cfg.embedding_batch_size) for i in tasks])
+        batch["context"] = np.stack([self._draw_context(i, cfg.embedding_batch_size) for i in tasks])
         return batch
 
     # -- adaptation (main_test.py, validation, the report) ---------------------------------
@@ -292,13 +315,12 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
                 episodes = self._sample(task, self._latents(context), per_stage)
                 success = [e["success"] for e in episodes] if episodes[0]["reports_success"] else None
                 stages[k].append(EvaluatedStage(episodes_batch(episodes, success)))
-                more = context_array(
+                more = self._context(
                     {
                         f: np.concatenate([e[f] for e in episodes])
                         for f in episodes[0]
                         if f in ("obs", "actions", "rewards", "next_obs")
-                    },
-                    self.config.next_obs_in_context,
+                    }
                 )
                 context = more if context is None else np.concatenate([context, more])
         return Rollout(index=[-1] * len(tasks), theta={}, stages=stages)
@@ -326,3 +348,11 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
                 buffer.set_state(values)
         self.rng.bit_generator.state = saved["rng"]
         self.env_steps_lifetime = saved["env_steps_lifetime"]
+
+
+def training_tasks(pool: list | None, n: int) -> list | None:
+    """Pool D, or ``n`` evenly spaced tasks of it when it holds more (a pool ordered by class
+    keeps every class)."""
+    if not pool or len(pool) <= n:
+        return pool
+    return [pool[i] for i in np.linspace(0, len(pool) - 1, n).round().astype(int)]

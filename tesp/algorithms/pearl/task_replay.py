@@ -58,9 +58,12 @@ class TaskReplay:
             self.data[k][: len(v)] = v
 
 
-def context_array(transitions: dict[str, np.ndarray], next_obs: bool) -> np.ndarray:
-    """The encoder's input per transition: (s, a, r[, s']) concatenated, ``[..., dim]``."""
-    parts = [transitions["obs"], transitions["actions"], transitions["rewards"][..., None]]
+def context_array(transitions: dict[str, np.ndarray], next_obs: bool, reward: bool = True) -> np.ndarray:
+    """The encoder's input per transition: (s, a, r[, s']) concatenated, ``[..., dim]``; with
+    ``reward`` false, r is replaced by 0 (a control that cannot tell apart tasks that differ only
+    in their rewards)."""
+    r = transitions["rewards"][..., None]
+    parts = [transitions["obs"], transitions["actions"], r if reward else np.zeros_like(r)]
     if next_obs:
         parts.append(transitions["next_obs"])
     return np.concatenate(parts, axis=-1).astype(np.float32)
