@@ -77,7 +77,9 @@ def measure(env: str, hiddens: list[int], steps: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--envs", nargs="+", default=["point", "half_cheetah_vel"])
     parser.add_argument("--steps", type=int, default=30, help="gradient steps timed per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are printed")
@@ -90,7 +92,9 @@ def main() -> None:
         for env, net in samples:
             out = measure(env, NETS[net], args.steps)
             samples[env, net].append([out[k] for k in keys])
-    print(f"\nPEARL on one core (medians of {args.repeats} alternating repeats; schedule of configs/<env>/pearl.yaml)")
+    print(
+        f"\nPEARL on one core (medians of {args.repeats} alternating repeats; schedule of configs/<env>/pearl.yaml)"
+    )
     head = ["env", "nets", "grad steps/s", "ms / grad step", "env steps/s", "learner share", "s / iteration",
             "replay MB/task"]  # fmt: skip
     print(" | ".join(f"{h:>14}" for h in head))
