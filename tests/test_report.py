@@ -334,6 +334,39 @@ def test_evaluation_table_takes_each_trials_last_checkpoint(tmp_path):
     assert checkpoint_rows([ev("a", 5, 1.0)]) == []  # one iteration: nothing to show
 
 
+def test_differences_against_a_reference_take_each_trials_last_checkpoint_and_resample_each_side(tmp_path):
+    from tesp.report.runs import Evaluation
+    from tesp.report.stats import difference_ci
+    from tesp.report.tables import difference_rows
+
+    point, low, high = difference_ci(np.array([3.0, 5.0]), np.array([1.0, 1.0, 1.0]))
+    assert point == pytest.approx(3.0) and low == pytest.approx(2.0) and high == pytest.approx(4.0)
+    assert difference_ci(np.array([2.0]), np.array([1.0])) == (1.0, 1.0, 1.0)
+
+    def ev(method, trial, iteration, ret, env="wheeled"):
+        pools = {"D": {"0.0": {"return_post": ret}, "0.1": {"return_post": ret - 100}}}
+        return Evaluation(tmp_path / f"{trial}.json", method, env, iteration, pools, tmp_path / trial)
+
+    evs = [
+        ev("tesp", "t0", 40, -100.0), ev("tesp", "t1", 40, -120.0), ev("tesp", "t1", 20, -900.0),
+        ev("maml", "m0", 40, -150.0), ev("maml", "m1", 40, -170.0), ev("maml", "m2", 40, -160.0),
+        ev("maml", "r0", 40, -1.0, env="reacher"),  # no tesp on this env: no row
+    ]  # fmt: skip
+    (row,) = difference_rows(evs, "tesp")
+    assert row["method"] == "tesp - maml" and row["seeds"] == "2 vs 3"
+    mean, low, high, n = row["D"]
+    assert mean == pytest.approx(-110.0 + 160.0) and low <= 50.0 <= high and low > 0 and n == 2
+    assert difference_rows(evs, "nope") == []
+
+
+def test_report_refuses_a_reference_without_runs(results, tmp_path):
+    from tesp.report.report import build
+    from tesp.report.runs import ReportError
+
+    with pytest.raises(ReportError, match="--reference 'nope' has no runs here; choose from: "):
+        build([str(results)], tmp_path / "out", "t", reference="nope")
+
+
 def test_report_draws_each_methods_trajectories_from_its_first_trials_last_evaluation(results, tmp_path):
     from tesp.report.report import _trajectory_evaluations, build
     from tesp.report.runs import load_evaluations

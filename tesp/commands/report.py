@@ -19,6 +19,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("results", nargs="+", help="Tune experiment folders (or folders holding them)")
     parser.add_argument("--out", required=True, help="folder for the figures, report.md and report.pdf")
     parser.add_argument("--title", default="tesp report", help="title of report.md and report.pdf")
+    parser.add_argument(
+        "--reference", default=None, metavar="METHOD",
+        help="a method (--alg name) whose evaluated returns the others are compared with: a table of "
+        "differences with bootstrap intervals",
+    )  # fmt: skip
     return parser
 
 
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"restored {name}/params.json from Tune's experiment state", flush=True)
     try:
         check_writable(str(out), "--out")
-        report = build(args.results, out, args.title, method_names(), report_panels())
+        report = build(args.results, out, args.title, method_names(), report_panels(), args.reference)
     except (ReportError, ConfigError) as e:
         fail(str(e))
     except OSError as e:  # e.g. the disk filled while the figures were written

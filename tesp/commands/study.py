@@ -16,7 +16,8 @@ scales (settings over the shipped ``configs/<env>/<alg>.yaml``, per method in
    ``eval_inner_steps`` where it sets them, e.g. MIME's protocol of 10), on D, D', D'' at each of
    the study's noise levels (as Ray tasks of one CPU each, side by side; a checkpoint already
    evaluated is skipped, so a resumed study only evaluates what is new);
-3. writes the report (``main_report.py``) of the experiment folder into ``--out``.
+3. writes the report (``main_report.py``) of the experiment folder into ``--out``, with a table
+   of each method's difference from the study's ``reference`` method where it names one.
 
 Bad input (study, scale, seeds, methods, envs, paths, a study that cannot fit the local Ray) ends
 the program with one ``error:`` line and exit code 2 before Ray starts.
@@ -94,6 +95,7 @@ class StudyPlan:
     resume: bool
     recorded: dict[str, Any]  # written to STUDY_FILE
     eval_inner_steps: int | None = None  # inner steps of the evaluation (None: each checkpoint's own)
+    reference: str | None = None  # the report's method the others are compared with
 
 
 def load_study(name: str) -> dict[str, Any]:
@@ -186,6 +188,7 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         int(scale.get("eval_pool_size", 0)), out,
         args.resume is not None, recorded,
         int(study["eval_inner_steps"]) if "eval_inner_steps" in study else None,
+        study.get("reference") if study.get("reference") in algs else None,
     )  # fmt: skip
 
 
@@ -391,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     if unfinished:  # stopped (Ctrl+C): evaluating and reporting now would only delay the stop
         print(f"[study] stopped with {len(unfinished)} trial(s) unfinished; resume with: {resume}")
         return 130
-    code = report_main([str(root), "--out", str(plan.out), "--title", f"{plan.name} ({plan.scale} scale)"])
+    reference = ["--reference", plan.reference] if plan.reference else []
+    code = report_main(
+        [str(root), "--out", str(plan.out), "--title", f"{plan.name} ({plan.scale} scale)", *reference]
+    )
     for path in failed:  # the study goes on without them; the report covers the others
         print(f"[study] FAILED (a trial: see its error.txt; a checkpoint: its evaluation above): {path}")
     print(f"[study] report: {plan.out / 'report.md'}\n[study] resume with: {resume}")

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tesp.report import figures, pdf, tables  # noqa: E402
-from tesp.report.runs import Evaluation, Run, load_evaluations, load_runs  # noqa: E402
+from tesp.report.runs import Evaluation, ReportError, Run, load_evaluations, load_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,10 +82,12 @@ def build(
     title: str,
     names: Mapping[str, str] | None = None,
     panels: Mapping[str, Mapping[str, Panel]] | None = None,
+    reference: str | None = None,
 ) -> Path:
     """Write every figure and table of ``roots`` into ``out``; returns ``report.md``'s path.
     ``names``: Algorithm class name -> ``--alg`` name; ``panels``: ``--alg`` name -> its own
-    panels by title (both from the registry)."""
+    panels by title (both from the registry); ``reference``: a method whose evaluated returns
+    the others are compared with, difference by difference."""
     plt.rcParams["figure.max_open_warning"] = 0  # every figure stays open until the PDF is written
     runs = load_runs(roots, names)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,10 @@ def build(
     for run in runs:
         by_env[run.env][run.method].append(run)
     groups = {(env, m): rs for env, ms in by_env.items() for m, rs in ms.items()}
+    if reference is not None and reference not in {m for _, m in groups}:
+        raise ReportError(
+            f"--reference {reference!r} has no runs here; choose from: {', '.join(sorted({m for _, m in groups}))}"
+        )
     gradient = {k: rs for k, rs in groups.items() if any("meta" in row for row in rs[0].rows)}
     still = {
         env: _still(env, next(iter(ms.values()))[0].config.get("env_config")) for env, ms in by_env.items()
@@ -103,7 +109,7 @@ def build(
     if gradient:
         _aggregate_sections(pages, gradient, still)
     evaluations = load_evaluations(roots, names)
-    _evaluation_sections(pages, evaluations)
+    _evaluation_sections(pages, evaluations, reference)
     pages.text(
         "## Results",
         "",
@@ -192,7 +198,7 @@ def _aggregate_sections(pages: Pages, gradient: Mapping, still: Mapping[str, Map
         )
 
 
-def _evaluation_sections(pages: Pages, evaluations: list[Evaluation]) -> None:
+def _evaluation_sections(pages: Pages, evaluations: list[Evaluation], reference: str | None = None) -> None:
     """From ``main_test.py``'s outputs: the noise panels, the 2D trajectories and the tables."""
     by_trial_group: dict[tuple[str, str], list] = defaultdict(list)
     for e in evaluations:
@@ -225,6 +231,19 @@ def _evaluation_sections(pages: Pages, evaluations: list[Evaluation]) -> None:
         tables.results_table(tables.evaluation_rows(evaluations)),
         "",
     )
+    differences = tables.difference_rows(evaluations, reference) if reference else []
+    if differences:
+        pages.text(
+            f"## Differences against {reference}",
+            "",
+            f"`main_test.py` on each trial's last evaluated checkpoint, without noise: {reference}'s",
+            "post-adaptation return minus each other method's, difference of the means over seeds [95%",
+            "bootstrap CI, each method's seeds resampled independently]; positive: "
+            f"{reference} is ahead, an interval that holds 0: no difference shown.",
+            "",
+            tables.results_table(differences),
+            "",
+        )
     by_checkpoint = tables.checkpoint_rows(evaluations)
     if by_checkpoint:
         pages.text(

@@ -2,6 +2,7 @@
 learning at the edge of the statistical precipice", NeurIPS).
 
 - :func:`bootstrap_ci`: a percentile bootstrap confidence interval of the mean over seeds;
+- :func:`difference_ci`: the same for the difference of two methods' means;
 - :func:`iqm`: the interquartile mean, the mean of the middle 50% of the scores (the paper's
   recommended point estimate: robust to outlying runs, less noisy than the median);
 - :func:`stratified_bootstrap_ci`: its confidence interval, resampling runs with replacement
@@ -40,6 +41,23 @@ def bootstrap_ci(
     means = values[picks].mean(1)
     tail = 100 * (1 - confidence) / 2
     return np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+
+
+def difference_ci(
+    a: np.ndarray, b: np.ndarray, confidence: float = 0.95, reps: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` and its percentile bootstrap interval, the runs of each side
+    resampled independently (two methods' seeds are independent runs, not pairs)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    point = float(a.mean() - b.mean())
+    if len(a) < 2 and len(b) < 2:
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    diffs = a[rng.integers(0, len(a), (reps, len(a)))].mean(1) - b[
+        rng.integers(0, len(b), (reps, len(b)))
+    ].mean(1)
+    tail = 100 * (1 - confidence) / 2
+    return point, float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
 
 
 def iqm(scores: np.ndarray) -> float:

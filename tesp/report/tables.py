@@ -17,7 +17,7 @@ import numpy as np
 
 from tesp.report.figures import TRAINING, pool_keys, pools_of, run_steps_key
 from tesp.report.runs import Evaluation, Run
-from tesp.report.stats import bootstrap_ci
+from tesp.report.stats import bootstrap_ci, difference_ci
 
 PACKAGES = ("torch", "ray", "gymnasium", "mujoco", "numpy", "matplotlib")
 # Settings left out of the settings table: bookkeeping that differs between every run.
@@ -68,15 +68,8 @@ def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
     """Per (env, method): each trial's last evaluated checkpoint (``main_test.py``), its
     post-adaptation return per pool without noise and at the largest noise level evaluated (and
     the success rate where the env has one), mean [95% bootstrap CI] over the trials."""
-    last: dict[Path, Evaluation] = {}
-    for e in evaluations:
-        if e.trial not in last or e.iteration > last[e.trial].iteration:
-            last[e.trial] = e
-    groups: dict[tuple[str, str], list[Evaluation]] = defaultdict(list)
-    for e in last.values():
-        groups[(e.env, e.method)].append(e)
     rows = []
-    for (env, method), evs in sorted(groups.items()):
+    for (env, method), evs in sorted(last_evaluations(evaluations).items()):
         row: dict = {"env": env, "method": method, "seeds": len(evs)}
         row["iteration"] = float(np.mean([e.iteration for e in evs]))
         for pool in sorted({p for e in evs for p in e.pools}, key=lambda p: (len(p), p)):
@@ -86,6 +79,49 @@ def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
                 row |= _pool_cells(evs, pool, sigma, label)
         rows.append(row)
     return rows
+
+
+def last_evaluations(evaluations: Sequence[Evaluation]) -> dict[tuple[str, str], list[Evaluation]]:
+    """(env, method) -> each of its trials' last evaluated checkpoint."""
+    last: dict[Path, Evaluation] = {}
+    for e in evaluations:
+        if e.trial not in last or e.iteration > last[e.trial].iteration:
+            last[e.trial] = e
+    groups: dict[tuple[str, str], list[Evaluation]] = defaultdict(list)
+    for e in last.values():
+        groups[(e.env, e.method)].append(e)
+    return groups
+
+
+def difference_rows(evaluations: Sequence[Evaluation], reference: str) -> list[dict]:
+    """Per env where ``reference`` was evaluated, and per other method there: the reference's
+    post-adaptation return minus the method's on each pool without noise (each trial's last
+    evaluated checkpoint), difference of the means over seeds [95% bootstrap CI, each side's
+    seeds resampled independently]. Positive: the reference is ahead."""
+    groups = last_evaluations(evaluations)
+    rows = []
+    for (env, method), evs in sorted(groups.items()):
+        ref = groups.get((env, reference))
+        if method == reference or not ref:
+            continue
+        row: dict = {"env": env, "method": f"{reference} - {method}", "seeds": f"{len(ref)} vs {len(evs)}"}
+        for pool in sorted({p for e in [*ref, *evs] for p in e.pools}, key=lambda p: (len(p), p)):
+            sides = [_returns(side, pool) for side in (ref, evs)]
+            if all(len(v) for v in sides):
+                row[pool] = Estimate(*difference_ci(*sides), min(len(v) for v in sides))
+        rows.append(row)
+    return rows
+
+
+def _returns(evs: Sequence[Evaluation], pool: str) -> np.ndarray:
+    """The post-adaptation returns of ``evs`` on ``pool`` at its lowest noise level (finite ones)."""
+    values = []
+    for e in evs:
+        by_sigma = e.pools.get(pool, {})
+        if by_sigma:
+            values.append(by_sigma[min(by_sigma, key=float)].get("return_post", np.nan))
+    values = np.asarray(values, np.float64)
+    return values[np.isfinite(values)]
 
 
 def checkpoint_rows(evaluations: Sequence[Evaluation]) -> list[dict]:
