@@ -155,6 +155,7 @@ def test_pearl_trains_validates_resumes_with_its_buffers_is_evaluated_and_render
     reported = {"return_stage_0", "return_stage_1", "return_post", "loss_qf_loss", "loss_policy_loss"}
     assert reported <= set(meta)
     assert meta["loss_kl_to_prior"] > 0  # the encoder's information cost, reported per iteration
+    assert meta["time_sample_s"] > 0 and meta["time_update_s"] > 0
     assert sorted(rows[-1]["validation"]) == ["D", "D'", "D''"] and "validation" not in rows[0]
     for pool in rows[-1]["validation"].values():  # the prior's stage and two posterior stages
         assert {"return_stage_0", "return_stage_1", "return_stage_2"} <= set(pool)

@@ -28,19 +28,13 @@ stages follow the prior one.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 from ray.rllib.algorithms.sac.sac import SAC, SACConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
-)
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from tesp.algorithms.pearl.latent_env import LatentEnv
 from tesp.algorithms.pearl.pearl_learner import PEARLLearner
@@ -240,38 +234,34 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
         steps = 0
         # the returns with z from the prior (stage 0) and from the posterior of that data (stage 1)
         returns: tuple[list[float], list[float]] = ([], [])
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            if self.iteration == 0 and cfg.num_initial_steps:
-                for i in range(len(self.train_tasks)):
-                    steps += self._collect(i, cfg.num_initial_steps, posterior=False, to_encoder=True)[0]
-            for i in self.rng.choice(len(self.train_tasks), size=cfg.num_tasks_sample):
-                self.encoder_replay[i].clear()
-                n, prior = self._collect(i, cfg.num_steps_prior, posterior=False, to_encoder=True)
+        start = time.perf_counter()
+        if self.iteration == 0 and cfg.num_initial_steps:
+            for i in range(len(self.train_tasks)):
+                steps += self._collect(i, cfg.num_initial_steps, posterior=False, to_encoder=True)[0]
+        for i in self.rng.choice(len(self.train_tasks), size=cfg.num_tasks_sample):
+            self.encoder_replay[i].clear()
+            n, prior = self._collect(i, cfg.num_steps_prior, posterior=False, to_encoder=True)
+            steps += n
+            returns[0].extend(prior)
+            if cfg.num_extra_rl_steps_posterior:
+                n, post = self._collect(i, cfg.num_extra_rl_steps_posterior, posterior=True, to_encoder=False)
                 steps += n
-                returns[0].extend(prior)
-                if cfg.num_extra_rl_steps_posterior:
-                    n, post = self._collect(
-                        i, cfg.num_extra_rl_steps_posterior, posterior=True, to_encoder=False
-                    )
-                    steps += n
-                    returns[1].extend(post)
+                returns[1].extend(post)
         losses: dict[str, list[float]] = {}
         ready = [
             i for i in range(len(self.train_tasks)) if self.replay[i].size and self.encoder_replay[i].size
         ]
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            for _ in range(cfg.num_train_steps_per_itr):
-                tasks = self.rng.choice(ready, size=cfg.meta_batch_size)
-                batch = self._meta_batch(tasks)
-                out = next(
-                    iter(self.learner_group.foreach_learner(lambda lr, b=batch: lr.pearl_update(b)))
-                ).get()
-                for key, value in out.items():
-                    losses.setdefault(key, []).append(value)
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group, inference_only=True
-            )
+        sample_s, start = time.perf_counter() - start, time.perf_counter()
+        for _ in range(cfg.num_train_steps_per_itr):
+            tasks = self.rng.choice(ready, size=cfg.meta_batch_size)
+            batch = self._meta_batch(tasks)
+            out = next(iter(self.learner_group.foreach_learner(lambda lr, b=batch: lr.pearl_update(b)))).get()
+            for key, value in out.items():
+                losses.setdefault(key, []).append(value)
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group, inference_only=True
+        )
+        update_s = time.perf_counter() - start
         self.env_steps_lifetime += steps
         self.metrics.log_value((META, "env_steps"), float(steps), window=1)
         self.metrics.log_value((META, "env_steps_lifetime"), float(self.env_steps_lifetime), window=1)
@@ -280,6 +270,9 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
         )
         for key, values in losses.items():
             self.metrics.log_value((META, f"loss_{key}"), float(np.mean(values)), window=1)
+        # seconds of the iteration's collection and of its gradient steps (with the weight sync)
+        self.metrics.log_value((META, "time_sample_s"), sample_s, window=1)
+        self.metrics.log_value((META, "time_update_s"), update_s, window=1)
         for k, values in enumerate(r for r in returns if r):
             self.metrics.log_value((META, f"return_stage_{k}"), float(np.mean(values)), window=1)
         if returns[1]:
