@@ -197,7 +197,7 @@ class AntEnv(GoalMujocoEnv):
       leaves [0.15, 0.45], as the original did. With a reward that is negative at every step and
       no bonus for staying alive, that rule pays for ending the episode: TESP on the laptop
       scale learnt to do so within ~10-20 steps (every episode, before and after adaptation;
-      docs/supplement.md), scoring above the paper's numbers without walking anywhere. Without
+      docs/supplement_first_scale.md), scoring above the paper's numbers without walking anywhere. Without
       it a fallen ant keeps paying its distance until the horizon.
     - Tasks: as for the wheeled robot; the ant starts at the origin.
     """
