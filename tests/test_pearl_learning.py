@@ -44,7 +44,9 @@ def context_gain(validation: dict) -> float:
     gains = []
     for pool in ("D", "D'"):
         stages = validation[pool]
-        posterior = [stages[k] for k in sorted(stages) if k.startswith("return_stage_") and k != "return_stage_0"]
+        posterior = [
+            stages[k] for k in sorted(stages) if k.startswith("return_stage_") and k != "return_stage_0"
+        ]
         gains.append(np.mean(posterior) - stages["return_stage_0"])
     return float(np.mean(gains))
 
