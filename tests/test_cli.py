@@ -192,7 +192,7 @@ def test_help_lists_envs_and_algorithms(capsys):
     assert (
         "registered envs: ant, ant_bandits, ant_dir, half_cheetah_dir, half_cheetah_vel, ml10, "
         "movement_bandits, nav_close_ring, nav_dog_feeding, "
-        "nav_hard_exploration, nav_wide_ring, pendulum_dense, pendulum_sparse, point, reacher_2_link, "
+        "nav_hard_exploration, nav_wide_ring, pendulum_dense, pendulum_sparse, point, point_robot_sparse, reacher_2_link, "
         "reacher_4_link, walker_crawl, walker_forward, walker_jump, walker_obstacle_course, wheeled" in out
     )
     assert "reacher_2-link (= reacher_2_link)" in out
