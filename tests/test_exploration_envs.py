@@ -200,15 +200,19 @@ def test_sparse_point_robot_goals_pools_and_reward():
 
     env.set_task({"goal": np.array([0.95, 0.0])})
     env.reset(seed=0)
-    rewards, successes = [], []
+    rewards, successes, dense = [], [], []
     for _ in range(20):  # straight at the goal at full speed
         _, r, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
         rewards.append(r)
         successes.append(info["success"])
+        dense.append(info["dense_reward"])
         assert not terminated
     assert truncated
     # x = 0.1 k is within 0.2 of the goal for k = 8..11 (distances 0.15, 0.05, 0.05, 0.15), else 0
     expected = [1 - abs(0.95 - 0.1 * k) if 8 <= k <= 11 else 0.0 for k in range(1, 21)]
     np.testing.assert_allclose(rewards, expected, atol=1e-9)
     assert successes == [e > 0 for e in expected]
+    np.testing.assert_allclose(
+        dense, [-abs(0.95 - 0.1 * k) for k in range(1, 21)], atol=1e-9
+    )  # minus the distance
     assert max(rewards) == pytest.approx(0.95)

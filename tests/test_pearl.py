@@ -75,6 +75,38 @@ def test_training_tasks_are_pool_d_or_an_even_spread_of_it():
     assert [sum(t["class"] == c for t in chosen) for c in range(10)] == [10] * 10
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_dense_critic_reward_fills_the_rl_replay_with_the_dense_reward_and_the_context_with_the_envs(dense):
+    """The release's sparse point robot: the actor-critic learns from the dense reward, z (and
+    the reported returns) from the sparse one."""
+    from types import SimpleNamespace
+
+    from tesp.algorithms.pearl.pearl import DENSE_REWARD, PEARL
+
+    episode = {
+        "obs": np.zeros((3, 2), np.float32), "next_obs": np.ones((3, 2), np.float32),
+        "actions": np.zeros((3, 2), np.float32), "terminateds": np.zeros(3, np.float32),
+        "rewards": np.array([0.0, 0.9, 0.0], np.float32), DENSE_REWARD: np.array([-0.5, -0.1, -0.3], np.float32),
+    }  # fmt: skip
+    algo = SimpleNamespace(
+        config=SimpleNamespace(dense_critic_reward=dense, env="point_robot_sparse", embedding_batch_size=4),
+        replay=[TaskReplay(10, 2, 2)], encoder_replay=[TaskReplay(10, 2, 2)], train_tasks=[{}],
+        task_env=SimpleNamespace(horizon=3), _latents=lambda context: None, _sample=lambda *args: [episode],
+    )  # fmt: skip
+    steps, returns = PEARL._collect(algo, 0, 3, posterior=False, to_encoder=True)
+    assert steps == 3 and returns == [pytest.approx(0.9)]  # the env's (sparse) return is reported
+    expected = episode[DENSE_REWARD] if dense else episode["rewards"]
+    np.testing.assert_array_equal(algo.replay[0].data["rewards"][:3], expected)
+    np.testing.assert_array_equal(algo.encoder_replay[0].data["rewards"][:3], episode["rewards"])
+    if dense:  # an env without the dense reward is named
+        algo.config.env = "point"
+        algo._sample = lambda *args: [{k: v for k, v in episode.items() if k != DENSE_REWARD}]
+        with pytest.raises(
+            ValueError, match="dense_critic_reward=True needs an env whose step info has 'dense_reward'"
+        ):
+            PEARL._collect(algo, 0, 3, posterior=False, to_encoder=True)
+
+
 def _module():
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 

@@ -110,8 +110,11 @@ class _PointMass(TaskEnv):
         self._move(self._pos + action)
         self._t += 1
         distance = float(np.linalg.norm(self._pos - self._goal))
-        near = distance < self.goal_radius
-        return self._observe(), self.reward(distance), False, self._t >= self.horizon, {"success": near}
+        info = self.step_info(distance)
+        return self._observe(), self.reward(distance), False, self._t >= self.horizon, info
+
+    def step_info(self, distance: float) -> dict[str, Any]:
+        return {"success": distance < self.goal_radius}
 
 
 class SparseRingNavEnv(_PointMass):
@@ -168,7 +171,9 @@ class SparsePointRobotEnv(_PointMass):
       ``[-0.1, 0.1]`` per axis; ``horizon`` 20 steps; no termination.
     - Reward: ``1 - d`` for a step that ends within ``goal_radius`` (0.2) of the goal, ``d`` its
       distance to it, else 0 (minus the distance, zeroed outside the radius and shifted by +1
-      inside, as the authors' release makes it positive); ``info["success"]`` on those steps.
+      inside, as the authors' release makes it positive); ``info["success"]`` on those steps, and
+      ``info["dense_reward"]``, minus the distance, on every step (the release meta-trains its
+      actor-critic on that one, ``--set dense_critic_reward=true`` for PEARL).
     - Tasks: ``n_tasks`` (100) goals evenly spaced on the upper half of the unit circle, shuffled
       by ``task_seed``; the first ``n_train`` (80) are pool ``"D"`` (the training tasks; fresh
       training tasks are drawn from it), the other 20 pool ``"D'"``; ``"D''"`` holds 20 goals
@@ -204,6 +209,9 @@ class SparsePointRobotEnv(_PointMass):
 
     def reward(self, distance: float) -> float:
         return 1.0 - distance if distance < self.goal_radius else 0.0
+
+    def step_info(self, distance: float) -> dict[str, Any]:
+        return super().step_info(distance) | {"dense_reward": -distance}
 
     def draw_tasks(self, n: int) -> list[Task]:
         train = self._pools["D"]

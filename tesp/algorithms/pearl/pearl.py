@@ -93,6 +93,10 @@ class PEARLConfig(DeclaredSettings, SACConfig):
         Setting("reward_in_context", True, "the context transitions carry the reward; false gives the "
                 "control of the learning test (r replaced by 0: on point, whose tasks differ only in "
                 "their rewards, z then cannot tell the tasks apart).", "true or false", is_bool),
+        Setting("dense_critic_reward", False, "the actor and critics learn from the env's dense reward "
+                "(its step info's 'dense_reward') while the context, the adaptation and the reported "
+                "returns use its own, sparse one: the release's setting for its sparse point robot "
+                "(its actor-critic batches' rewards 'are always dense').", "true or false", is_bool),
         Setting("context_episodes", 2, "episodes of context gathered at test time, each followed by "
                 "a posterior update (stages after the prior's).", "an integer >= 1", at_least(1)),
         *validation.SETTINGS,
@@ -197,6 +201,8 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
                     "success": any(bool(i.get("success", False)) for i in infos),
                     "reports_success": any("success" in i for i in infos),
                 })  # fmt: skip
+                if all(DENSE_REWARD in i for i in infos[1:]):  # the step infos (infos[0] is the reset's)
+                    out[-1][DENSE_REWARD] = np.array([i[DENSE_REWARD] for i in infos[1:]], dtype=np.float32)
             return out
 
         return self.on_sampler(run)
@@ -217,7 +223,15 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
             k: np.concatenate([e[k] for e in episodes])
             for k in ("obs", "actions", "rewards", "next_obs", "terminateds")
         }
-        self.replay[index].add(data)
+        if self.config.dense_critic_reward:  # the actor-critic learns from the dense reward, z from the env's
+            if any(DENSE_REWARD not in e for e in episodes):
+                raise ValueError(
+                    f"dense_critic_reward=True needs an env whose step info has {DENSE_REWARD!r} "
+                    f"(point_robot_sparse); {self.config.env!r} has none"
+                )
+            self.replay[index].add(data | {"rewards": np.concatenate([e[DENSE_REWARD] for e in episodes])})
+        else:
+            self.replay[index].add(data)
         if to_encoder:
             self.encoder_replay[index].add(data)
         return len(data["rewards"]), [float(e["rewards"].sum()) for e in episodes]
@@ -341,6 +355,10 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
                 buffer.set_state(values)
         self.rng.bit_generator.state = saved["rng"]
         self.env_steps_lifetime = saved["env_steps_lifetime"]
+
+
+#: the step info's key of an env's dense reward (``dense_critic_reward``)
+DENSE_REWARD = "dense_reward"
 
 
 def training_tasks(pool: list | None, n: int) -> list | None:
