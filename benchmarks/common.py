@@ -1,4 +1,5 @@
-"""Shared set-up for the benchmark scripts: a local Ray sized to this machine, with no auth file."""
+"""Shared set-up for the benchmark scripts: a local Ray sized to this machine, with no auth file;
+the engine's sampling rate; training to a return threshold."""
 
 from __future__ import annotations
 
@@ -85,3 +86,28 @@ def _slow_down(env_runner, factor: float) -> None:
         return out
 
     env_runner.sample_task = sample_task
+
+
+def train_to_threshold(
+    config, max_iters: int, window: int, threshold: float, line
+) -> tuple[int, float, int] | None:
+    """Train the algorithm of ``config`` until its post-adaptation return (``meta/return_post``)
+    first averages ``threshold`` or better over ``window`` consecutive iterations; print
+    ``line(iteration, meta, env steps so far, seconds so far)`` per iteration. Returns
+    (iterations, training seconds, env steps), or None if ``max_iters`` pass first."""
+    import numpy as np
+
+    algo = config.build_algo()
+    post, steps, start = [], 0, time.perf_counter()
+    try:
+        for it in range(1, max_iters + 1):
+            meta = algo.train()["meta"]
+            post.append(meta["return_post"])
+            steps += int(meta["env_steps"])
+            elapsed = time.perf_counter() - start
+            print(line(it, meta, steps, elapsed), flush=True)
+            if len(post) >= window and np.mean(post[-window:]) >= threshold:
+                return it, elapsed, steps
+        return None
+    finally:
+        algo.stop()

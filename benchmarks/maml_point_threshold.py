@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
-from common import start_ray
+from common import start_ray, train_to_threshold
 
 PEER_DRIVER = Path(__file__).parent / "peers" / "pytorch_maml_rl_threshold.py"
 SCALE = {
@@ -42,25 +41,15 @@ def run_seed(seed: int, args) -> tuple[int, float, int] | None:
     from tesp.settings import resolve_config
 
     config, _, _ = resolve_config("maml", "point", {**SCALE, "seed": seed, **parse_set(args.set)})
-    algo = config.build_algo()
-    post, steps, start = [], 0, time.perf_counter()
-    try:
-        for it in range(1, args.max_iters + 1):
-            meta = algo.train()["meta"]
-            post.append(meta["return_post"])
-            steps += int(meta["env_steps"])
-            elapsed = time.perf_counter() - start
-            print(
-                f"seed {seed} iter {it:3d}  pre {meta['return_pre']:7.2f}  post {meta['return_post']:7.2f}  "
-                f"steps {steps / 1e6:5.2f}M  {elapsed:6.1f}s  (sample {meta['time_sample_s']:.1f}s, "
-                f"adapt {meta['time_adapt_s']:.1f}s, outer {meta['time_outer_s']:.1f}s)",
-                flush=True,
-            )
-            if len(post) >= args.window and np.mean(post[-args.window :]) >= args.threshold:
-                return it, elapsed, steps
-        return None
-    finally:
-        algo.stop()
+
+    def line(it, meta, steps, elapsed):
+        return (
+            f"seed {seed} iter {it:3d}  pre {meta['return_pre']:7.2f}  post {meta['return_post']:7.2f}  "
+            f"steps {steps / 1e6:5.2f}M  {elapsed:6.1f}s  (sample {meta['time_sample_s']:.1f}s, "
+            f"adapt {meta['time_adapt_s']:.1f}s, outer {meta['time_outer_s']:.1f}s)"
+        )
+
+    return train_to_threshold(config, args.max_iters, args.window, args.threshold, line)
 
 
 def run_peer(seed: int, args) -> tuple[int, float, int] | None:

@@ -21,10 +21,9 @@ included) and wall-clock are printed per seed, with the medians' ratio:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from common import start_ray
+from common import start_ray, train_to_threshold
 from maml_point_threshold import run_seed as run_maml
 
 
@@ -36,24 +35,14 @@ def run_pearl(seed: int, args) -> tuple[int, float, int] | None:
     config, _, _ = resolve_config(
         "pearl", "point", {"seed": seed, "validation_freq": 0, **parse_set(args.pearl_set)}
     )
-    algo = config.build_algo()
-    post, steps, start = [], 0, time.perf_counter()
-    try:
-        for it in range(1, args.pearl_max_iters + 1):
-            meta = algo.train()["meta"]
-            post.append(meta["return_post"])
-            steps += int(meta["env_steps"])
-            elapsed = time.perf_counter() - start
-            print(
-                f"pearl seed {seed} iter {it:3d}  prior {meta['return_stage_0']:7.2f}  post {meta['return_post']:7.2f}  "
-                f"steps {steps / 1e6:5.3f}M  {elapsed:6.1f}s",
-                flush=True,
-            )
-            if len(post) >= args.window and np.mean(post[-args.window :]) >= args.threshold:
-                return it, elapsed, steps
-        return None
-    finally:
-        algo.stop()
+
+    def line(it, meta, steps, elapsed):
+        return (
+            f"pearl seed {seed} iter {it:3d}  prior {meta['return_stage_0']:7.2f}  post {meta['return_post']:7.2f}  "
+            f"steps {steps / 1e6:5.3f}M  {elapsed:6.1f}s"
+        )
+
+    return train_to_threshold(config, args.pearl_max_iters, args.window, args.threshold, line)
 
 
 def main() -> None:
