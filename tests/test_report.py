@@ -359,6 +359,42 @@ def test_differences_against_a_reference_take_each_trials_last_checkpoint_and_re
     assert difference_rows(evs, "nope") == []
 
 
+def test_trials_csv_keeps_every_trials_final_numbers_to_recompute_the_intervals(results, tmp_path):
+    import csv
+
+    trial = next((results / "tesp-exp").glob("TESP_*seed=1"))
+    with open(trial / "result.json", "a") as f:  # a mechanism metric in a late row
+        f.write(json.dumps({"training_iteration": 7, "meta": {"adaptation_kl": 0.25}}) + "\n")
+    for iteration, ret in ((2, -900.0), (6, -42.0)):  # main_test.py's outputs: the last one counts
+        evaluation = {
+            "env": "wheeled",
+            "training_iteration": iteration,
+            "pools": {"D''": {"0.0": {"return_post": ret}}},
+        }
+        (trial / f"checkpoint_{iteration:06d}-eval.json").write_text(json.dumps(evaluation))
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(results), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("maml", "0"),
+        ("maml", "1"),
+        ("tesp", "0"),
+        ("tesp", "1"),
+    ]
+    tesp1 = rows[3]
+    # fake_experiment: post = offset + 2 it (+10 per pool index), offset -77 for TESP seed 1, last validation at 6
+    assert float(tesp1["D'' post"]) == pytest.approx(-77 + 12 + 20) and float(
+        tesp1["D pre"]
+    ) == pytest.approx(-71)
+    assert float(tesp1["meta/adaptation_kl"]) == pytest.approx(0.25) and rows[2]["meta/adaptation_kl"] == ""
+    assert tesp1["eval_iteration"] == "6" and float(tesp1["eval D'' sigma 0.0 return_post"]) == -42.0
+    assert rows[0]["eval_iteration"] == "" and float(rows[0]["env_steps"]) == 6000
+
+
 def test_report_refuses_a_reference_without_runs(results, tmp_path):
     from tesp.report.report import build
     from tesp.report.runs import ReportError

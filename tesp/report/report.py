@@ -8,7 +8,8 @@ of normalised final returns with stratified-bootstrap intervals and performance 
 (Agarwal et al. 2021); the observation-noise panel from ``main_test.py`` outputs; a method's own
 panels (e.g. MLSH's warm-up/joint returns and sub-policy choices); for 2D envs, each method's
 trajectories before and after adaptation (from the evaluations); a results table and a settings
-table. Written as PNG and SVG, ``report.md`` and one ``report.pdf``.
+table. Written as PNG and SVG, ``report.md`` and one ``report.pdf``, with ``trials.csv``: every
+trial's final numbers, from which each table's intervals can be recomputed.
 
 The report reads result folders only: it imports no method and no RLlib code; the command gives
 it the methods' names and panels.
@@ -124,6 +125,7 @@ def build(
     for name, fig in pages.figures:
         fig.savefig(out / f"{name}.png", dpi=110)
         fig.savefig(out / f"{name}.svg")
+    tables.write_csv(out / "trials.csv", tables.trial_rows(runs, evaluations))
     report = out / "report.md"
     report.write_text("\n".join(pages.md))
     pdf.write(out / "report.pdf", title, pages.md, out)

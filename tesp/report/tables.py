@@ -4,6 +4,7 @@ and the versions the report was made with."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib.metadata
 import json
 import re
@@ -15,13 +16,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tesp.report.figures import TRAINING, pool_keys, pools_of, run_steps_key
+from tesp.report.figures import MECHANISM, TRAINING, pool_keys, pools_of, run_steps_key
 from tesp.report.runs import Evaluation, Run
 from tesp.report.stats import bootstrap_ci, difference_ci
 
 PACKAGES = ("torch", "ray", "gymnasium", "mujoco", "numpy", "matplotlib")
 # Settings left out of the settings table: bookkeeping that differs between every run.
 IGNORED = {"seed", "logger_config", "callbacks", "env_runner_cls", "_tf_policy_handles_more_than_one_loss"}
+
+
+MECHANISM_METRICS = (
+    *(name for name, _, _ in MECHANISM),
+    "step_size_q10",
+    "step_size_q50",
+)
 
 
 class Estimate(NamedTuple):
@@ -156,6 +164,50 @@ def _pool_cells(evs: Sequence[Evaluation], pool: str, sigma: str, label: str) ->
     return cells
 
 
+def trial_rows(runs: Sequence[Run], evaluations: Sequence[Evaluation]) -> list[dict]:
+    """One row per trial, every number the report's tables are computed from: the env, method,
+    seed, iterations, env steps and wall-clock; the last logged return per pool and stage; the last
+    value of each mechanism metric; and the post-adaptation return (and success rate) of its last
+    evaluated checkpoint per pool and noise level. Written as ``trials.csv``: kept beside a study's
+    figures, it lets every interval be recomputed once Tune's result folders are gone."""
+    last = {e.trial: e for es in last_evaluations(evaluations).values() for e in es}
+    rows = []
+    for run in sorted(runs, key=lambda r: (r.env, r.method, -1 if r.seed is None else r.seed, str(r.path))):
+        row: dict = {"env": run.env, "method": run.method, "seed": run.seed, "trial": run.path.name}
+        row["iterations"] = run.rows[-1]["training_iteration"]
+        steps = run.last(*run_steps_key(run))
+        row["env_steps"] = (
+            steps if np.isfinite(steps) else run.last("env_runners", "num_env_steps_sampled_lifetime")
+        )
+        row["time_total_s"] = run.rows[-1].get("time_total_s")
+        for pool in pools_of([run]):
+            for stage in ("pre", "post"):
+                row[f"{pool} {stage}"] = run.last(*pool_keys(pool, stage))
+        for metric in MECHANISM_METRICS:
+            value = run.last("meta", metric)
+            if np.isfinite(value):
+                row[f"meta/{metric}"] = value
+        evaluation = last.get(run.path)
+        if evaluation is not None:
+            row["eval_iteration"] = evaluation.iteration
+            for pool, by_sigma in sorted(evaluation.pools.items(), key=lambda kv: (len(kv[0]), kv[0])):
+                for sigma, summary in sorted(by_sigma.items(), key=lambda kv: float(kv[0])):
+                    for key in ("return_post", "success_post"):
+                        if key in summary:
+                            row[f"eval {pool} sigma {sigma} {key}"] = summary[key]
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[dict]) -> None:
+    """``rows`` as a CSV file, one column per key any row has (empty where a row lacks it)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def results_table(rows: Sequence[dict]) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -258,4 +310,6 @@ __all__ = [
     "results_rows",
     "results_table",
     "settings_table",
+    "trial_rows",
+    "write_csv",
 ]
