@@ -107,6 +107,36 @@ def test_dense_critic_reward_fills_the_rl_replay_with_the_dense_reward_and_the_c
             PEARL._collect(algo, 0, 3, posterior=False, to_encoder=True)
 
 
+def test_collection_adds_episodes_until_the_step_count_when_episodes_end_early():
+    """An env whose episodes end after 4 of its 10 steps (a fallen ant): asking for 25 steps
+    runs ceil(25 / 10) = 3 episodes (12 steps), then ceil(13 / 10) = 2, then 1: 24, then 1 more."""
+    from types import SimpleNamespace
+
+    from tesp.algorithms.pearl.pearl import PEARL
+
+    def short(n):
+        return {
+            "obs": np.zeros((n, 2), np.float32), "next_obs": np.ones((n, 2), np.float32),
+            "actions": np.zeros((n, 2), np.float32), "terminateds": np.eye(1, n, n - 1, dtype=np.float32)[0],
+            "rewards": np.full(n, 0.5, np.float32),
+        }  # fmt: skip
+
+    calls = []
+
+    def sample(task, latents, episodes):
+        calls.append(episodes)
+        return [short(4) for _ in range(episodes)]
+
+    algo = SimpleNamespace(
+        config=SimpleNamespace(dense_critic_reward=False, env="ant_dir", embedding_batch_size=4),
+        replay=[TaskReplay(100, 2, 2)], encoder_replay=[TaskReplay(100, 2, 2)], train_tasks=[{}],
+        task_env=SimpleNamespace(horizon=10), _latents=lambda context: None, _sample=sample,
+    )  # fmt: skip
+    steps, returns = PEARL._collect(algo, 0, 25, posterior=False, to_encoder=True)
+    assert calls == [3, 2, 1, 1] and steps == 28 and returns == [pytest.approx(2.0)] * 7
+    assert algo.replay[0].size == 28 and algo.encoder_replay[0].size == 28
+
+
 def _module():
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -223,9 +253,10 @@ def test_pearl_trains_validates_resumes_with_its_buffers_is_evaluated_and_render
     (trial,) = trial_dirs(tmp_path / "pearl")
     rows = results(trial)
     # iteration 1: every training task's initial steps (3 x 40), then 2 tasks x (40 prior + 40
-    # posterior), whole episodes of up to 20 steps (an episode that reaches its goal ends early)
+    # posterior): 7 collections of whole episodes of up to 20 steps, each reaching its count and
+    # overshooting by less than an episode (an episode that reaches its goal ends early)
     steps = [r["meta"]["env_steps"] for r in rows]
-    assert 0.8 * (3 * 40 + 2 * 80) <= steps[0] <= 3 * 40 + 2 * 80 and 0.8 * 2 * 80 <= steps[1] <= 2 * 80
+    assert 3 * 40 + 2 * 80 <= steps[0] < 3 * 40 + 2 * 80 + 7 * 20 and 2 * 80 <= steps[1] < 2 * 80 + 4 * 20
     meta = rows[-1]["meta"]
     reported = {"return_stage_0", "return_stage_1", "return_post", "loss_qf_loss", "loss_policy_loss"}
     assert reported <= set(meta)

@@ -213,12 +213,22 @@ class PEARL(EpisodeAdaptation, PoolValidation, CompleteCheckpoints, SAC):
 
     def _collect(self, index: int, steps: int, posterior: bool, to_encoder: bool) -> tuple[int, list[float]]:
         """At least ``steps`` env steps (whole episodes) on training task ``index``; returns how
-        many, and the episodes' returns."""
+        many, and the episodes' returns. Episodes are added until the count is reached, as the
+        release's sampler does, so envs whose episodes end early (a fallen ant, a point at its
+        goal) still give ``steps``."""
         context = None
         if posterior and self.encoder_replay[index].size:
             context = self._draw_context(index, self.config.embedding_batch_size)
         horizon = max(1, int(getattr(self.task_env, "horizon", 100)))
-        episodes = self._sample(self.train_tasks[index], self._latents(context), math.ceil(steps / horizon))
+        latents = self._latents(context)
+        episodes: list[dict] = []
+        collected = 0
+        while collected < steps:
+            more = self._sample(self.train_tasks[index], latents, math.ceil((steps - collected) / horizon))
+            if not more:
+                raise RuntimeError(f"PEARL collection got no episode of training task {index}")
+            episodes += more
+            collected += sum(len(e["rewards"]) for e in more)
         data = {
             k: np.concatenate([e[k] for e in episodes])
             for k in ("obs", "actions", "rewards", "next_obs", "terminateds")
