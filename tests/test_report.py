@@ -395,6 +395,44 @@ def test_trials_csv_keeps_every_trials_final_numbers_to_recompute_the_intervals(
     assert rows[0]["eval_iteration"] == "" and float(rows[0]["env_steps"]) == 6000
 
 
+def test_tables_from_trials_csv_files_combine_them_and_prefer_the_evaluation(tmp_path):
+    from tesp.report.stats import bootstrap_ci, difference_ci, iqm
+
+    header = "env,method,seed,trial,D post,D'' post,eval D sigma 0.0 return_post,meta/adaptation_kl\n"
+    first = tmp_path / "first.csv"
+    first.write_text(
+        header
+        + "wheeled,tesp,0,t0,-10,-30,-12,0.2\n"
+        + "wheeled,tesp,1,t1,-20,-40,-22,0.4\n"
+        + "wheeled,maml,0,m0,-50,-70,,\n"  # never evaluated: its validation counts
+        + "wheeled,maml,1,m1,-60,-90,,\n"
+    )
+    later = tmp_path / "later.csv"  # a later run of a missing seed, and a rerun of t1 that replaces it
+    later.write_text(header + "wheeled,tesp,1,t1,-20,-40,-24,0.4\nwheeled,tesp,2,t2,-30,-50,-26,0.6\n")
+    out = tmp_path / "tables"
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(first), str(later), "--out", str(out), "--reference", "tesp"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = (out / "report.md").read_text().splitlines()
+    tesp = np.array([-12.0, -24.0, -26.0])
+    low, high = bootstrap_ci(tesp)
+    row = next(line for line in lines if line.startswith("| tesp | 3 | D: evaluation; D'': validation"))
+    assert f"{tesp.mean():.1f} [{low:.1f}, {high:.1f}] ({iqm(tesp):.1f})" in row
+    row = next(line for line in lines if line.startswith("| maml | 2 | validation at the last iteration |"))
+    assert "-55.0 [" in row and "-80.0 [" in row
+    point, low, high = difference_ci(tesp, np.array([-50.0, -60.0]))
+    row = next(line for line in lines if line.startswith("| tesp - maml |"))
+    assert f"{point:+.1f} [{low:+.1f}, {high:+.1f}] (mixed sources)" in row
+    assert any(line.startswith("| tesp | 0.4 |") for line in lines)  # adaptation KL, mean over seeds
+    proc = subprocess.run(
+        [sys.executable, "main_report.py", str(first), str(tmp_path), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: give either")
+
+
 def test_report_refuses_a_reference_without_runs(results, tmp_path):
     from tesp.report.report import build
     from tesp.report.runs import ReportError

@@ -16,7 +16,11 @@ def make_parser() -> argparse.ArgumentParser:
         description="Learning curves, mechanism panels, aggregate scores, evaluation tables and a PDF "
         "from Tune experiment folders.",
     )
-    parser.add_argument("results", nargs="+", help="Tune experiment folders (or folders holding them)")
+    parser.add_argument(
+        "results", nargs="+",
+        help="Tune experiment folders (or folders holding them); or reports' trials.csv files, for the "
+        "tables alone (results, differences, mechanism) without Tune's folders",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="folder for the figures, report.md and report.pdf")
     parser.add_argument("--title", default="tesp report", help="title of report.md and report.pdf")
     parser.add_argument(
@@ -32,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         fail(f"--out {args.out!r} is a file, not a folder")
+    csvs = [r for r in args.results if r.endswith(".csv")]
+    if csvs:
+        if len(csvs) < len(args.results):
+            fail("give either Tune experiment folders or trials.csv files, not both")
+        return _tables_from_csv(csvs, out, args.title, args.reference)
     from tesp.commands.progress import restore_trial_params
     from tesp.registry import method_names, report_panels
     from tesp.report.report import build
@@ -50,4 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. the disk filled while the figures were written
         fail(f"--out {args.out!r}: {e.strerror or e} ({e.filename or out})")
     print(f"wrote {report}, report.pdf and the figures in {out}")
+    return 0
+
+
+def _tables_from_csv(paths: list[str], out: Path, title: str, reference: str | None) -> int:
+    """``report.md`` with the tables of :mod:`tesp.report.summary` from ``trials.csv`` files."""
+    from tesp.report.runs import ReportError
+    from tesp.report.summary import load_trials, markdown
+
+    try:
+        check_writable(str(out), "--out")
+        text = markdown(load_trials(paths), reference)
+    except (ReportError, ConfigError) as e:
+        fail(str(e))
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(f"# {title}\n\nFrom: {', '.join(paths)}\n\n{text}")
+    print(f"wrote {report}")
     return 0
