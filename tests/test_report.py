@@ -407,8 +407,8 @@ def test_tables_from_trials_csv_files_combine_them_and_prefer_the_evaluation(tmp
         + "wheeled,maml,0,m0,-50,-70,,\n"  # never evaluated: its validation counts
         + "wheeled,maml,1,m1,-60,-90,,\n"
     )
-    later = tmp_path / "later.csv"  # a later run of a missing seed, and a rerun of t1 that replaces it
-    later.write_text(header + "wheeled,tesp,1,t1,-20,-40,-24,0.4\nwheeled,tesp,2,t2,-30,-50,-26,0.6\n")
+    later = tmp_path / "later.csv"  # a later run of a missing seed, and a re-run of seed 1 that replaces it
+    later.write_text(header + "wheeled,tesp,1,t1b,-20,-40,-24,0.4\nwheeled,tesp,2,t2,-30,-50,-26,0.6\n")
     out = tmp_path / "tables"
     proc = subprocess.run(
         [sys.executable, "main_report.py", str(first), str(later), "--out", str(out), "--reference", "tesp"],

@@ -39,19 +39,17 @@ EVALUATED, VALIDATED = "evaluation", "validation at the last iteration"
 
 
 def load_trials(paths: Sequence[str | Path]) -> list[dict]:
-    """Every row of the ``trials.csv`` files, numbers as floats (empty cells dropped); a trial
-    listed twice (by its folder name) counts once, the last file's row."""
+    """Every row of the ``trials.csv`` files, numbers as floats (empty cells dropped). An (env,
+    method, seed) listed twice counts once, the last file's row: a re-run of a trial (after its
+    folder was lost, say) replaces it."""
     rows: dict[tuple[str, str, str], dict] = {}
     for path in map(Path, paths):
         try:
             with path.open(newline="") as f:
                 for row in csv.DictReader(f):
                     parsed = {k: _number(v) for k, v in row.items() if k and v not in ("", None)}
-                    key = (
-                        str(parsed.get("env")),
-                        str(parsed.get("method")),
-                        str(parsed.get("trial", len(rows))),
-                    )
+                    seed = parsed.get("seed", f"row {len(rows)}")  # no seed: every row counts
+                    key = (str(parsed.get("env")), str(parsed.get("method")), str(seed))
                     rows[key] = parsed
         except OSError as e:
             raise ReportError(f"{str(path)!r}: {e.strerror or e}") from None
