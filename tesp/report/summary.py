@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from tesp.report.runs import ReportError
-from tesp.report.stats import bootstrap_ci, difference_ci, iqm
+from tesp.report.stats import difference_ci, iqm
+from tesp.report.tables import mean_ci
 
 POOLS = ("D", "D'", "D''")
 MECHANISM_COLUMNS = (
@@ -154,8 +155,8 @@ def _estimate(values: np.ndarray) -> str:
         return "n/a"
     if len(values) == 1:
         return f"{values[0]:.1f} (n = 1)"
-    low, high = bootstrap_ci(values)
-    return f"{values.mean():.1f} [{low:.1f}, {high:.1f}] ({iqm(values):.1f})"
+    estimate = mean_ci(values)
+    return f"{estimate.mean:.1f} [{estimate.low:.1f}, {estimate.high:.1f}] ({iqm(values):.1f})"
 
 
 def _number(text: str):
